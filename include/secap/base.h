@@ -1,0 +1,43 @@
+/* secap/base.h - errors, checked allocation, threads.
+ *
+ * Every fatal error in the project goes through secap_fatal(): it formats one
+ * message ("secap: <where>: <what> (hint: <fix>)") and hands it to the error
+ * handler.  The default handler prints to stderr and exits with status 1;
+ * tests install one that longjmps so bad input can be checked without a crash.
+ */
+#ifndef SECAP_BASE_H
+#define SECAP_BASE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef void (*secap_error_fn)(const char *msg, void *ctx);
+
+/* Formats the message, calls the handler; exits(1) if the handler returns. */
+_Noreturn void secap_fatal(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
+
+/* Installs a handler (NULL restores the default).  Returns the previous one. */
+secap_error_fn secap_set_error_handler(secap_error_fn fn, void *ctx);
+
+/* The last message given to secap_fatal (for tests). */
+const char *secap_last_error(void);
+
+/* malloc/calloc that stop with a message naming `what` on failure. */
+void *secap_xmalloc(size_t n, const char *what);
+void *secap_xcalloc(size_t count, size_t size, const char *what);
+char *secap_xstrdup(const char *s, const char *what);
+
+/* Thread count for OpenMP kernels and OpenBLAS, set once.  n <= 0 means:
+ * $SECAP_THREADS if set, else the number of online cores.  Both libraries get
+ * the same count and never run nested, so the cores are not oversubscribed. */
+void secap_threads_init(int n);
+int secap_threads(void);
+
+/* Monotonic wall-clock seconds. */
+double secap_now(void);
+
+#define SECAP_CHECK(cond, ...) \
+    do { if (!(cond)) secap_fatal(__VA_ARGS__); } while (0)
+
+#endif

@@ -1,0 +1,86 @@
+/* Errors, checked allocation, thread setup. */
+#include "secap/base.h"
+
+#include <cblas.h>
+#include <omp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static secap_error_fn g_handler;
+static void *g_handler_ctx;
+static char g_last[4096];
+
+secap_error_fn secap_set_error_handler(secap_error_fn fn, void *ctx)
+{
+    secap_error_fn old = g_handler;
+    g_handler = fn;
+    g_handler_ctx = ctx;
+    return old;
+}
+
+const char *secap_last_error(void) { return g_last; }
+
+void secap_fatal(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(g_last, sizeof g_last, fmt, ap);
+    va_end(ap);
+    if (g_handler) g_handler(g_last, g_handler_ctx);
+    fprintf(stderr, "secap: error: %s\n", g_last);
+    exit(1);
+}
+
+void *secap_xmalloc(size_t n, const char *what)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p) secap_fatal("out of memory allocating %zu bytes for %s (hint: lower the batch size or model size)", n, what);
+    return p;
+}
+
+void *secap_xcalloc(size_t count, size_t size, const char *what)
+{
+    void *p = calloc(count ? count : 1, size ? size : 1);
+    if (!p) secap_fatal("out of memory allocating %zu x %zu bytes for %s (hint: lower the batch size or model size)", count, size, what);
+    return p;
+}
+
+char *secap_xstrdup(const char *s, const char *what)
+{
+    size_t n = strlen(s) + 1;
+    char *p = secap_xmalloc(n, what);
+    memcpy(p, s, n);
+    return p;
+}
+
+static int g_threads = 0;
+
+void secap_threads_init(int n)
+{
+    if (n <= 0) {
+        const char *env = getenv("SECAP_THREADS");
+        if (env && *env) n = atoi(env);
+    }
+    if (n <= 0) n = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (n <= 0) n = 1;
+    g_threads = n;
+    omp_set_num_threads(n);
+    openblas_set_num_threads(n);
+}
+
+int secap_threads(void)
+{
+    if (!g_threads) secap_threads_init(0);
+    return g_threads;
+}
+
+double secap_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}

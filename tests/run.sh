@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# tests/run.sh BINDIR - run every test program in BINDIR/tests and print one
+# summary of the cmocka counts.  Reference scripts (tests/ref_*.py, run with
+# Debian's /usr/bin/python3) write their fixtures to build/ref/ first, so the
+# parity tests compare against PyTorch outputs made on this machine.
+# Exits non-zero if any test fails or any program crashes.
+set -uo pipefail
+bindir=${1:-bin}
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+export SECAP_REF_DIR=${SECAP_REF_DIR:-$top/build/ref}
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:abort_on_error=0}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+mkdir -p "$SECAP_REF_DIR"
+
+if [[ -z "${SECAP_SANITIZE:-}" ]]; then
+    for ref in tests/ref_*.py; do
+        [[ -e "$ref" ]] || continue
+        stamp="$SECAP_REF_DIR/.$(basename "$ref").stamp"
+        if [[ ! -e "$stamp" || "$ref" -nt "$stamp" ]]; then
+            echo "== $ref"
+            /usr/bin/python3 "$ref" "$SECAP_REF_DIR" || { echo "FAILED: reference script $ref"; exit 1; }
+            touch "$stamp"
+        fi
+    done
+fi
+
+passed=0; failed=0; crashed=()
+for t in "$bindir"/tests/test_*; do
+    [[ -x "$t" ]] || continue
+    echo "== $t"
+    out=$("$t" 2>&1); rc=$?
+    printf '%s\n' "$out"
+    p=$(printf '%s\n' "$out" | sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' | awk '{s+=$1} END {print s+0}')
+    f=$(printf '%s\n' "$out" | sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' | awk '{s+=$1} END {print s+0}')
+    passed=$((passed + p)); failed=$((failed + f))
+    if [[ $rc -ne 0 && $f -eq 0 ]]; then crashed+=("$(basename "$t") (exit $rc)"); fi
+done
+echo "=================================================="
+echo "tests ($bindir): $passed passed, $failed failed, ${#crashed[@]} programs crashed ${crashed[*]:-}"
+[[ $failed -eq 0 && ${#crashed[@]} -eq 0 && $passed -gt 0 ]]

@@ -1,0 +1,53 @@
+/* tests/testutil.h - shared helpers for the cmocka tests.
+ *
+ * EXPECT_FATAL(stmt, "substring") runs stmt, requires it to stop through
+ * secap_fatal() (not crash, not return) with a message containing the
+ * substring, and restores the default error handler.
+ */
+#ifndef SECAP_TESTUTIL_H
+#define SECAP_TESTUTIL_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+#include <cmocka.h>
+
+#include "secap/base.h"
+
+static jmp_buf tu_jmp;
+static int tu_armed;
+
+static void tu_handler(const char *msg, void *ctx)
+{
+    (void)msg; (void)ctx;
+    if (tu_armed) longjmp(tu_jmp, 1);
+}
+
+#define EXPECT_FATAL(stmt, substr)                                             \
+    do {                                                                       \
+        secap_set_error_handler(tu_handler, NULL);                             \
+        tu_armed = 1;                                                          \
+        int tu_hit = 0;                                                        \
+        if (setjmp(tu_jmp) == 0) { stmt; } else { tu_hit = 1; }                \
+        tu_armed = 0;                                                          \
+        secap_set_error_handler(NULL, NULL);                                   \
+        if (!tu_hit) fail_msg("expected a fatal error from: %s", #stmt);       \
+        if (!strstr(secap_last_error(), substr))                               \
+            fail_msg("error message \"%s\" lacks \"%s\"",                      \
+                     secap_last_error(), substr);                              \
+    } while (0)
+
+/* Path of a file under the reference-fixture directory (build/ref). */
+static inline const char *tu_ref_path(const char *name)
+{
+    static char buf[4096];
+    const char *dir = getenv("SECAP_REF_DIR");
+    snprintf(buf, sizeof buf, "%s/%s", dir ? dir : "build/ref", name);
+    return buf;
+}
+
+#endif
