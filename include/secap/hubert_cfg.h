@@ -1,0 +1,76 @@
+/* secap/hubert_cfg.h - HuBERT hyper-parameters and the frame-count formula.
+ *
+ * The config is read from a weight file's root attributes, named as in the
+ * Hugging Face config.json (see secap/weights.h); nothing is hard-coded.
+ * Semantics follow HF `HubertModel` (SECAP.md section 2).
+ */
+#ifndef SECAP_HUBERT_CFG_H
+#define SECAP_HUBERT_CFG_H
+
+#include <stdint.h>
+
+#include "secap/weights.h"
+
+#define SECAP_HUBERT_MAX_CONV 16
+
+typedef enum {
+    SECAP_HUBERT_NORM_GROUP = 0,  /* GroupNorm(C, C) after conv 0 only ("base") */
+    SECAP_HUBERT_NORM_LAYER = 1,  /* LayerNorm over channels after every conv ("large") */
+} secap_hubert_norm;
+
+typedef struct {
+    int hidden_size;                     /* H */
+    int num_hidden_layers;               /* L */
+    int num_attention_heads;             /* H % heads == 0 */
+    int intermediate_size;               /* FFN width */
+    int nconv;                           /* feature-encoder conv layers (7) */
+    int conv_dim[SECAP_HUBERT_MAX_CONV];     /* [nconv] output channels */
+    int conv_kernel[SECAP_HUBERT_MAX_CONV];  /* [nconv] */
+    int conv_stride[SECAP_HUBERT_MAX_CONV];  /* [nconv] */
+    int conv_bias;                       /* conv layers have a bias */
+    secap_hubert_norm feat_extract_norm;
+    int do_stable_layer_norm;            /* 1: pre-LN + final LN; 0: post-LN, LN after pos add */
+    int feat_proj_layer_norm;            /* LayerNorm(conv_dim[-1]) before the projection;
+                                            optional attribute, HF default 1 */
+    int num_conv_pos_embeddings;         /* pos conv kernel K (even: last frame dropped) */
+    int num_conv_pos_embedding_groups;   /* pos conv groups, H % groups == 0 */
+    double layer_norm_eps;               /* transformer / projection LNs; the conv
+                                            LayerNorms and GroupNorm use 1e-5 as in HF */
+} secap_hubert_config;
+
+/* Fills c from w's root attributes and validates it.  Requires model_type
+ * "hubert", hidden_act and feat_extract_activation "gelu" (exact erf GELU).
+ * Fails naming the file and the attribute. */
+void secap_hubert_config_read(secap_hubert_config *c, secap_weights *w);
+
+/* Checks ranges and divisibility; `where` names the source in messages. */
+void secap_hubert_config_validate(const secap_hubert_config *c, const char *where);
+
+/* Frames out of the conv stack for `samples` input samples, HF
+ * `_get_feat_extract_output_lengths`: per layer n = floor((n - k) / s) + 1.
+ * Returns 0 when the input is shorter than the receptive field (HF would
+ * give 0 or a negative count there). */
+int64_t secap_hubert_frames(int64_t samples, const int *kernel, const int *stride, int nconv);
+
+/* The HF state-dict name table: every tensor a config implies, with its shape
+ * (HF `HubertModel` names; the positional conv's weight norm as weight_g
+ * [1, 1, K] and weight_v [H, H/groups, K]).  masked_spec_embed [H] is not
+ * listed: it is training-only and may or may not be in a file (see
+ * SECAP_HUBERT_IGNORABLE).  Returns the count; out may be NULL to size. */
+typedef struct {
+    char name[96];
+    int ndim;
+    int64_t shape[3];
+} secap_hubert_tensor;
+
+int secap_hubert_tensors(const secap_hubert_config *c, secap_hubert_tensor *out, int cap);
+
+/* fnmatch patterns a HuBERT loader passes to secap_weights_close_checked(). */
+extern const char *const SECAP_HUBERT_IGNORABLE[];
+
+static inline int64_t secap_hubert_config_frames(const secap_hubert_config *c, int64_t samples)
+{
+    return secap_hubert_frames(samples, c->conv_kernel, c->conv_stride, c->nconv);
+}
+
+#endif

@@ -1,0 +1,106 @@
+/* secap/weights.h - model weight files (HDF5), checked reading and atomic writing.
+ *
+ * File layout (SECAP.md section 7, written by tools/convert_hf.py):
+ *   - one dataset per tensor at the root, named exactly as in the Hugging Face
+ *     state dict ("encoder.layers.3.attention.q_proj.weight");
+ *   - dtype float32, or bfloat16 stored as a uint16 dataset carrying the
+ *     string attribute dtype="bfloat16" (the upper half of the float32 bits);
+ *   - hyper-parameters as root attributes named as in HF config.json:
+ *     strings, int64 scalars (booleans as 0/1), float64 scalars, and 1-D
+ *     int64 arrays (conv_dim, ...), plus "model_type".
+ *
+ * Reading: every tensor read is checked for presence, shape and dtype and
+ * marked used; secap_weights_close_checked() then fails naming every tensor of
+ * the file that was never read (unknown tensors), except names matching an
+ * allow-list of fnmatch(3) patterns.  Every error names the file, the tensor or
+ * attribute, expected vs found, and a hint, and goes through secap_fatal().
+ * After a fatal error caught by a test handler the handle stays usable.
+ *
+ * Writing: secap_weights_create() writes to "<path>.tmp.<pid>"; close renames
+ * it over <path>, so readers never see a half-written file.
+ */
+#ifndef SECAP_WEIGHTS_H
+#define SECAP_WEIGHTS_H
+
+#include <stdint.h>
+
+#define SECAP_WEIGHTS_MAX_DIMS 8
+
+typedef struct secap_weights secap_weights;
+
+typedef enum { SECAP_WDTYPE_F32 = 1, SECAP_WDTYPE_BF16 = 2 } secap_wdtype;
+
+/* ---- reading ------------------------------------------------------------ */
+
+/* Opens a weight file read-only; fails naming the path if it is missing or
+ * not HDF5. */
+secap_weights *secap_weights_open(const char *path);
+
+const char *secap_weights_path(const secap_weights *w);
+
+/* 1 if the file holds a tensor / root attribute of that name. */
+int secap_weights_has(const secap_weights *w, const char *name);
+int secap_weights_has_attr(const secap_weights *w, const char *name);
+
+/* Shape and storage dtype of a tensor without reading it (fails if absent).
+ * shape gets up to SECAP_WEIGHTS_MAX_DIMS entries; returns ndim. */
+int secap_weights_info(const secap_weights *w, const char *name, int64_t *shape,
+                       secap_wdtype *dtype);
+
+/* Reads tensor `name` into dst (prod(shape) floats), checking that it exists,
+ * has exactly shape[0..ndim) and is float32 or bfloat16 (widened exactly).
+ * Marks it used. */
+void secap_weights_read(secap_weights *w, const char *name, int ndim,
+                        const int64_t *shape, float *dst);
+
+/* The same, keeping bfloat16 bits (float32 tensors are rounded to nearest
+ * even). */
+void secap_weights_read_bf16(secap_weights *w, const char *name, int ndim,
+                             const int64_t *shape, uint16_t *dst);
+
+/* Marks a tensor as deliberately unused if present (e.g. masked_spec_embed). */
+void secap_weights_skip(secap_weights *w, const char *name);
+
+/* Root attributes; each fails naming file and attribute when it is missing or
+ * of the wrong kind.  Strings are owned by w (valid until close). */
+int64_t secap_weights_attr_int(secap_weights *w, const char *name);
+double secap_weights_attr_double(secap_weights *w, const char *name);
+const char *secap_weights_attr_string(secap_weights *w, const char *name);
+/* A 1-D integer array attribute (a scalar counts as length 1); fails if it has
+ * more than cap entries.  Returns the count. */
+int secap_weights_attr_ints(secap_weights *w, const char *name, int64_t *dst, int cap);
+
+/* Closes; fails listing every tensor never read nor skipped, unless it
+ * matches one of the NULL-terminated fnmatch patterns in `allow` (may be
+ * NULL).  The handle is freed before the failure is reported. */
+void secap_weights_close_checked(secap_weights *w, const char *const *allow);
+
+/* Closes a reader without the unused-tensor check, or a writer (then the
+ * temporary file is flushed and renamed over the target). */
+void secap_weights_close(secap_weights *w);
+
+/* ---- writing ------------------------------------------------------------ */
+
+secap_weights *secap_weights_create(const char *path);
+
+/* Writes a float32 tensor (or converts to bf16 with dtype SECAP_WDTYPE_BF16,
+ * rounding to nearest even).  Fails if the name exists already. */
+void secap_weights_write(secap_weights *w, const char *name, int ndim,
+                         const int64_t *shape, const float *data, secap_wdtype dtype);
+/* Writes bfloat16 bits as they are. */
+void secap_weights_write_bf16(secap_weights *w, const char *name, int ndim,
+                              const int64_t *shape, const uint16_t *data);
+
+void secap_weights_set_int(secap_weights *w, const char *name, int64_t v);
+void secap_weights_set_double(secap_weights *w, const char *name, double v);
+void secap_weights_set_string(secap_weights *w, const char *name, const char *v);
+void secap_weights_set_ints(secap_weights *w, const char *name, const int64_t *v, int n);
+
+/* Drops a writer without producing the target file (error paths). */
+void secap_weights_discard(secap_weights *w);
+
+/* ---- bfloat16 ----------------------------------------------------------- */
+float secap_bf16_to_f32(uint16_t h);
+uint16_t secap_f32_to_bf16(float f);   /* round to nearest even, NaN kept */
+
+#endif

@@ -1,0 +1,174 @@
+/* HuBERT config from weight-file attributes, validation, frame counts. */
+#include "secap/hubert_cfg.h"
+#include "secap/base.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+int64_t secap_hubert_frames(int64_t samples, const int *kernel, const int *stride, int nconv)
+{
+    int64_t n = samples;
+    for (int i = 0; i < nconv; i++) {
+        if (n < kernel[i]) return 0;
+        n = (n - kernel[i]) / stride[i] + 1;   /* n >= k: truncation == floor */
+    }
+    return n;
+}
+
+/* An int attribute that must fit an int and lie in [lo, hi]. */
+static int attr_int_range(secap_weights *w, const char *name, int64_t lo, int64_t hi)
+{
+    int64_t v = secap_weights_attr_int(w, name);
+    if (v < lo || v > hi)
+        secap_fatal("weights %s: attribute %s = %lld is out of range [%lld, %lld] (hint: check config.json)",
+                    secap_weights_path(w), name, (long long)v, (long long)lo, (long long)hi);
+    return (int)v;
+}
+
+static void attr_ints(secap_weights *w, const char *name, int *dst, int *n)
+{
+    int64_t v[SECAP_HUBERT_MAX_CONV];
+    int k = secap_weights_attr_ints(w, name, v, SECAP_HUBERT_MAX_CONV);
+    for (int i = 0; i < k; i++) {
+        if (v[i] < 1 || v[i] > (1 << 20))
+            secap_fatal("weights %s: attribute %s[%d] = %lld must be in [1, %d]",
+                        secap_weights_path(w), name, i, (long long)v[i], 1 << 20);
+        dst[i] = (int)v[i];
+    }
+    *n = k;
+}
+
+static void require_string(secap_weights *w, const char *name, const char *want, const char *hint)
+{
+    const char *s = secap_weights_attr_string(w, name);
+    if (strcmp(s, want) != 0)
+        secap_fatal("weights %s: attribute %s = \"%s\", only \"%s\" is supported (hint: %s)",
+                    secap_weights_path(w), name, s, want, hint);
+}
+
+void secap_hubert_config_read(secap_hubert_config *c, secap_weights *w)
+{
+    memset(c, 0, sizeof *c);
+    const char *path = secap_weights_path(w);
+    require_string(w, "model_type", "hubert", "this is not a HuBERT weight file");
+    require_string(w, "hidden_act", "gelu", "the encoder implements exact (erf) GELU");
+    require_string(w, "feat_extract_activation", "gelu", "the conv stack implements exact (erf) GELU");
+    c->hidden_size = attr_int_range(w, "hidden_size", 1, 1 << 16);
+    c->num_hidden_layers = attr_int_range(w, "num_hidden_layers", 1, 1024);
+    c->num_attention_heads = attr_int_range(w, "num_attention_heads", 1, 1 << 12);
+    c->intermediate_size = attr_int_range(w, "intermediate_size", 1, 1 << 20);
+    int nd, nk, ns;
+    attr_ints(w, "conv_dim", c->conv_dim, &nd);
+    attr_ints(w, "conv_kernel", c->conv_kernel, &nk);
+    attr_ints(w, "conv_stride", c->conv_stride, &ns);
+    if (nd != nk || nd != ns)
+        secap_fatal("weights %s: conv_dim, conv_kernel and conv_stride have %d, %d and %d entries; they must "
+                    "agree (hint: check config.json)", path, nd, nk, ns);
+    c->nconv = nd;
+    c->conv_bias = attr_int_range(w, "conv_bias", 0, 1);
+    const char *norm = secap_weights_attr_string(w, "feat_extract_norm");
+    if (!strcmp(norm, "group")) c->feat_extract_norm = SECAP_HUBERT_NORM_GROUP;
+    else if (!strcmp(norm, "layer")) c->feat_extract_norm = SECAP_HUBERT_NORM_LAYER;
+    else secap_fatal("weights %s: attribute feat_extract_norm = \"%s\", expected \"group\" or \"layer\"", path, norm);
+    c->do_stable_layer_norm = attr_int_range(w, "do_stable_layer_norm", 0, 1);
+    c->feat_proj_layer_norm = secap_weights_has_attr(w, "feat_proj_layer_norm")
+                            ? attr_int_range(w, "feat_proj_layer_norm", 0, 1) : 1;
+    c->num_conv_pos_embeddings = attr_int_range(w, "num_conv_pos_embeddings", 1, 1 << 16);
+    c->num_conv_pos_embedding_groups = attr_int_range(w, "num_conv_pos_embedding_groups", 1, 1 << 16);
+    c->layer_norm_eps = secap_weights_attr_double(w, "layer_norm_eps");
+    secap_hubert_config_validate(c, path);
+}
+
+void secap_hubert_config_validate(const secap_hubert_config *c, const char *where)
+{
+    if (c->hidden_size < 1 || c->num_hidden_layers < 1 || c->num_attention_heads < 1 || c->intermediate_size < 1)
+        secap_fatal("hubert config %s: hidden_size %d, num_hidden_layers %d, num_attention_heads %d and "
+                    "intermediate_size %d must all be positive", where, c->hidden_size, c->num_hidden_layers,
+                    c->num_attention_heads, c->intermediate_size);
+    if (c->hidden_size % c->num_attention_heads)
+        secap_fatal("hubert config %s: hidden_size %d is not a multiple of num_attention_heads %d",
+                    where, c->hidden_size, c->num_attention_heads);
+    if (c->num_conv_pos_embeddings < 1 || c->num_conv_pos_embedding_groups < 1 ||
+        c->hidden_size % c->num_conv_pos_embedding_groups)
+        secap_fatal("hubert config %s: num_conv_pos_embeddings %d must be positive and hidden_size %d a "
+                    "multiple of num_conv_pos_embedding_groups %d", where, c->num_conv_pos_embeddings,
+                    c->hidden_size, c->num_conv_pos_embedding_groups);
+    if (c->nconv < 1 || c->nconv > SECAP_HUBERT_MAX_CONV)
+        secap_fatal("hubert config %s: %d conv layers, expected 1 to %d", where, c->nconv, SECAP_HUBERT_MAX_CONV);
+    for (int i = 0; i < c->nconv; i++)
+        if (c->conv_dim[i] < 1 || c->conv_kernel[i] < 1 || c->conv_stride[i] < 1)
+            secap_fatal("hubert config %s: conv layer %d has dim %d, kernel %d, stride %d; all must be positive",
+                        where, i, c->conv_dim[i], c->conv_kernel[i], c->conv_stride[i]);
+    if (c->feat_extract_norm != SECAP_HUBERT_NORM_GROUP && c->feat_extract_norm != SECAP_HUBERT_NORM_LAYER)
+        secap_fatal("hubert config %s: feat_extract_norm %d is neither group nor layer", where, (int)c->feat_extract_norm);
+    if (!(c->layer_norm_eps > 0 && c->layer_norm_eps < 1))
+        secap_fatal("hubert config %s: layer_norm_eps = %g must be in (0, 1)", where, c->layer_norm_eps);
+}
+
+const char *const SECAP_HUBERT_IGNORABLE[] = { "masked_spec_embed", NULL };
+
+typedef struct { secap_hubert_tensor *out; int cap, n; } table;
+
+static void add(table *t, int ndim, int64_t d0, int64_t d1, int64_t d2, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+
+static void add(table *t, int ndim, int64_t d0, int64_t d1, int64_t d2, const char *fmt, ...)
+{
+    if (t->out) {
+        if (t->n >= t->cap) secap_fatal("secap_hubert_tensors: table capacity %d too small", t->cap);
+        secap_hubert_tensor *e = &t->out[t->n];
+        va_list ap;
+        va_start(ap, fmt);
+        int k = vsnprintf(e->name, sizeof e->name, fmt, ap);
+        va_end(ap);
+        if (k < 0 || (size_t)k >= sizeof e->name) secap_fatal("secap_hubert_tensors: tensor name too long");
+        e->ndim = ndim;
+        e->shape[0] = d0; e->shape[1] = d1; e->shape[2] = d2;
+    }
+    t->n++;
+}
+
+int secap_hubert_tensors(const secap_hubert_config *c, secap_hubert_tensor *out, int cap)
+{
+    table t = { out, cap, 0 };
+    int64_t H = c->hidden_size, F = c->intermediate_size, cin = 1;
+    for (int i = 0; i < c->nconv; i++) {
+        int64_t d = c->conv_dim[i];
+        add(&t, 3, d, cin, c->conv_kernel[i], "feature_extractor.conv_layers.%d.conv.weight", i);
+        if (c->conv_bias) add(&t, 1, d, 0, 0, "feature_extractor.conv_layers.%d.conv.bias", i);
+        if (c->feat_extract_norm == SECAP_HUBERT_NORM_LAYER || i == 0) {
+            add(&t, 1, d, 0, 0, "feature_extractor.conv_layers.%d.layer_norm.weight", i);
+            add(&t, 1, d, 0, 0, "feature_extractor.conv_layers.%d.layer_norm.bias", i);
+        }
+        cin = d;
+    }
+    if (c->feat_proj_layer_norm) {
+        add(&t, 1, cin, 0, 0, "feature_projection.layer_norm.weight");
+        add(&t, 1, cin, 0, 0, "feature_projection.layer_norm.bias");
+    }
+    add(&t, 2, H, cin, 0, "feature_projection.projection.weight");
+    add(&t, 1, H, 0, 0, "feature_projection.projection.bias");
+    int64_t K = c->num_conv_pos_embeddings, G = c->num_conv_pos_embedding_groups;
+    add(&t, 3, 1, 1, K, "encoder.pos_conv_embed.conv.weight_g");
+    add(&t, 3, H, H / G, K, "encoder.pos_conv_embed.conv.weight_v");
+    add(&t, 1, H, 0, 0, "encoder.pos_conv_embed.conv.bias");
+    add(&t, 1, H, 0, 0, "encoder.layer_norm.weight");
+    add(&t, 1, H, 0, 0, "encoder.layer_norm.bias");
+    static const char *const proj[4] = { "q_proj", "k_proj", "v_proj", "out_proj" };
+    for (int l = 0; l < c->num_hidden_layers; l++) {
+        for (int p = 0; p < 4; p++) {
+            add(&t, 2, H, H, 0, "encoder.layers.%d.attention.%s.weight", l, proj[p]);
+            add(&t, 1, H, 0, 0, "encoder.layers.%d.attention.%s.bias", l, proj[p]);
+        }
+        add(&t, 1, H, 0, 0, "encoder.layers.%d.layer_norm.weight", l);
+        add(&t, 1, H, 0, 0, "encoder.layers.%d.layer_norm.bias", l);
+        add(&t, 2, F, H, 0, "encoder.layers.%d.feed_forward.intermediate_dense.weight", l);
+        add(&t, 1, F, 0, 0, "encoder.layers.%d.feed_forward.intermediate_dense.bias", l);
+        add(&t, 2, H, F, 0, "encoder.layers.%d.feed_forward.output_dense.weight", l);
+        add(&t, 1, H, 0, 0, "encoder.layers.%d.feed_forward.output_dense.bias", l);
+        add(&t, 1, H, 0, 0, "encoder.layers.%d.final_layer_norm.weight", l);
+        add(&t, 1, H, 0, 0, "encoder.layers.%d.final_layer_norm.bias", l);
+    }
+    return t.n;
+}
