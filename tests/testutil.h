@@ -21,7 +21,7 @@
 static jmp_buf tu_jmp;
 static int tu_armed;
 
-static void tu_handler(const char *msg, void *ctx)
+__attribute__((unused)) static void tu_handler(const char *msg, void *ctx)
 {
     (void)msg; (void)ctx;
     if (tu_armed) longjmp(tu_jmp, 1);
@@ -31,7 +31,7 @@ static void tu_handler(const char *msg, void *ctx)
     do {                                                                       \
         secap_set_error_handler(tu_handler, NULL);                             \
         tu_armed = 1;                                                          \
-        int tu_hit = 0;                                                        \
+        volatile int tu_hit = 0;                                               \
         if (setjmp(tu_jmp) == 0) { stmt; } else { tu_hit = 1; }                \
         tu_armed = 0;                                                          \
         secap_set_error_handler(NULL, NULL);                                   \

@@ -1,0 +1,125 @@
+/* conv1d by im2col + sgemm, per batch item and group.
+ *
+ * x [B, Cin, T], w [Cout, Cin/G, K] -> y [B, Cout, To], To = (T + 2p - K)/s + 1.
+ * For group g the unfolded input col [Cin/G * K, To] holds
+ *   col[ci*K + k, t] = x[b, g*Cin/G + ci, t*s + k - p]   (0 outside [0, T)),
+ * so y_g = W_g col with W_g [Cout/G, Cin/G*K] the group's rows of w.
+ * Backward: dW_g += dy_g col^T and dx += fold(W_g^T dy_g); col is rebuilt
+ * rather than stored. */
+#include "ops_internal.h"
+
+typedef struct { int64_t B, Cin, T, Cout, K, To, G, cin, cout; int s, p; } conv_dims;
+
+static void im2col(const conv_dims *d, const float *x, float *col)
+{
+#pragma omp parallel for if (d->cin * d->K * d->To > OP_PAR_MIN)
+    for (int64_t r = 0; r < d->cin * d->K; r++) {
+        int64_t ci = r / d->K, k = r % d->K;
+        const float *xr = x + ci * d->T;
+        float *cr = col + r * d->To;
+        for (int64_t t = 0; t < d->To; t++) {
+            int64_t i = t * d->s + k - d->p;
+            cr[t] = i >= 0 && i < d->T ? xr[i] : 0.0f;
+        }
+    }
+}
+
+/* dx += fold(dcol); rows of one channel are summed serially to avoid races. */
+static void col2im_add(const conv_dims *d, const float *dcol, float *dx)
+{
+#pragma omp parallel for if (d->cin * d->K * d->To > OP_PAR_MIN)
+    for (int64_t ci = 0; ci < d->cin; ci++)
+        for (int64_t k = 0; k < d->K; k++) {
+            const float *cr = dcol + (ci * d->K + k) * d->To;
+            float *xr = dx + ci * d->T;
+            for (int64_t t = 0; t < d->To; t++) {
+                int64_t i = t * d->s + k - d->p;
+                if (i >= 0 && i < d->T) xr[i] += cr[t];
+            }
+        }
+}
+
+static void conv1d_backward(secap_ctx *c, secap_node *n)
+{
+    secap_tensor *x = n->in[0], *w = n->in[1], *bias = n->nin > 2 ? n->in[2] : NULL;
+    const conv_dims *d = n->aux;
+    const float *X = secap_f32(x), *W = secap_f32(w), *dy = n->out->grad;
+    float *dx = secap_grad(c, x), *dw = secap_grad(c, w), *db = bias ? secap_grad(c, bias) : NULL;
+    int64_t rows = d->cin * d->K;
+    float *col = op_scratch(SCRATCH_COL, (size_t)(rows * d->To));
+    float *dcol = dx ? op_scratch(SCRATCH_DCOL, (size_t)(rows * d->To)) : NULL;
+    for (int64_t b = 0; b < d->B; b++)
+        for (int64_t g = 0; g < d->G; g++) {
+            const float *xg = X + (b * d->Cin + g * d->cin) * d->T;
+            const float *dyg = dy + (b * d->Cout + g * d->cout) * d->To;
+            const float *Wg = W + g * d->cout * rows;
+            if (dw) {
+                im2col(d, xg, col);
+                op_gemm(0, 1, d->cout, rows, d->To, 1.0f, dyg, d->To, col, d->To, 1.0f, dw + g * d->cout * rows, rows);
+            }
+            if (dx) {
+                op_gemm(1, 0, rows, d->To, d->cout, 1.0f, Wg, rows, dyg, d->To, 0.0f, dcol, d->To);
+                col2im_add(d, dcol, dx + (b * d->Cin + g * d->cin) * d->T);
+            }
+        }
+    if (db) {
+#pragma omp parallel for if (n->out->n > OP_PAR_MIN)
+        for (int64_t o = 0; o < d->Cout; o++) {
+            double s = 0.0;
+            for (int64_t b = 0; b < d->B; b++)
+                for (int64_t t = 0; t < d->To; t++) s += dy[(b * d->Cout + o) * d->To + t];
+            db[o] += (float)s;
+        }
+    }
+}
+
+secap_tensor *secap_conv1d(secap_ctx *c, secap_tensor *x, secap_tensor *w, secap_tensor *bias,
+                           int stride, int pad, int groups)
+{
+    const char *op = "conv1d";
+    op_check_f32(x, op, "x");
+    op_check_f32(w, op, "weight");
+    if (x->ndim != 3 || w->ndim != 3) op_shape_error(op, x, w, "x [B, Cin, T] and weight [Cout, Cin/groups, K]");
+    if (stride <= 0 || pad < 0 || groups <= 0)
+        secap_fatal("conv1d: stride %d, padding %d, groups %d (hint: stride and groups >= 1, padding >= 0)",
+                    stride, pad, groups);
+    conv_dims d = {.B = x->shape[0], .Cin = x->shape[1], .T = x->shape[2], .Cout = w->shape[0],
+                   .K = w->shape[2], .G = groups, .s = stride, .p = pad};
+    if (d.Cin % groups || d.Cout % groups || w->shape[1] != d.Cin / groups)
+        op_shape_error(op, x, w, "weight must be [Cout, Cin/groups, K] with Cin and Cout divisible by groups");
+    if (bias) {
+        op_check_f32(bias, op, "bias");
+        if (bias->n != d.Cout) op_shape_error(op, w, bias, "bias must be [Cout]");
+    }
+    d.cin = d.Cin / groups;
+    d.cout = d.Cout / groups;
+    d.To = (d.T + 2 * pad - d.K) / stride + 1;
+    if (d.T + 2 * pad < d.K) {
+        char s[96];
+        secap_fatal("conv1d: input %s is shorter than the kernel (%lld) (hint: the audio is too short for "
+                    "this encoder; drop or pad such items)", secap_shape_str(x, s, sizeof s), (long long)d.K);
+    }
+    int64_t shape[3] = {d.B, d.Cout, d.To}, rows = d.cin * d.K;
+    secap_tensor *out = secap_op_out(c, op, 3, shape, 0);
+    float *col = op_scratch(SCRATCH_COL, (size_t)(rows * d.To));
+    const float *X = secap_f32(x), *W = secap_f32(w), *Bv = bias ? secap_f32(bias) : NULL;
+    float *Y = secap_f32(out);
+    for (int64_t b = 0; b < d.B; b++)
+        for (int64_t g = 0; g < d.G; g++) {
+            float *yg = Y + (b * d.Cout + g * d.cout) * d.To;
+            if (Bv)
+                for (int64_t o = 0; o < d.cout; o++)
+                    for (int64_t t = 0; t < d.To; t++) yg[o * d.To + t] = Bv[g * d.cout + o];
+            im2col(&d, X + (b * d.Cin + g * d.cin) * d.T, col);
+            op_gemm(0, 0, d.cout, d.To, rows, 1.0f, W + g * d.cout * rows, rows, col, d.To, Bv ? 1.0f : 0.0f, yg, d.To);
+        }
+    secap_tensor *in[3] = {x, w, bias};
+    int nin = bias ? 3 : 2;
+    if (secap_needs_grad(c, in, nin)) {
+        secap_node *n = secap_record(c, op, conv1d_backward, out, in, nin);
+        conv_dims *saved = secap_arena_alloc(c->step, sizeof *saved, 0, op);
+        *saved = d;
+        n->aux = saved;
+    }
+    return out;
+}

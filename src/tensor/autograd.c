@@ -1,0 +1,58 @@
+/* The tape: recording and the backward pass (the one dispatch point). */
+#include "secap/autograd.h"
+#include "secap/base.h"
+#include "arena_internal.h"
+
+#include <string.h>
+
+int secap_needs_grad(const secap_ctx *c, secap_tensor *const *in, int nin)
+{
+    if (c->no_grad) return 0;
+    for (int i = 0; i < nin; i++)
+        if (in[i] && in[i]->requires_grad) return 1;
+    return 0;
+}
+
+secap_node *secap_record(secap_ctx *c, const char *op, secap_backward_fn bw,
+                         secap_tensor *out, secap_tensor *const *in, int nin)
+{
+    secap_node *n = secap_arena_alloc(c->step, sizeof *n, 1, op);
+    n->in = secap_arena_alloc(c->step, sizeof(secap_tensor *) * (size_t)(nin ? nin : 1), 0, op);
+    memcpy(n->in, in, sizeof(secap_tensor *) * (size_t)nin);
+    n->nin = nin;
+    n->op = op;
+    n->backward = bw;
+    n->out = out;
+    n->prev = c->tape;
+    out->requires_grad = 1;
+    c->tape = n;
+    c->ntape++;
+    return n;
+}
+
+float *secap_grad(secap_ctx *c, secap_tensor *t)
+{
+    if (!t || !t->requires_grad) return NULL;
+    if (!t->grad) t->grad = secap_arena_alloc(c->step, (size_t)t->n * sizeof(float), 1, "grad");
+    return t->grad;
+}
+
+void secap_backward(secap_ctx *c, secap_tensor *loss)
+{
+    char s[64];
+    secap_check_live(loss, "backward");
+    if (loss->n != 1)
+        secap_fatal("backward: loss has shape %s (%lld elements); backward needs a scalar "
+                    "(hint: reduce it with secap_mean_all or secap_sum_all first)",
+                    secap_shape_str(loss, s, sizeof s), (long long)loss->n);
+    if (!loss->requires_grad)
+        secap_fatal("backward: loss does not depend on any tensor that takes a gradient "
+                    "(hint: was it computed under no_grad, or are all parameters frozen?)");
+    /* Intermediate gradients from an earlier backward over the same tape
+     * (e.g. a second loss in one step) must not leak into this one. */
+    for (secap_node *n = c->tape; n; n = n->prev) n->out->grad = NULL;
+    float *g = secap_grad(c, loss);
+    g[0] += 1.0f;
+    for (secap_node *n = c->tape; n; n = n->prev)
+        if (n->out->grad) n->backward(c, n);
+}

@@ -1,0 +1,141 @@
+/* Tape semantics and bad input: no-grad, accumulation, frozen parameters,
+ * stale tensors, non-scalar backward, shape errors, arena exhaustion. */
+#include "testutil.h"
+#include "secap/autograd.h"
+#include "secap/ops.h"
+
+static secap_ctx *new_ctx(void) { return secap_ctx_new(64u << 20, 64u << 20, 1); }
+
+static void fill(secap_tensor *t, float base)
+{
+    for (int64_t i = 0; i < t->n; i++) secap_f32(t)[i] = base + 0.1f * (float)i;
+}
+
+static void test_no_grad_records_nothing(void **st)
+{
+    (void)st;
+    secap_ctx *c = new_ctx();
+    secap_tensor *w = secap_param(c, "w", SECAP_SHAPE(3, 2), 1);
+    secap_tensor *x = secap_from_data(c, SECAP_SHAPE(1, 2), (float[]){1, 2});
+    int prev = secap_no_grad_begin(c);
+    secap_tensor *y = secap_linear(c, x, w, NULL);
+    secap_no_grad_end(c, prev);
+    assert_int_equal(c->ntape, 0);
+    assert_false(y->requires_grad);
+    EXPECT_FATAL(secap_backward(c, secap_sum_all(c, y)), "under no_grad");
+    secap_tensor *y2 = secap_linear(c, x, w, NULL);
+    assert_true(c->ntape > 0);
+    assert_true(y2->requires_grad);
+    secap_ctx_free(c);
+}
+
+static void test_gradients_accumulate(void **st)
+{
+    (void)st;
+    secap_ctx *c = new_ctx();
+    secap_tensor *w = secap_param(c, "w", SECAP_SHAPE(2), 1);
+    fill(w, 1.0f);
+    for (int rep = 0; rep < 2; rep++) {
+        /* loss = sum(w * w) -> dw = 2w, twice -> 4w */
+        secap_backward(c, secap_sum_all(c, secap_mul(c, w, w)));
+        secap_ctx_reset(c);
+    }
+    assert_float_equal(w->grad[0], 4.0f * 1.0f, 1e-6);
+    assert_float_equal(w->grad[1], 4.0f * 1.1f, 1e-6);
+    secap_ctx_free(c);
+}
+
+static void test_second_backward_on_same_tape(void **st)
+{
+    (void)st;
+    /* Two losses sharing a subgraph: the second backward must not see the
+     * first one's intermediate gradients. */
+    secap_ctx *c = new_ctx();
+    secap_tensor *w = secap_param(c, "w", SECAP_SHAPE(2), 1);
+    fill(w, 1.0f);
+    secap_tensor *h = secap_scale(c, w, 3.0f, 0.0f);
+    secap_backward(c, secap_sum_all(c, h));           /* dw = 3 */
+    secap_backward(c, secap_sum_all(c, secap_scale(c, h, 2.0f, 0.0f))); /* dw += 6 */
+    assert_float_equal(w->grad[0], 9.0f, 1e-6);
+    secap_ctx_free(c);
+}
+
+static void test_frozen_param_no_grad(void **st)
+{
+    (void)st;
+    secap_ctx *c = new_ctx();
+    secap_tensor *w = secap_param(c, "frozen", SECAP_SHAPE(2, 2), 0);
+    secap_tensor *x = secap_leaf(c, SECAP_SHAPE(1, 2), (float[]){1, 2});
+    fill(w, 0.5f);
+    secap_backward(c, secap_sum_all(c, secap_linear(c, x, w, NULL)));
+    assert_null(w->grad);
+    assert_non_null(x->grad);
+    /* d/dx sum(x W^T) = column sums of W: w = [[.5,.6],[.7,.8]] */
+    assert_float_equal(x->grad[0], 1.2f, 1e-6);
+    assert_float_equal(x->grad[1], 1.4f, 1e-6);
+    secap_ctx_free(c);
+}
+
+static void test_bad_input(void **st)
+{
+    (void)st;
+    secap_ctx *c = new_ctx();
+    secap_tensor *a = secap_zeros(c, SECAP_SHAPE(2, 3));
+    secap_tensor *b = secap_zeros(c, SECAP_SHAPE(4, 5));
+    EXPECT_FATAL(secap_matmul(c, a, b, 0, 0), "matmul: shape mismatch [2, 3] vs [4, 5]");
+    EXPECT_FATAL(secap_add(c, a, b), "add: shape mismatch [2, 3] vs [4, 5] (hint: dims must match or be 1");
+    EXPECT_FATAL(secap_linear(c, a, b, NULL), "linear: shape mismatch");
+    EXPECT_FATAL(secap_reshape(c, a, SECAP_SHAPE(5)), "reshape: [2, 3] has 6 elements but the new shape has 5");
+    EXPECT_FATAL(secap_attention(c, secap_zeros(c, SECAP_SHAPE(1, 2, 6)), secap_zeros(c, SECAP_SHAPE(1, 2, 6)),
+                                 secap_zeros(c, SECAP_SHAPE(1, 2, 6)), 4, NULL, 0, 1.0f),
+                 "does not split into 4 heads");
+    int32_t bad[1] = {7};
+    EXPECT_FATAL(secap_cross_entropy(c, a, bad, -100), "target 7 at row 0 is outside [0, 3)");
+    EXPECT_FATAL(secap_embedding(c, b, bad, 1), "id 7 at position 0 outside the table [0, 4)");
+    secap_tensor *bf = secap_param_bf16(c, "wbf", SECAP_SHAPE(2, 3));
+    EXPECT_FATAL(secap_gelu(c, bf), "gelu: x is bf16");
+
+    secap_tensor *leaf = secap_leaf(c, SECAP_SHAPE(2, 2), NULL);
+    EXPECT_FATAL(secap_backward(c, secap_scale(c, leaf, 1.0f, 0.0f)),
+                 "backward: loss has shape [2, 2] (4 elements); backward needs a scalar");
+
+    secap_ctx_reset(c);
+    EXPECT_FATAL(secap_gelu(c, a), "gelu: input tensor was made before its arena was reset");
+    secap_ctx_free(c);
+}
+
+static void test_arena_out_of_memory(void **st)
+{
+    (void)st;
+    secap_ctx *c = secap_ctx_new(1u << 20, 1u << 20, 1);
+    secap_tensor *x = secap_zeros(c, SECAP_SHAPE(64, 64)); /* 16 KiB */
+    EXPECT_FATAL(secap_matmul(c, x, secap_zeros(c, SECAP_SHAPE(64, 8192)), 0, 0),
+                 "arena 'step' out of memory");
+    assert_true(secap_arena_peak(c->step) > 0);
+    secap_ctx_free(c);
+}
+
+static void test_bf16_roundtrip(void **st)
+{
+    (void)st;
+    float vals[5] = {1.0f, -2.5f, 3.14159f, 1e-3f, 65504.0f};
+    for (int i = 0; i < 5; i++) {
+        float r = secap_bf16_to_f32(secap_f32_to_bf16(vals[i]));
+        assert_true(fabsf(r - vals[i]) <= fabsf(vals[i]) * (1.0f / 256.0f));
+    }
+    assert_int_equal(secap_f32_to_bf16(1.0f), 0x3f80);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_no_grad_records_nothing),
+        cmocka_unit_test(test_gradients_accumulate),
+        cmocka_unit_test(test_second_backward_on_same_tape),
+        cmocka_unit_test(test_frozen_param_no_grad),
+        cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_arena_out_of_memory),
+        cmocka_unit_test(test_bf16_roundtrip),
+    };
+    return cmocka_run_group_tests_name("autograd", tests, NULL, NULL);
+}
