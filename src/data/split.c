@@ -1,0 +1,74 @@
+/* Train / dev / test splits: from id lists, or by hashing the id with a seed. */
+#include "secap/dataset.h"
+#include "secap/base.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *const SPLIT_NAMES[3] = { "train", "dev", "test" };
+
+/* Index of id in d, by linear search over a sorted copy built on demand. */
+typedef struct { const char *id; int k; } id_ref;
+
+static int cmp_ref(const void *a, const void *b) { return strcmp(((const id_ref *)a)->id, ((const id_ref *)b)->id); }
+
+static void assign_from_file(secap_dataset *d, const id_ref *sorted, const char *path, int split,
+                             secap_problems *probs)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) return;
+    char line[4096];
+    int lineno = 0;
+    while (fgets(line, sizeof line, f)) {
+        lineno++;
+        char *s = line;
+        while (*s == ' ' || *s == '\t') s++;
+        size_t n = strlen(s);
+        while (n && (s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == ' ' || s[n - 1] == '\t')) s[--n] = 0;
+        if (!*s) continue;
+        id_ref key = { s, 0 };
+        const id_ref *hit = bsearch(&key, sorted, (size_t)d->n, sizeof *sorted, cmp_ref);
+        if (!hit)
+            secap_problems_add(probs, path, lineno, 0, s, "remove the id from the list or add it to the dataset",
+                               "id in the %s list is not in the dataset", SPLIT_NAMES[split]);
+        else
+            d->items[hit->k].split = split;
+    }
+    fclose(f);
+}
+
+int secap_split_from_lists(secap_dataset *d, const char *const paths[3], secap_problems *probs)
+{
+    int found = 0;
+    for (int s = 0; s < 3; s++) found += paths[s] && access(paths[s], R_OK) == 0;
+    if (!found) return -1;
+    id_ref *sorted = secap_xmalloc((size_t)(d->n + 1) * sizeof *sorted, "split index");
+    for (int i = 0; i < d->n; i++) { sorted[i].id = d->items[i].id; sorted[i].k = i; d->items[i].split = SECAP_SPLIT_TRAIN; }
+    qsort(sorted, (size_t)d->n, sizeof *sorted, cmp_ref);
+    for (int s = 0; s < 3; s++)
+        if (paths[s]) assign_from_file(d, sorted, paths[s], s, probs);
+    free(sorted);
+    d->has_splits = 1;
+    return 0;
+}
+
+void secap_split_by_hash(secap_dataset *d, uint64_t seed, const double ratios[3])
+{
+    for (int i = 0; i < d->n; i++) {
+        const char *id = d->items[i].id;
+        double u = (double)(secap_hash64(id, strlen(id), seed) >> 11) * 0x1.0p-53;
+        d->items[i].split = u < ratios[0] ? SECAP_SPLIT_TRAIN
+                          : u < ratios[0] + ratios[1] ? SECAP_SPLIT_DEV : SECAP_SPLIT_TEST;
+    }
+    d->has_splits = 0;
+}
+
+int secap_split_indices(const secap_dataset *d, int split, int **idx)
+{
+    *idx = secap_xmalloc((size_t)(d->n + 1) * sizeof **idx, "split indices");
+    int n = 0;
+    for (int i = 0; i < d->n; i++)
+        if (split < 0 || d->items[i].split == split) (*idx)[n++] = i;
+    return n;
+}
