@@ -180,9 +180,11 @@ def hubert_random(cfg, rng):
             out[name] = rng.normal(0.0, r, shape)
         else:
             out[name] = np.zeros(shape)
-    v = out["encoder.pos_conv_embed.conv.weight_v"]
-    out["encoder.pos_conv_embed.conv.weight_g"] = np.sqrt((v * v).sum(axis=(0, 1), keepdims=True))
-    return {k: v.astype(np.float32) for k, v in out.items()}
+        if name in out:   # float32 right away: float64 copies of a large model add up
+            out[name] = out[name].astype(np.float32)
+    v = out["encoder.pos_conv_embed.conv.weight_v"].astype(np.float64)
+    out["encoder.pos_conv_embed.conv.weight_g"] = np.sqrt((v * v).sum(axis=(0, 1), keepdims=True)).astype(np.float32)
+    return out
 
 
 def hubert_rename(name):
