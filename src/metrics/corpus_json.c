@@ -1,0 +1,168 @@
+/* Loading a corpus from SECap fid2captions.json files with cJSON. */
+#include "metrics_internal.h"
+
+#include <cJSON.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "secap/base.h"
+
+static char *read_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) secap_fatal("%s: cannot open caption file: %s (hint: check the path)", path, strerror(errno));
+    size_t cap = 1 << 16, n = 0;
+    char *buf = secap_xmalloc(cap, "caption file");
+    for (;;) {
+        if (n + 1 >= cap) {
+            cap *= 2;
+            char *p = realloc(buf, cap);
+            if (!p) { fclose(f); secap_fatal("%s: out of memory reading %zu bytes (hint: split the file)", path, cap); }
+            buf = p;
+        }
+        size_t k = fread(buf + n, 1, cap - n - 1, f);
+        n += k;
+        if (k == 0) break;
+    }
+    int err = ferror(f);
+    fclose(f);
+    if (err) secap_fatal("%s: read error after %zu bytes (hint: check the file and the disk)", path, n);
+    buf[n] = 0;
+    return buf;
+}
+
+/* 1-based line and column (in bytes) of position `at` in buf. */
+static void line_col(const char *buf, const char *at, int *line, int *col)
+{
+    *line = 1;
+    const char *bol = buf;
+    for (const char *p = buf; p < at && *p; p++)
+        if (*p == '\n') { (*line)++; bol = p + 1; }
+    *col = (int)(at - bol) + 1;
+}
+
+static cJSON *parse_object(const char *path, const char *buf)
+{
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithOpts(buf, &end, 1);
+    if (!root) {
+        if (!end) end = buf;
+        int line, col;
+        line_col(buf, end, &line, &col);
+        char near[24];
+        size_t k = 0;
+        for (const char *p = end; *p && *p != '\n' && k + 1 < sizeof near; p++) near[k++] = *p;
+        near[k] = 0;
+        secap_fatal("%s:%d:%d: malformed JSON near \"%s\" (hint: look for a missing comma, quote or "
+                    "bracket just before this point)", path, line, col, near);
+    }
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        secap_fatal("%s: top level is not a JSON object (hint: fid2captions form is {\"id\": \"caption\"} "
+                    "or {\"id\": [\"caption\", ...]})", path);
+    }
+    return root;
+}
+
+/* The captions of one entry: a string, or an array of strings (count >= 1). */
+static const char **entry_captions(const cJSON *v, const char *path, int *count)
+{
+    if (cJSON_IsString(v)) {
+        const char **out = secap_xmalloc(sizeof *out, "caption list");
+        out[0] = v->valuestring;
+        *count = 1;
+        return out;
+    }
+    if (!cJSON_IsArray(v))
+        secap_fatal("%s: id \"%s\": caption is neither a string nor a list of strings (hint: "
+                    "use \"id\": \"caption\" or \"id\": [\"caption\", ...])", path, v->string);
+    int n = cJSON_GetArraySize(v);
+    if (n == 0)
+        secap_fatal("%s: id \"%s\": empty caption list (hint: give at least one caption; use \"\" "
+                    "for an empty hypothesis)", path, v->string);
+    const char **out = secap_xmalloc((size_t)n * sizeof *out, "caption list");
+    int k = 0;
+    for (const cJSON *e = v->child; e; e = e->next) {
+        if (!cJSON_IsString(e)) {
+            free(out);
+            secap_fatal("%s: id \"%s\": entry %d of the caption list is not a string (hint: captions "
+                        "must be JSON strings)", path, v->string, k + 1);
+        }
+        out[k++] = e->valuestring;
+    }
+    *count = n;
+    return out;
+}
+
+/* Interns every key of obj in t; a repeated key is an error. */
+static void index_ids(const cJSON *obj, const char *path, secap_strtab *t)
+{
+    for (const cJSON *e = obj->child; e; e = e->next) {
+        int added;
+        strtab_intern(t, e->string, strlen(e->string), &added);
+        if (!added) secap_fatal("%s: id \"%s\" appears more than once (hint: ids must be unique)", path, e->string);
+    }
+}
+
+/* Stops with a list of the hypothesis ids that have no references. */
+static void check_missing(const cJSON *hyps, const secap_strtab *ref_ids, const char *hyps_path,
+                          const char *refs_path)
+{
+    char list[1024] = "";
+    size_t used = 0;
+    int missing = 0;
+    for (const cJSON *e = hyps->child; e; e = e->next) {
+        if (strtab_find(ref_ids, e->string, strlen(e->string)) >= 0) continue;
+        if (missing < 20 && used + strlen(e->string) + 8 < sizeof list)
+            used += (size_t)snprintf(list + used, sizeof list - used, "%s\"%s\"", missing ? ", " : "", e->string);
+        missing++;
+    }
+    if (missing)
+        secap_fatal("%s: %d hypothesis id%s without references in %s: %s%s (hint: every hypothesis needs "
+                    "references; remove these ids or add their references)", hyps_path, missing,
+                    missing == 1 ? "" : "s", refs_path, list, missing > 20 ? ", ..." : "");
+}
+
+secap_corpus *secap_corpus_load_json(const char *refs_path, const char *hyps_path,
+                                     secap_tokenize_mode mode)
+{
+    char *rbuf = read_file(refs_path), *hbuf = read_file(hyps_path);
+    cJSON *refs = parse_object(refs_path, rbuf), *hyps = parse_object(hyps_path, hbuf);
+    free(rbuf);
+    free(hbuf);
+    secap_strtab ref_ids, hyp_ids;
+    strtab_init(&ref_ids);
+    strtab_init(&hyp_ids);
+    index_ids(refs, refs_path, &ref_ids);
+    index_ids(hyps, hyps_path, &hyp_ids);
+    check_missing(hyps, &ref_ids, hyps_path, refs_path);
+
+    const cJSON **ref_entry = secap_xmalloc(((size_t)ref_ids.n + 1) * sizeof *ref_entry, "reference index");
+    int k = 0;
+    for (const cJSON *e = refs->child; e; e = e->next) ref_entry[k++] = e;
+
+    secap_corpus *c = secap_corpus_new(mode);
+    for (const cJSON *h = hyps->child; h; h = h->next) {
+        int nh, nr;
+        const char **hyp = entry_captions(h, hyps_path, &nh);
+        const cJSON *r = ref_entry[strtab_find(&ref_ids, h->string, strlen(h->string))];
+        const char **ref = entry_captions(r, refs_path, &nr);
+        secap_corpus_add(c, h->string, hyp[0], ref, nr);
+        free(hyp);
+        free(ref);
+    }
+    for (const cJSON *e = refs->child; e; e = e->next) {
+        if (strtab_find(&hyp_ids, e->string, strlen(e->string)) >= 0) continue;
+        c->ignored = realloc(c->ignored, ((size_t)c->n_ignored + 1) * sizeof *c->ignored);
+        SECAP_CHECK(c->ignored, "out of memory listing ignored reference ids (hint: score a smaller corpus)");
+        c->ignored[c->n_ignored++] = secap_xstrdup(e->string, "ignored id");
+    }
+    free(ref_entry);
+    strtab_free(&ref_ids);
+    strtab_free(&hyp_ids);
+    cJSON_Delete(refs);
+    cJSON_Delete(hyps);
+    return c;
+}
