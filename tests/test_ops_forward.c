@@ -1,0 +1,227 @@
+/* Forward values of the ops against direct double-precision formulas. */
+#include "testutil.h"
+#include "secap/ops.h"
+
+static secap_rng g_rng;
+
+static secap_tensor *rnd(secap_ctx *c, int ndim, const int64_t *shape, float lo, float hi)
+{
+    secap_tensor *t = secap_empty(c, ndim, shape);
+    for (int64_t i = 0; i < t->n; i++) secap_f32(t)[i] = lo + (hi - lo) * secap_rng_uniform(&g_rng);
+    return t;
+}
+
+static void expect_close(const char *what, const float *got, const double *want, int64_t n, double tol)
+{
+    double worst = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        double e = fabs(got[i] - want[i]);
+        if (e > worst) worst = e;
+        if (e > tol) fail_msg("%s: element %lld is %.7g, expected %.7g", what, (long long)i, got[i], want[i]);
+    }
+    print_message("  %-24s max abs err %.2e\n", what, worst);
+}
+
+static void test_matmul_linear(void **st)
+{
+    (void)st;
+    secap_ctx *c = secap_ctx_new(64u << 20, 256u << 20, 1);
+    secap_tensor *a = rnd(c, SECAP_SHAPE(2, 5, 7), -1, 1), *w = rnd(c, SECAP_SHAPE(3, 7), -1, 1),
+                 *b = rnd(c, SECAP_SHAPE(3), -1, 1);
+    secap_tensor *y = secap_linear(c, a, w, b);
+    double ref[30];
+    for (int r = 0; r < 10; r++)
+        for (int o = 0; o < 3; o++) {
+            double s = secap_f32(b)[o];
+            for (int k = 0; k < 7; k++) s += (double)secap_f32(a)[r * 7 + k] * secap_f32(w)[o * 7 + k];
+            ref[r * 3 + o] = s;
+        }
+    expect_close("linear", secap_f32(y), ref, 30, 1e-5);
+    secap_tensor *m = secap_matmul(c, a, w, 0, 1);
+    for (int i = 0; i < 30; i++) ref[i] -= secap_f32(b)[i % 3];
+    expect_close("matmul a w^T", secap_f32(m), ref, 30, 1e-5);
+
+    /* bf16 weight: same as f32 on the rounded values */
+    secap_tensor *wb = secap_param_bf16(c, "wb", SECAP_SHAPE(3, 7));
+    secap_tensor *wr = secap_empty(c, SECAP_SHAPE(3, 7));
+    for (int i = 0; i < 21; i++) {
+        ((uint16_t *)wb->data)[i] = secap_f32_to_bf16(secap_f32(w)[i]);
+        secap_f32(wr)[i] = secap_bf16_to_f32(((uint16_t *)wb->data)[i]);
+    }
+    secap_tensor *yb = secap_linear(c, a, wb, NULL), *yr = secap_linear(c, a, wr, NULL);
+    double want[30];
+    for (int i = 0; i < 30; i++) want[i] = secap_f32(yr)[i];
+    expect_close("linear bf16 weight", secap_f32(yb), want, 30, 1e-6);
+    secap_ctx_free(c);
+}
+
+static void test_attention_values(void **st)
+{
+    (void)st;
+    secap_ctx *c = secap_ctx_new(64u << 20, 256u << 20, 1);
+    int B = 2, Tq = 4, Tk = 6, H = 2, d = 3, HD = H * d;
+    secap_tensor *q = rnd(c, SECAP_SHAPE(2, 4, 6), -1, 1), *k = rnd(c, SECAP_SHAPE(2, 6, 6), -1, 1),
+                 *v = rnd(c, SECAP_SHAPE(2, 6, 6), -1, 1);
+    int32_t klen[2] = {6, 4};
+    for (int causal = 0; causal < 2; causal++) {
+        float scale = 1.0f / sqrtf((float)d);
+        secap_tensor *o = secap_attention(c, q, k, v, H, klen, causal, scale);
+        double ref[2 * 4 * 6];
+        const float *Q = secap_f32(q), *K = secap_f32(k), *V = secap_f32(v);
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < H; h++)
+                for (int i = 0; i < Tq; i++) {
+                    double s[6], mx = -1e300, z = 0.0;
+                    int lim = klen[b];
+                    if (causal && i + (Tk - Tq) + 1 < lim) lim = i + (Tk - Tq) + 1;
+                    for (int j = 0; j < lim; j++) {
+                        s[j] = 0.0;
+                        for (int e = 0; e < d; e++) s[j] += (double)Q[(b * Tq + i) * HD + h * d + e] * K[(b * Tk + j) * HD + h * d + e];
+                        s[j] *= scale;
+                        if (s[j] > mx) mx = s[j];
+                    }
+                    for (int j = 0; j < lim; j++) z += exp(s[j] - mx);
+                    for (int e = 0; e < d; e++) {
+                        double acc = 0.0;
+                        for (int j = 0; j < lim; j++) acc += exp(s[j] - mx) / z * V[(b * Tk + j) * HD + h * d + e];
+                        ref[(b * Tq + i) * HD + h * d + e] = acc;
+                    }
+                }
+        expect_close(causal ? "attention causal+pad" : "attention pad", secap_f32(o), ref, 48, 1e-5);
+    }
+    secap_ctx_free(c);
+}
+
+static void test_conv_and_norms(void **st)
+{
+    (void)st;
+    secap_ctx *c = secap_ctx_new(64u << 20, 256u << 20, 1);
+    int B = 2, Cin = 4, T = 11, Cout = 6, K = 3, G = 2, s = 2, p = 1, To = (T + 2 * p - K) / s + 1;
+    secap_tensor *x = rnd(c, SECAP_SHAPE(2, 4, 11), -1, 1), *w = rnd(c, SECAP_SHAPE(6, 2, 3), -1, 1),
+                 *bias = rnd(c, SECAP_SHAPE(6), -1, 1);
+    secap_tensor *y = secap_conv1d(c, x, w, bias, s, p, G);
+    assert_int_equal(y->shape[2], To);
+    double ref[2 * 6 * 6];
+    for (int b = 0; b < B; b++)
+        for (int o = 0; o < Cout; o++)
+            for (int t = 0; t < To; t++) {
+                int g = o / (Cout / G);
+                double acc = secap_f32(bias)[o];
+                for (int ci = 0; ci < Cin / G; ci++)
+                    for (int kk = 0; kk < K; kk++) {
+                        int i = t * s + kk - p;
+                        if (i < 0 || i >= T) continue;
+                        acc += (double)secap_f32(w)[(o * (Cin / G) + ci) * K + kk] *
+                               secap_f32(x)[(b * Cin + g * (Cin / G) + ci) * T + i];
+                    }
+                ref[(b * Cout + o) * To + t] = acc;
+            }
+    expect_close("conv1d", secap_f32(y), ref, B * Cout * To, 1e-5);
+
+    /* groupnorm with 2 groups over x [2, 4, 11] */
+    secap_tensor *gw = rnd(c, SECAP_SHAPE(4), 0.5f, 1.5f), *gb = rnd(c, SECAP_SHAPE(4), -1, 1);
+    secap_tensor *gn = secap_groupnorm(c, x, 2, gw, gb, 1e-5f);
+    double gref[88];
+    for (int b = 0; b < 2; b++)
+        for (int g = 0; g < 2; g++) {
+            double m = 0, v = 0;
+            for (int j = 0; j < 22; j++) m += secap_f32(x)[(b * 4 + g * 2) * 11 + j];
+            m /= 22;
+            for (int j = 0; j < 22; j++) { double dd = secap_f32(x)[(b * 4 + g * 2) * 11 + j] - m; v += dd * dd; }
+            v /= 22;
+            for (int j = 0; j < 22; j++) {
+                int ch = g * 2 + j / 11, idx = (b * 4 + g * 2) * 11 + j;
+                gref[idx] = (secap_f32(x)[idx] - m) / sqrt(v + 1e-5) * secap_f32(gw)[ch] + secap_f32(gb)[ch];
+            }
+        }
+    expect_close("groupnorm", secap_f32(gn), gref, 88, 1e-5);
+
+    /* layernorm and rmsnorm over the last dim of x viewed [8, 11] */
+    secap_tensor *lw = rnd(c, SECAP_SHAPE(11), 0.5f, 1.5f), *lb = rnd(c, SECAP_SHAPE(11), -1, 1);
+    secap_tensor *ln = secap_layernorm(c, x, lw, lb, 1e-5f), *rn = secap_rmsnorm(c, x, lw, 1e-6f);
+    double lref[88], rref[88];
+    for (int r = 0; r < 8; r++) {
+        const float *xr = secap_f32(x) + r * 11;
+        double m = 0, v = 0, ms = 0;
+        for (int j = 0; j < 11; j++) { m += xr[j]; ms += (double)xr[j] * xr[j]; }
+        m /= 11; ms /= 11;
+        for (int j = 0; j < 11; j++) v += (xr[j] - m) * (xr[j] - m);
+        v /= 11;
+        for (int j = 0; j < 11; j++) {
+            lref[r * 11 + j] = (xr[j] - m) / sqrt(v + 1e-5) * secap_f32(lw)[j] + secap_f32(lb)[j];
+            rref[r * 11 + j] = xr[j] / sqrt(ms + 1e-6) * secap_f32(lw)[j];
+        }
+    }
+    expect_close("layernorm", secap_f32(ln), lref, 88, 1e-5);
+    expect_close("rmsnorm", secap_f32(rn), rref, 88, 1e-5);
+    secap_ctx_free(c);
+}
+
+static void test_pointwise_values(void **st)
+{
+    (void)st;
+    secap_ctx *c = secap_ctx_new(64u << 20, 64u << 20, 1);
+    secap_tensor *x = secap_from_data(c, SECAP_SHAPE(4), (float[]){1.0f, -0.5f, 3.0f, 0.0f});
+    double gelu[4] = {0.8413447460685429, -0.15426876936299344, 2.9959502, 0.0};
+    expect_close("gelu (erf)", secap_f32(secap_gelu(c, x)), gelu, 4, 1e-6);
+    double silu[4] = {0.7310585786300049, -0.18877033, 2.857722500, 0.0};
+    expect_close("silu", secap_f32(secap_silu(c, x)), silu, 4, 1e-6);
+    /* log_softmax and cross-entropy of [1, -0.5, 3, 0] */
+    double lse = log(exp(1.0) + exp(-0.5) + exp(3.0) + 1.0), ls[4];
+    for (int i = 0; i < 4; i++) ls[i] = secap_f32(x)[i] - lse;
+    expect_close("log_softmax", secap_f32(secap_log_softmax(c, x)), ls, 4, 1e-6);
+    secap_tensor *l2 = secap_reshape(c, x, SECAP_SHAPE(1, 4));
+    int32_t t[1] = {2};
+    double ce = lse - 3.0;
+    expect_close("cross_entropy", secap_f32(secap_cross_entropy(c, l2, t, -100)), &ce, 1, 1e-6);
+    secap_ctx_free(c);
+}
+
+static void test_rope_matches_rotate_half(void **st)
+{
+    (void)st;
+    secap_ctx *c = secap_ctx_new(64u << 20, 64u << 20, 1);
+    int T = 5, H = 2, d = 8, half = d / 2;
+    secap_tensor *x = rnd(c, SECAP_SHAPE(1, 5, 16), -1, 1);
+    secap_tensor *y = secap_rope(c, x, H, NULL, 10000.0f);
+    double ref[80];
+    for (int t = 0; t < T; t++)
+        for (int h = 0; h < H; h++) {
+            const float *xv = secap_f32(x) + t * 16 + h * d;
+            for (int i = 0; i < d; i++) {
+                double inv = 1.0 / pow(10000.0, (double)(2 * (i % half)) / d), a = t * inv;
+                double rot = i < half ? -xv[i + half] : xv[i - half]; /* rotate_half */
+                ref[t * 16 + h * d + i] = xv[i] * cos(a) + rot * sin(a);
+            }
+        }
+    expect_close("rope rotate-half", secap_f32(y), ref, 80, 1e-5);
+    secap_ctx_free(c);
+}
+
+static void test_weight_norm_values(void **st)
+{
+    (void)st;
+    secap_ctx *c = secap_ctx_new(64u << 20, 64u << 20, 1);
+    secap_tensor *g = rnd(c, SECAP_SHAPE(1, 1, 3), 0.5f, 2), *v = rnd(c, SECAP_SHAPE(2, 2, 3), -1, 1);
+    secap_tensor *w = secap_weight_norm(c, g, v, 2);
+    double ref[12];
+    for (int k = 0; k < 3; k++) {
+        double nrm = 0;
+        for (int j = 0; j < 4; j++) nrm += (double)secap_f32(v)[j * 3 + k] * secap_f32(v)[j * 3 + k];
+        nrm = sqrt(nrm);
+        for (int j = 0; j < 4; j++) ref[j * 3 + k] = secap_f32(g)[k] * secap_f32(v)[j * 3 + k] / nrm;
+    }
+    expect_close("weight_norm dim 2", secap_f32(w), ref, 12, 1e-6);
+    secap_ctx_free(c);
+}
+
+int main(void)
+{
+    secap_rng_seed(&g_rng, 2024);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_matmul_linear),    cmocka_unit_test(test_attention_values),
+        cmocka_unit_test(test_conv_and_norms),   cmocka_unit_test(test_pointwise_values),
+        cmocka_unit_test(test_rope_matches_rotate_half), cmocka_unit_test(test_weight_norm_values),
+    };
+    return cmocka_run_group_tests_name("op values", tests, NULL, NULL);
+}
