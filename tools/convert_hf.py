@@ -98,6 +98,8 @@ def hubert_check_config(cfg):
     if cfg["hidden_size"] % cfg["num_conv_pos_embedding_groups"]:
         raise ValueError("config: hidden_size %d is not a multiple of num_conv_pos_embedding_groups %d"
                          % (cfg["hidden_size"], cfg["num_conv_pos_embedding_groups"]))
+    if cfg.get("conv_pos_batch_norm"):
+        raise ValueError("config: conv_pos_batch_norm = true (BatchNorm positional conv) is not supported")
     if cfg["feat_extract_norm"] not in ("group", "layer"):
         raise ValueError(f"config: feat_extract_norm = {cfg['feat_extract_norm']!r}, expected 'group' or 'layer'")
 

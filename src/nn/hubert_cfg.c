@@ -74,6 +74,9 @@ void secap_hubert_config_read(secap_hubert_config *c, secap_weights *w)
     c->do_stable_layer_norm = attr_int_range(w, "do_stable_layer_norm", 0, 1);
     c->feat_proj_layer_norm = secap_weights_has_attr(w, "feat_proj_layer_norm")
                             ? attr_int_range(w, "feat_proj_layer_norm", 0, 1) : 1;
+    if (secap_weights_has_attr(w, "conv_pos_batch_norm") && secap_weights_attr_int(w, "conv_pos_batch_norm"))
+        secap_fatal("weights %s: attribute conv_pos_batch_norm = 1: the BatchNorm positional conv is not "
+                    "supported (hint: only the weight-norm positional conv of HubertModel is)", path);
     c->num_conv_pos_embeddings = attr_int_range(w, "num_conv_pos_embeddings", 1, 1 << 16);
     c->num_conv_pos_embedding_groups = attr_int_range(w, "num_conv_pos_embedding_groups", 1, 1 << 16);
     c->layer_norm_eps = secap_weights_attr_double(w, "layer_norm_eps");
