@@ -65,6 +65,21 @@ static char *read_text_file(const char *path, int required, secap_problems *prob
 
 static int is_space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f'; }
 
+/* An invalid UTF-8 line names its id when the first field is valid, so
+ * data.on_error = skip can drop that item. */
+static void report_bad_utf8(const char *s, const char *path, int lineno, secap_problems *probs)
+{
+    char id[256];
+    size_t n = 0;
+    while (s[n] && !is_space(s[n]) && n + 1 < sizeof id) { id[n] = s[n]; n++; }
+    id[n] = 0;
+    int named = n > 0 && !is_space(s[n]) ? 0 : n > 0;
+    if (s[0] == '{') named = 0;
+    if (named && secap_utf8_chars(id) < 0) named = 0;
+    secap_problems_add(probs, path, lineno, 0, named ? id : NULL, "re-save the file as UTF-8",
+                       "line is not valid UTF-8");
+}
+
 /* Calls fn(line_text, line_number, ctx) for every non-blank line of buf with
  * trailing whitespace removed.  Modifies buf.  Lines that are not valid UTF-8
  * are reported instead. */
@@ -83,8 +98,7 @@ static void for_each_line(char *buf, const char *path, secap_problems *probs, li
         while (is_space(*s)) s++;
         if (*s) {
             if (secap_utf8_chars(s) < 0)
-                secap_problems_add(probs, path, lineno, 0, NULL, "re-save the file as UTF-8",
-                                   "line is not valid UTF-8");
+                report_bad_utf8(s, path, lineno, probs);
             else
                 fn(s, lineno, ctx);
         }
@@ -386,8 +400,14 @@ static cJSON *parse_json(const char *buf, const char *file, int lineno, secap_pr
     if (root) return root;
     int line, col;
     line_col(buf, end ? end : buf, &line, &col);
+    char near[24] = "(end of input)";
+    if (end && *end) {
+        size_t k = 0;
+        for (; k < 20 && end[k]; k++) near[k] = (unsigned char)end[k] < 0x20 ? ' ' : end[k];
+        near[k] = 0;
+    }
     secap_problems_add(probs, file, lineno ? lineno : line, col, NULL, "fix the JSON syntax at that position",
-                       "JSON syntax error near '%.20s'", end && *end ? end : "(end of input)");
+                       "JSON syntax error near '%s'", near);
     return NULL;
 }
 

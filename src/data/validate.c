@@ -82,13 +82,15 @@ int secap_dataset_apply_policy(secap_dataset *d, const secap_problems *probs, in
                     probs->n == 1 ? "" : "s", probs->v[0].id ? probs->v[0].id : probs->v[0].file,
                     ": ", probs->v[0].what);
     }
-    int whole_file = 0;
-    for (int i = 0; i < probs->n; i++) whole_file += probs->v[i].id == NULL;
+    int whole_file = 0, first = -1;
+    for (int i = 0; i < probs->n; i++)
+        if (probs->v[i].id == NULL) { whole_file++; if (first < 0) first = i; }
     if (whole_file) {
         secap_problems_print(probs, stderr);
-        secap_fatal("%s: %d problem%s concern whole files and cannot be skipped (first: %s: %s) "
-                    "(hint: fix those files)", d->source, whole_file, whole_file == 1 ? "" : "s",
-                    probs->v[0].file, probs->v[0].what);
+        secap_fatal("%s: %d problem%s not tied to one item, so they cannot be skipped: whole files or "
+                    "unparsable lines (first: %s:%d: %s) (hint: fix those files)", d->source, whole_file,
+                    whole_file == 1 ? " is" : "s are", probs->v[first].file, probs->v[first].line,
+                    probs->v[first].what);
     }
     char *bad = flag_items(d, probs);
     int dropped = 0;

@@ -1,0 +1,584 @@
+/* Dataset readers, validation, policies, splits, samplers, batches, loader.
+ * Every input file is written by the test into a temporary directory. */
+#include "testutil.h"
+#include "secap/audio.h"
+#include "secap/dataset.h"
+
+#include <sndfile.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char g_dir[256];
+
+static const char *P(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static const char *P(const char *fmt, ...)
+{
+    static char buf[8][512];
+    static int k;
+    k = (k + 1) % 8;
+    int n = snprintf(buf[k], sizeof buf[k], "%s/", g_dir);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf[k] + n, sizeof buf[k] - (size_t)n, fmt, ap);
+    va_end(ap);
+    return buf[k];
+}
+
+static void mkdirs(const char *path)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s'", path);
+    assert_int_equal(system(cmd), 0);
+}
+
+static void write_file(const char *path, const char *text, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(text, 1, n, f), n);
+    fclose(f);
+}
+#define WRITE(path, s) write_file(path, s, strlen(s))
+
+/* A 16-bit mono WAV of n samples at `rate`: a ramp so clips are distinguishable. */
+static void write_wav(const char *path, int64_t n, int rate, float level)
+{
+    SF_INFO si = { .samplerate = rate, .channels = 1, .format = SF_FORMAT_WAV | SF_FORMAT_PCM_16 };
+    SNDFILE *sf = sf_open(path, SFM_WRITE, &si);
+    if (!sf) fail_msg("cannot write %s", path);
+    float *x = malloc((size_t)(n + 1) * sizeof *x);
+    for (int64_t i = 0; i < n; i++) x[i] = level * (float)sin(0.05 * (double)i);
+    sf_writef_float(sf, x, n);
+    sf_close(sf);
+    free(x);
+}
+
+/* ------------------------------------------------------------- SECap layout */
+
+/* repo/dataset/wav/{a,b}.wav referenced as "dataset/wav/x.wav" from
+ * repo/test/wav.scp (the public set's convention), c.wav next to wav.scp. */
+static void make_secap_dir(void)
+{
+    mkdirs(P("repo/dataset/wav"));
+    mkdirs(P("repo/test/local"));
+    write_wav(P("repo/dataset/wav/a.wav"), 24000, 24000, 0.5f);
+    write_wav(P("repo/dataset/wav/b.wav"), 48000, 24000, 0.3f);
+    write_wav(P("repo/test/local/c.wav"), 8000, 16000, 0.2f);
+    WRITE(P("repo/test/wav.scp"), "a dataset/wav/a.wav\nb\t\tdataset/wav/b.wav  \n\nc  local/c.wav\r\n");
+    WRITE(P("repo/test/text.txt"), "a 今天天气很好 \t\nb\t我们去公园散步\nc 你好\n");
+    WRITE(P("repo/test/fid2captions.json"),
+          "{\"a\": \"语速较快，声音高亢，情绪激动\",\n \"b\": [\"语速缓慢，情绪低落\", \"声音低沉\"],\n"
+          " \"c\": [\"音调适中\"]}\n");
+    WRITE(P("repo/test/emotion.txt"), "a 激动\nb 悲伤\nc 平静\n");
+}
+
+static void test_read_secap_layout(void **st)
+{
+    (void)st;
+    make_secap_dir();
+    secap_data_config c;
+    secap_data_config_default(&c);
+    secap_problems probs = {0};
+    secap_dataset *d = secap_dataset_read(P("repo/test"), &c, &probs);
+    secap_dataset_validate(d, &probs);
+    secap_problems_print(&probs, stderr);
+    assert_int_equal(probs.n, 0);
+    assert_int_equal(d->n, 3);
+    assert_string_equal(d->items[0].id, "a");
+    assert_string_equal(d->items[0].audio, P("repo/test/../dataset/wav/a.wav"));
+    assert_string_equal(d->items[2].audio, P("repo/test/local/c.wav"));
+    assert_string_equal(d->items[0].transcript, "今天天气很好");
+    assert_string_equal(d->items[1].transcript, "我们去公园散步");
+    assert_int_equal(d->items[0].n_captions, 1);
+    assert_int_equal(d->items[1].n_captions, 2);
+    assert_string_equal(d->items[1].captions[1], "声音低沉");
+    assert_int_equal(d->n_labels, 3);
+    assert_string_equal(d->labels[d->items[1].label], "悲伤");
+    assert_int_equal(d->items[0].n_samples, 16000);
+    assert_int_equal(d->items[1].n_samples, 32000);
+    assert_int_equal(d->items[2].n_samples, 8000);
+    secap_dataset_stats s;
+    secap_dataset_stats_compute(d, &s);
+    assert_int_equal(s.captions, 4);
+    assert_int_equal(s.cap_min_chars, 4);
+    assert_int_equal(s.cap_max_chars, 14);
+    assert_true(fabs(s.hours - 3.5 / 3600) < 1e-9);
+    secap_dataset_stats_free(&s);
+    secap_problems_free(&probs);
+    secap_dataset_free(d);
+}
+
+static void test_missing_ids_and_bad_text(void **st)
+{
+    (void)st;
+    mkdirs(P("ids"));
+    write_wav(P("ids/a.wav"), 16000, 16000, 0.5f);
+    write_wav(P("ids/b.wav"), 16000, 16000, 0.5f);
+    write_wav(P("ids/short.wav"), 300, 16000, 0.5f);
+    write_wav(P("ids/empty.wav"), 0, 16000, 0.5f);
+    write_wav(P("ids/cut.wav"), 16000, 16000, 0.5f);
+    assert_int_equal(truncate(P("ids/cut.wav"), 20), 0);
+    WRITE(P("ids/wav.scp"), "a a.wav\nb b.wav\nshort short.wav\nempty empty.wav\ncut cut.wav\n"
+                            "gone gone.wav\nbare\nb b.wav\n");
+    WRITE(P("ids/text.txt"), "a 你好\nb \xff\xfe bad\nshort 短\nempty 空\ncut 断\ngone 无\nzz 多余\n");
+    WRITE(P("ids/fid2captions.json"), "{\"a\": \"好\", \"b\": \"   \", \"short\": \"\xc3\x28\", \"empty\": [],"
+                                      " \"cut\": 3, \"zz\": \"x\"}");
+    secap_data_config c;
+    secap_data_config_default(&c);
+    secap_problems probs = {0};
+    secap_dataset *d = secap_dataset_read(P("ids"), &c, &probs);
+    secap_dataset_validate(d, &probs);
+    secap_problems_print(&probs, stderr);
+    int k;
+    assert_true(secap_problems_find(&probs, "b", "duplicate id") >= 0);
+    k = secap_problems_find(&probs, "bare", "no audio path");
+    assert_true(k >= 0);
+    assert_int_equal(probs.v[k].line, 7);
+    k = secap_problems_find(&probs, "b", "line is not valid UTF-8");
+    assert_true(k >= 0);
+    assert_int_equal(probs.v[k].line, 2);
+    assert_true(secap_problems_find(&probs, "b", "no transcript") >= 0);
+    assert_true(secap_problems_find(&probs, "zz", "not in wav.scp") >= 0);
+    assert_true(secap_problems_find(&probs, "b", "empty caption") >= 0);
+    assert_true(secap_problems_find(&probs, "short", "caption is not valid UTF-8") >= 0);
+    assert_true(secap_problems_find(&probs, "empty", "empty caption list") >= 0);
+    assert_true(secap_problems_find(&probs, "cut", "not a string") >= 0);
+    assert_true(secap_problems_find(&probs, "gone", "no caption") >= 0);
+    assert_true(secap_problems_find(&probs, "gone", "audio file not found") >= 0);
+    assert_true(secap_problems_find(&probs, "short", "too short") >= 0);
+    assert_true(secap_problems_find(&probs, "empty", "zero length") >= 0);
+    assert_true(secap_problems_find(&probs, "cut", "unreadable audio") >= 0);
+    assert_true(secap_problems_find(&probs, "a", "no caption") < 0);
+    /* Every problem names a file and a fix. */
+    for (int i = 0; i < probs.n; i++) {
+        assert_true(probs.v[i].file[0] != 0);
+        assert_true(probs.v[i].fix[0] != 0);
+    }
+    /* fail stops with the count; skip keeps only "a". */
+    EXPECT_FATAL(secap_dataset_apply_policy(d, &probs, SECAP_ON_ERROR_FAIL), "problems in the dataset");
+    int dropped = secap_dataset_apply_policy(d, &probs, SECAP_ON_ERROR_SKIP);
+    assert_int_equal(dropped, 5);
+    assert_int_equal(d->n, 1);
+    assert_string_equal(d->items[0].id, "a");
+    secap_problems_free(&probs);
+    secap_dataset_free(d);
+}
+
+static void test_json_syntax_error_line_col(void **st)
+{
+    (void)st;
+    mkdirs(P("json"));
+    write_wav(P("json/a.wav"), 16000, 16000, 0.5f);
+    WRITE(P("json/wav.scp"), "a a.wav\n");
+    WRITE(P("json/fid2captions.json"), "{\n  \"a\": \"好\",\n  \"b\" \"坏\"\n}\n");
+    secap_data_config c;
+    secap_data_config_default(&c);
+    secap_problems probs = {0};
+    secap_dataset *d = secap_dataset_read(P("json"), &c, &probs);
+    int k = secap_problems_find(&probs, NULL, "JSON syntax error");
+    assert_true(k >= 0);
+    assert_int_equal(probs.v[k].line, 3);
+    assert_int_equal(probs.v[k].col, 7);
+    /* A whole-file problem cannot be skipped. */
+    EXPECT_FATAL(secap_dataset_apply_policy(d, &probs, SECAP_ON_ERROR_SKIP), "cannot be skipped");
+    secap_problems_free(&probs);
+    secap_dataset_free(d);
+}
+
+static void test_binary_file_as_text(void **st)
+{
+    (void)st;
+    mkdirs(P("bin"));
+    write_wav(P("bin/a.wav"), 16000, 16000, 0.5f);
+    WRITE(P("bin/wav.scp"), "a a.wav\n");
+    WRITE(P("bin/fid2captions.json"), "{\"a\": \"好\"}");
+    /* A WAV file given as text.txt. */
+    write_wav(P("bin/text.txt"), 100, 16000, 0.5f);
+    write_wav(P("bin/fid2captions.json"), 100, 16000, 0.5f);
+    secap_data_config c;
+    secap_data_config_default(&c);
+    secap_problems probs = {0};
+    secap_dataset *d = secap_dataset_read(P("bin"), &c, &probs);
+    secap_problems_print(&probs, stderr);
+    assert_true(secap_problems_find(&probs, NULL, "binary file") >= 0);
+    assert_int_equal(probs.v[secap_problems_find(&probs, NULL, "binary file")].id, NULL);
+    secap_problems_free(&probs);
+    secap_dataset_free(d);
+    /* A missing required file is a problem too, not a crash. */
+    secap_problems p2 = {0};
+    d = secap_dataset_read(P("nothing_here"), &c, &p2);
+    assert_true(secap_problems_find(&p2, NULL, "required file is missing") >= 0);
+    assert_int_equal(d->n, 0);
+    secap_problems_free(&p2);
+    secap_dataset_free(d);
+}
+
+/* ------------------------------------------------------------------ manifest */
+
+static void test_manifest(void **st)
+{
+    (void)st;
+    mkdirs(P("man/wav"));
+    write_wav(P("man/wav/a.wav"), 16000, 16000, 0.5f);
+    write_wav(P("man/wav/b.wav"), 16000, 16000, 0.5f);
+    WRITE(P("man/m.jsonl"),
+          "{\"key\": \"a\", \"source\": \"wav/a.wav\", \"target\": \"语速较快\", \"transcript\": \"你好\", \"emotion\": \"开心\"}\n"
+          "{\"key\": \"b\", \"source\": \"wav/b.wav\", \"target\": [\"一\", \"二\"], \"transcript\": \"再见\", \"emotion\": \"悲伤\"}\n"
+          "{\"key\": \"c\", \"source\": \"wav/c.wav\" \"target\": \"x\"}\n"
+          "{\"key\": \"d\", \"target\": \"x\"}\n"
+          "\n");
+    secap_data_config c;
+    secap_data_config_default(&c);
+    secap_problems probs = {0};
+    secap_dataset *d = secap_dataset_read(P("man/m.jsonl"), &c, &probs);
+    secap_problems_print(&probs, stderr);
+    assert_int_equal(d->n, 2);
+    assert_string_equal(d->items[1].captions[1], "二");
+    assert_string_equal(d->items[0].transcript, "你好");
+    assert_string_equal(d->labels[d->items[0].label], "开心");
+    assert_string_equal(d->items[0].audio, P("man/wav/a.wav"));
+    int k = secap_problems_find(&probs, NULL, "JSON syntax error");
+    assert_true(k >= 0);
+    assert_int_equal(probs.v[k].line, 3);
+    assert_true(probs.v[k].col > 1);
+    k = secap_problems_find(&probs, "d", "lacks");
+    assert_true(k >= 0);
+    assert_int_equal(probs.v[k].line, 4);
+    secap_problems_free(&probs);
+    secap_dataset_free(d);
+}
+
+/* -------------------------------------------------------------------- splits */
+
+static secap_dataset *synthetic(int n, int n_labels)
+{
+    secap_dataset *d = calloc(1, sizeof *d);
+    d->source = strdup("synthetic");
+    d->items = calloc((size_t)n, sizeof *d->items);
+    d->n = n;
+    d->n_labels = n_labels;
+    d->labels = calloc((size_t)n_labels + 1, sizeof *d->labels);
+    for (int l = 0; l < n_labels; l++) { char b[16]; snprintf(b, sizeof b, "L%d", l); d->labels[l] = strdup(b); }
+    for (int i = 0; i < n; i++) {
+        char b[32];
+        snprintf(b, sizeof b, "utt%05d", i);
+        d->items[i].id = strdup(b);
+        d->items[i].audio = strdup("/nonexistent.wav");
+        d->items[i].label = n_labels ? i % n_labels : -1;
+        d->items[i].n_samples = 8000 + (i * 7919) % 64000;
+    }
+    return d;
+}
+
+static void test_hash_split(void **st)
+{
+    (void)st;
+    secap_dataset *d = synthetic(20000, 0);
+    double r[3] = { 0.8, 0.1, 0.1 };
+    secap_split_by_hash(d, 7, r);
+    int count[3] = {0}, *first = malloc(20000 * sizeof(int));
+    for (int i = 0; i < d->n; i++) { count[d->items[i].split]++; first[i] = d->items[i].split; }
+    assert_true(abs(count[0] - 16000) < 300);
+    assert_true(abs(count[1] - 2000) < 150);
+    assert_true(abs(count[2] - 2000) < 150);
+    secap_split_by_hash(d, 7, r);
+    for (int i = 0; i < d->n; i++) assert_int_equal(first[i], d->items[i].split);
+    secap_split_by_hash(d, 8, r);
+    int moved = 0;
+    for (int i = 0; i < d->n; i++) moved += first[i] != d->items[i].split;
+    assert_true(moved > 1000);
+    free(first);
+    secap_dataset_free(d);
+}
+
+static void test_list_split(void **st)
+{
+    (void)st;
+    mkdirs(P("lists"));
+    WRITE(P("lists/dev.list"), "utt00001\nutt00003 \n\n");
+    WRITE(P("lists/test.list"), "utt00002\nnosuch\n");
+    secap_dataset *d = synthetic(5, 0);
+    secap_problems probs = {0};
+    const char *const paths[3] = { P("lists/train.list"), P("lists/dev.list"), P("lists/test.list") };
+    assert_int_equal(secap_split_from_lists(d, paths, &probs), 0);
+    assert_int_equal(d->items[0].split, SECAP_SPLIT_TRAIN);
+    assert_int_equal(d->items[1].split, SECAP_SPLIT_DEV);
+    assert_int_equal(d->items[2].split, SECAP_SPLIT_TEST);
+    assert_int_equal(d->items[3].split, SECAP_SPLIT_DEV);
+    assert_int_equal(probs.n, 1);
+    assert_int_equal(probs.v[0].line, 2);
+    const char *const none[3] = { P("lists/x"), NULL, P("lists/y") };
+    assert_int_equal(secap_split_from_lists(d, none, &probs), -1);
+    secap_problems_free(&probs);
+    secap_dataset_free(d);
+}
+
+static void test_config_keys(void **st)
+{
+    (void)st;
+    secap_data_config c;
+    secap_data_config_default(&c);
+    assert_int_equal(c.on_error, SECAP_ON_ERROR_FAIL);
+    assert_int_equal(secap_data_config_set(&c, "data.on_error", "skip"), 0);
+    assert_int_equal(c.on_error, SECAP_ON_ERROR_SKIP);
+    assert_int_equal(secap_data_config_set(&c, "split_ratios", "0.7,0.2,0.1"), 0);
+    assert_true(fabs(c.split_ratios[1] - 0.2) < 1e-12);
+    assert_int_equal(secap_data_config_set(&c, "normalize", "true"), 0);
+    assert_int_equal(c.normalize, 1);
+    assert_int_equal(secap_data_config_set(&c, "model.hidden", "3"), -1);
+    EXPECT_FATAL(secap_data_config_set(&c, "on_error", "ignore"), "fail or skip");
+    EXPECT_FATAL(secap_data_config_set(&c, "split_ratios", "0.5,0.1"), "split_ratios");
+    EXPECT_FATAL(secap_data_config_set(&c, "batch_size", "2.5"), "batch_size");
+}
+
+/* ------------------------------------------------------------------ samplers */
+
+static int64_t padding(const secap_epoch_plan *p, const secap_dataset *d)
+{
+    int64_t pad = 0;
+    for (int b = 0; b < p->n_batches; b++) {
+        int64_t mx = 0, sum = 0;
+        for (int i = p->start[b]; i < p->start[b + 1]; i++) {
+            int64_t n = d->items[p->items[i]].n_samples;
+            mx = n > mx ? n : mx;
+            sum += n;
+        }
+        pad += mx * (p->start[b + 1] - p->start[b]) - sum;
+    }
+    return pad;
+}
+
+static void test_bucket_sampler(void **st)
+{
+    (void)st;
+    secap_dataset *d = synthetic(1000, 0);
+    int *idx;
+    int n = secap_split_indices(d, -1, &idx);
+    secap_data_config c;
+    secap_data_config_default(&c);
+    c.batch_size = 16;
+    secap_rng r1, r2;
+    secap_rng_seed(&r1, 3);
+    secap_rng_seed(&r2, 3);
+    secap_epoch_plan a, b, plain;
+    secap_plan_buckets(&a, d, idx, n, &c, &r1);
+    secap_plan_buckets(&b, d, idx, n, &c, &r2);
+    secap_plan_buckets(&plain, d, idx, n, &c, NULL);
+    assert_int_equal(a.n_items, 1000);
+    int *seen = calloc(1000, sizeof(int));
+    for (int i = 0; i < a.n_items; i++) { seen[a.items[i]]++; assert_int_equal(a.items[i], b.items[i]); }
+    for (int i = 0; i < 1000; i++) assert_int_equal(seen[i], 1);
+    for (int k = 0; k < a.n_batches; k++) assert_true(a.start[k + 1] - a.start[k] <= 16);
+    /* Bucketing must cut the padding well below file order. */
+    print_message("padding: bucketed %lld, file order %lld samples\n",
+                  (long long)padding(&a, d), (long long)padding(&plain, d));
+    assert_true(padding(&a, d) * 5 < padding(&plain, d));
+    /* A cap on B x T_max splits batches of long clips. */
+    c.max_batch_seconds = 10.0;
+    secap_epoch_plan capped;
+    secap_plan_buckets(&capped, d, idx, n, &c, &r1);
+    for (int k = 0; k < capped.n_batches; k++) {
+        int64_t mx = 0;
+        int cnt = capped.start[k + 1] - capped.start[k];
+        for (int i = capped.start[k]; i < capped.start[k + 1]; i++)
+            mx = d->items[capped.items[i]].n_samples > mx ? d->items[capped.items[i]].n_samples : mx;
+        assert_true(cnt == 1 || mx * cnt <= 160000);
+    }
+    secap_epoch_plan_free(&a);
+    secap_epoch_plan_free(&b);
+    secap_epoch_plan_free(&plain);
+    secap_epoch_plan_free(&capped);
+    free(seen);
+    free(idx);
+    secap_dataset_free(d);
+}
+
+static void test_class_sampler(void **st)
+{
+    (void)st;
+    secap_dataset *d = synthetic(700, 7);
+    int *idx;
+    int n = secap_split_indices(d, -1, &idx);
+    secap_rng r;
+    secap_rng_seed(&r, 11);
+    secap_epoch_plan p;
+    secap_plan_classes(&p, d, idx, n, 4, 3, &r);
+    assert_true(p.n_batches >= 50);
+    int *seen = calloc(700, sizeof(int));
+    for (int b = 0; b < p.n_batches; b++) {
+        assert_int_equal(p.start[b + 1] - p.start[b], 12);
+        int per[7] = {0};
+        for (int i = p.start[b]; i < p.start[b + 1]; i++) { per[d->items[p.items[i]].label]++; seen[p.items[i]]++; }
+        int classes = 0;
+        for (int l = 0; l < 7; l++) {
+            assert_true(per[l] == 0 || per[l] == 3);
+            classes += per[l] == 3;
+        }
+        assert_int_equal(classes, 4);
+    }
+    for (int i = 0; i < 700; i++) assert_true(seen[i] <= 1);
+    secap_epoch_plan_free(&p);
+    free(seen);
+    free(idx);
+    secap_dataset_free(d);
+}
+
+/* ------------------------------------------------------------ batch, loader */
+
+/* 40 items of 0.3..1.5 s at 24 kHz with labels, for batches and loaders. */
+static secap_dataset *audio_dataset(secap_data_config *c)
+{
+    mkdirs(P("ld"));
+    FILE *scp = fopen(P("ld/wav.scp"), "w"), *cap = fopen(P("ld/fid2captions.json"), "w");
+    FILE *emo = fopen(P("ld/emotion.txt"), "w");
+    fprintf(cap, "{");
+    for (int i = 0; i < 40; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "u%02d.wav", i);
+        write_wav(P("ld/%s", name), 7200 + 3000 * (i % 11), 24000, 0.1f + 0.01f * (float)i);
+        fprintf(scp, "u%02d %s\n", i, name);
+        fprintf(cap, "%s\"u%02d\": [\"甲%d\", \"乙%d\", \"丙%d\"]", i ? "," : "", i, i, i, i);
+        fprintf(emo, "u%02d e%d\n", i, i % 4);
+    }
+    fprintf(cap, "}\n");
+    fclose(scp);
+    fclose(cap);
+    fclose(emo);
+    secap_data_config_default(c);
+    c->split_ratios[0] = 1.0;
+    c->split_ratios[1] = c->split_ratios[2] = 0.0;
+    secap_problems probs = {0};
+    secap_dataset *d = secap_dataset_read(P("ld"), c, &probs);
+    secap_dataset_validate(d, &probs);
+    secap_problems_print(&probs, stderr);
+    assert_int_equal(probs.n, 0);
+    secap_problems_free(&probs);
+    return d;
+}
+
+static void test_batch_fill(void **st)
+{
+    (void)st;
+    secap_data_config c;
+    secap_dataset *d = audio_dataset(&c);
+    secap_batch b = {0};
+    int items[3] = { 0, 1, 5 };
+    secap_batch_fill(&b, d, items, 3, &c, NULL);
+    assert_int_equal(b.B, 3);
+    assert_int_equal(b.lengths[0], 4800);
+    assert_int_equal(b.lengths[1], 6800);
+    assert_int_equal(b.T, 14800);
+    for (int64_t t = b.lengths[0]; t < b.T; t++) assert_true(b.audio[t] == 0.0f);
+    assert_true(b.audio[100] != 0.0f);
+    assert_int_equal(b.caption[0], 0);
+    /* Crop to 0.5 s and normalise: every row is 8000 long with unit variance. */
+    c.max_seconds = 0.5;
+    c.normalize = 1;
+    secap_rng r;
+    secap_rng_seed(&r, 2);
+    secap_batch_fill(&b, d, items, 3, &c, &r);
+    assert_int_equal(b.T, 8000);
+    assert_int_equal(b.lengths[0], 4800);
+    assert_int_equal(b.lengths[2], 8000);
+    double s2 = 0;
+    for (int t = 0; t < 8000; t++) s2 += (double)b.audio[2 * 8000 + t] * b.audio[2 * 8000 + t];
+    assert_true(fabs(s2 / 8000 - 1.0) < 1e-3);
+    secap_batch_free(&b);
+    secap_dataset_free(d);
+}
+
+/* Item ids and caption choices of the next n batches, as one string. */
+static void take(secap_loader *L, int n, char *out, size_t cap)
+{
+    out[0] = 0;
+    for (int k = 0; k < n; k++) {
+        const secap_batch *b = secap_loader_next(L);
+        size_t len = strlen(out);
+        snprintf(out + len, cap - len, "%lld.%lld:", (long long)b->epoch, (long long)b->step);
+        for (int i = 0; i < b->B; i++) {
+            len = strlen(out);
+            snprintf(out + len, cap - len, "%d/%d/%lld/%.6f,", b->item[i], b->caption[i],
+                     (long long)b->lengths[i], b->audio[(size_t)i * (size_t)b->T + 10]);
+        }
+        len = strlen(out);
+        snprintf(out + len, cap - len, "|");
+    }
+}
+
+static void test_loader_order_and_resume(void **st)
+{
+    (void)st;
+    secap_data_config c;
+    secap_dataset *d = audio_dataset(&c);
+    c.batch_size = 4;
+    c.max_seconds = 0.6;
+    c.workers = 1;
+    c.prefetch = 2;
+    secap_loader *one = secap_loader_create(d, SECAP_SPLIT_TRAIN, 1, &c);
+    assert_int_equal(secap_loader_batches(one), 10);
+    static char a[65536], b[65536], r[65536];
+    take(one, 25, a, sizeof a);  /* crosses two epoch boundaries */
+    c.workers = 3;
+    c.prefetch = 5;
+    secap_loader *three = secap_loader_create(d, SECAP_SPLIT_TRAIN, 1, &c);
+    take(three, 25, b, sizeof b);
+    assert_string_equal(a, b);
+    /* Resume: a new loader set to the state after 13 batches continues with batch 14. */
+    secap_loader *first = secap_loader_create(d, SECAP_SPLIT_TRAIN, 1, &c);
+    take(first, 13, r, sizeof r);
+    secap_loader_state s = secap_loader_get_state(first);
+    assert_int_equal(s.epoch, 1);
+    assert_int_equal(s.step, 3);
+    secap_loader *resumed = secap_loader_create(d, SECAP_SPLIT_TRAIN, 1, &c);
+    secap_loader_set_state(resumed, s);
+    take(resumed, 12, r, sizeof r);
+    const char *tail = a;
+    for (int k = 0; k < 13; k++) tail = strchr(tail, '|') + 1;
+    assert_string_equal(r, tail);
+    /* Epochs differ in order. */
+    assert_true(strncmp(a + 4, strchr(strstr(a, "1.0:"), ':'), 40) != 0);
+    secap_loader_free(one);
+    secap_loader_free(three);
+    secap_loader_free(first);
+    secap_loader_free(resumed);
+    /* The N x K loader gives class-balanced batches. */
+    c.classes_per_batch = 2;
+    c.per_class = 2;
+    secap_loader *nk = secap_loader_create(d, SECAP_SPLIT_TRAIN, 1, &c);
+    for (int k = 0; k < 12; k++) {
+        const secap_batch *bt = secap_loader_next(nk);
+        assert_int_equal(bt->B, 4);
+        int per[4] = {0};
+        for (int i = 0; i < 4; i++) per[bt->label[i]]++;
+        int classes = 0;
+        for (int l = 0; l < 4; l++) classes += per[l] == 2;
+        assert_int_equal(classes, 2);
+    }
+    secap_loader_free(nk);
+    secap_dataset_free(d);
+}
+
+int main(void)
+{
+    snprintf(g_dir, sizeof g_dir, "/tmp/secap_test_dataset_XXXXXX");
+    if (!mkdtemp(g_dir)) { perror("mkdtemp"); return 1; }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_read_secap_layout),
+        cmocka_unit_test(test_missing_ids_and_bad_text),
+        cmocka_unit_test(test_json_syntax_error_line_col),
+        cmocka_unit_test(test_binary_file_as_text),
+        cmocka_unit_test(test_manifest),
+        cmocka_unit_test(test_hash_split),
+        cmocka_unit_test(test_list_split),
+        cmocka_unit_test(test_config_keys),
+        cmocka_unit_test(test_bucket_sampler),
+        cmocka_unit_test(test_class_sampler),
+        cmocka_unit_test(test_batch_fill),
+        cmocka_unit_test(test_loader_order_and_resume),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_dir);
+    return rc;
+}
