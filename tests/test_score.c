@@ -112,6 +112,7 @@ static void test_fixture_zh_varref(void **st) { (void)st; check_fixture("zh_varr
 static void test_fixture_en_multi(void **st) { (void)st; check_fixture("en_multi"); }
 static void test_fixture_en_space(void **st) { (void)st; check_fixture("en_space"); }
 static void test_fixture_edge(void **st) { (void)st; check_fixture("edge"); }
+static void test_fixture_meteor_beam(void **st) { (void)st; check_fixture("meteor_beam"); }
 
 static void expect_tokens(const char *text, secap_tokenize_mode mode, const char *want)
 {
@@ -272,6 +273,7 @@ int main(void)
         cmocka_unit_test(test_fixture_en_multi),
         cmocka_unit_test(test_fixture_en_space),
         cmocka_unit_test(test_fixture_edge),
+        cmocka_unit_test(test_fixture_meteor_beam),
         cmocka_unit_test(test_tokenize),
         cmocka_unit_test(test_identical_is_perfect),
         cmocka_unit_test(test_empty_hypothesis_scores_zero),

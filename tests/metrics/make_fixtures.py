@@ -138,6 +138,23 @@ def make_corpus(rng, lang, n, refs_lo, refs_hi, prefix):
     return refs, hyps
 
 
+def beam_corpus(rng, n):
+    """Long sentences over a small alphabet: many candidate matches per word,
+    so METEOR's beam (40 paths) prunes and its tie-breaks decide."""
+    alphabet = "的了是我你他很好开心说话"
+    refs, hyps = {}, {}
+    for i in range(n):
+        base = [rng.choice(alphabet) for _ in range(rng.randint(15, 90))]
+        refs["bs%03d" % i] = ["".join(base if r == 0 else
+                                      [c if rng.random() < 0.7 else rng.choice(alphabet) for c in base])
+                              for r in range(rng.randint(1, 3))]
+        cut = rng.randint(0, len(base))
+        hyp = base[cut:] + base[:cut]
+        hyp = [c for c in hyp if rng.random() < 0.85] + [rng.choice(alphabet) for _ in range(rng.randint(0, 10))]
+        hyps["bs%03d" % i] = "".join(hyp)
+    return refs, hyps
+
+
 def edge_corpus():
     """Hand-made corner cases (zh-char tokenisation)."""
     refs = {
@@ -246,6 +263,7 @@ def main():
         ("en_multi", "zh-char", make_corpus(rng, "en", 500, 2, 5, "em")),
         ("en_space", "space", make_corpus(rng, "en", 500, 1, 4, "es")),
         ("edge", "zh-char", edge_corpus()),
+        ("meteor_beam", "zh-char", beam_corpus(rng, 120)),
     ]
     with tempfile.TemporaryDirectory() as work:
         for name, mode, (refs, hyps) in corpora:
