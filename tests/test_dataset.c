@@ -3,6 +3,7 @@
 #include "testutil.h"
 #include "secap/audio.h"
 #include "secap/dataset.h"
+#include "secap/h5io.h"
 
 #include <sndfile.h>
 #include <sys/stat.h>
@@ -558,6 +559,126 @@ static void test_loader_order_and_resume(void **st)
     secap_dataset_free(d);
 }
 
+
+/* ---------------------------------------------------------- HDF5, feature cache */
+
+static long file_size(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0 ? (long)sb.st_size : -1;
+}
+
+static void test_h5io_roundtrip(void **st)
+{
+    (void)st;
+    const char *path = P("w.h5");
+    secap_h5 *h = secap_h5_create(path);
+    float w[6] = { 1, 2, 3, 4, 5, 6 }, bias[3] = { -1, 0.5f, 7 };
+    int64_t dw[2] = { 2, 3 }, db[1] = { 3 };
+    secap_h5_write_f32(h, "encoder.layers.0.q_proj.weight", w, 2, dw, 6);
+    secap_h5_write_f32(h, "encoder.layers.0.q_proj.bias", bias, 1, db, 0);
+    secap_h5_set_attr_str(h, NULL, "model_type", "hubert");
+    secap_h5_set_attr_int(h, NULL, "hidden_size", 1024);
+    secap_h5_set_attr_double(h, NULL, "layer_norm_eps", 1e-5);
+    secap_h5_set_attr_str(h, "encoder.layers.0.q_proj.bias", "note", "偏置");
+    /* Nothing under the real name until commit. */
+    assert_int_equal(file_size(path), -1);
+    secap_h5_commit(h);
+    assert_true(file_size(path) > 0);
+    h = secap_h5_open(path, 0);
+    int rank;
+    int64_t dims[SECAP_H5_MAX_RANK];
+    float *x = secap_h5_read_f32(h, "encoder.layers.0.q_proj.weight", &rank, dims);
+    assert_int_equal(rank, 2);
+    assert_int_equal(dims[0], 2);
+    assert_int_equal(dims[1], 3);
+    for (int i = 0; i < 6; i++) assert_true(x[i] == w[i]);
+    free(x);
+    assert_int_equal(secap_h5_shape(h, "encoder.layers.0.q_proj.bias", dims), 1);
+    char *s;
+    int64_t iv;
+    double dv;
+    assert_int_equal(secap_h5_get_attr_str(h, NULL, "model_type", &s), 0);
+    assert_string_equal(s, "hubert");
+    free(s);
+    assert_int_equal(secap_h5_get_attr_str(h, "encoder.layers.0.q_proj.bias", "note", &s), 0);
+    assert_string_equal(s, "偏置");
+    free(s);
+    assert_int_equal(secap_h5_get_attr_int(h, NULL, "hidden_size", &iv), 0);
+    assert_int_equal(iv, 1024);
+    assert_int_equal(secap_h5_get_attr_double(h, NULL, "layer_norm_eps", &dv), 0);
+    assert_true(dv == 1e-5);
+    assert_int_equal(secap_h5_get_attr_int(h, NULL, "absent", &iv), -1);
+    int n;
+    char **names = secap_h5_list(h, &n);
+    assert_int_equal(n, 2);
+    assert_string_equal(names[0], "encoder.layers.0.q_proj.bias");
+    secap_h5_free_names(names, n);
+    EXPECT_FATAL(secap_h5_read_f32(h, "missing.weight", NULL, NULL), "no dataset named missing.weight");
+    secap_h5_close(h);
+    /* A created file that is closed without commit leaves nothing behind. */
+    h = secap_h5_create(P("aborted.h5"));
+    secap_h5_write_f32(h, "x", w, 1, db, 0);
+    secap_h5_close(h);
+    assert_int_equal(file_size(P("aborted.h5")), -1);
+    EXPECT_FATAL(secap_h5_open(P("aborted.h5"), 0), "aborted.h5");
+    WRITE(P("not.h5"), "plain text");
+    assert_int_equal(secap_h5_is_readable(P("not.h5")), 0);
+}
+
+static void test_feature_cache(void **st)
+{
+    (void)st;
+    const char *path = P("feats.h5");
+    secap_featcache_key key = { "hubert.h5 size=123 mtime=456", "sr=16000 normalize=0 layer=-1" };
+    int rebuilt = -1;
+    secap_featcache *fc = secap_featcache_open(path, &key, &rebuilt);
+    assert_int_equal(rebuilt, 1);
+    float *a = calloc(1000 * 256, sizeof(float));
+    for (int i = 0; i < 256; i++) a[i] = (float)i;
+    float b[4] = { 1, 2, 3, 4 };
+    secap_featcache_put(fc, "spk1/utt%1", a, 1000, 256);
+    secap_featcache_put(fc, "u2", b, 2, 2);
+    secap_featcache_close(fc);
+    /* Deflate: a mostly-zero 1000 x 256 float array takes far less than 1 MB. */
+    print_message("cache file %ld bytes for %d raw bytes\n", file_size(path), 1000 * 256 * 4);
+    assert_true(file_size(path) < 100000);
+    fc = secap_featcache_open(path, &key, &rebuilt);
+    assert_int_equal(rebuilt, 0);
+    assert_true(secap_featcache_has(fc, "spk1/utt%1"));
+    assert_false(secap_featcache_has(fc, "u3"));
+    int64_t T, D;
+    float *x = secap_featcache_get(fc, "spk1/utt%1", &T, &D);
+    assert_int_equal(T, 1000);
+    assert_int_equal(D, 256);
+    assert_memory_equal(x, a, 1000 * 256 * sizeof(float));
+    free(x);
+    assert_null(secap_featcache_get(fc, "u3", &T, &D));
+    secap_featcache_close(fc);
+    /* Other encoder weights: stale, rebuilt empty, and the new file replaces it. */
+    secap_featcache_key other = { "hubert.h5 size=123 mtime=999", key.settings };
+    fc = secap_featcache_open(path, &other, &rebuilt);
+    assert_int_equal(rebuilt, 1);
+    assert_false(secap_featcache_has(fc, "u2"));
+    secap_featcache_put(fc, "u2", b, 2, 2);
+    secap_featcache_close(fc);
+    fc = secap_featcache_open(path, &key, &rebuilt);
+    assert_int_equal(rebuilt, 1);
+    secap_featcache_close(fc);
+    /* Other audio settings are stale too. */
+    secap_featcache_key norm = { key.encoder, "sr=16000 normalize=1 layer=-1" };
+    fc = secap_featcache_open(path, &norm, &rebuilt);
+    assert_int_equal(rebuilt, 1);
+    secap_featcache_close(fc);
+    /* A file that is not HDF5 is rebuilt, not a crash. */
+    WRITE(P("junk.h5"), "junk");
+    fc = secap_featcache_open(P("junk.h5"), &key, &rebuilt);
+    assert_int_equal(rebuilt, 1);
+    secap_featcache_close(fc);
+    assert_int_equal(secap_h5_is_readable(P("junk.h5")), 1);
+    free(a);
+}
+
 int main(void)
 {
     snprintf(g_dir, sizeof g_dir, "/tmp/secap_test_dataset_XXXXXX");
@@ -575,6 +696,8 @@ int main(void)
         cmocka_unit_test(test_class_sampler),
         cmocka_unit_test(test_batch_fill),
         cmocka_unit_test(test_loader_order_and_resume),
+        cmocka_unit_test(test_h5io_roundtrip),
+        cmocka_unit_test(test_feature_cache),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     char cmd[300];
