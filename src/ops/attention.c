@@ -32,17 +32,19 @@ static void attn_probs(const attn_dims *a, int64_t b, const float *Q, const floa
         int64_t lim = kl;
         if (a->causal && i + shift + 1 < lim) lim = i + shift + 1;
         if (lim < 0) lim = 0;
-        float l;
-        if (have_lse) l = lse[i];
-        else {
-            float m = -INFINITY;
+        if (have_lse) { /* backward: P = e^(S - lse) */
+            float l = lse[i];
+            for (int64_t j = 0; j < lim; j++) s[j] = op_expf(s[j] - l);
+        } else {        /* forward: P = e^(S - m) / z, lse = m + log z */
+            float m = -INFINITY, z = 0.0f;
             for (int64_t j = 0; j < lim; j++) m = s[j] > m ? s[j] : m;
-            double z = 0.0;
-            for (int64_t j = 0; j < lim; j++) z += exp((double)(s[j] - m));
-            l = lim ? m + (float)log(z) : -INFINITY;
-            lse[i] = l;
+            for (int64_t j = 0; j < lim; j++) s[j] = op_expf(s[j] - m);
+            for (int64_t j = 0; j < lim; j++) z += s[j];
+            float rz = lim ? 1.0f / z : 0.0f;
+            for (int64_t j = 0; j < lim; j++) s[j] *= rz;
+            lse[i] = lim ? m + logf(z) : -INFINITY;
         }
-        for (int64_t j = 0; j < Tk; j++) s[j] = j < lim ? expf(s[j] - l) : 0.0f;
+        for (int64_t j = lim; j < Tk; j++) s[j] = 0.0f;
     }
 }
 

@@ -55,3 +55,18 @@ float *op_scratch(int slot, size_t floats)
     }
     return buf[slot];
 }
+
+void op_colsum_add(float *dst, const float *src, int64_t rows, int64_t cols)
+{
+    const int64_t blk = 256;
+#pragma omp parallel for if (rows * cols > OP_PAR_MIN)
+    for (int64_t j0 = 0; j0 < cols; j0 += blk) {
+        int64_t len = cols - j0 < blk ? cols - j0 : blk;
+        float acc[256] = {0};
+        for (int64_t r = 0; r < rows; r++) {
+            const float *row = src + r * cols + j0;
+            for (int64_t j = 0; j < len; j++) acc[j] += row[j];
+        }
+        for (int64_t j = 0; j < len; j++) dst[j0 + j] += acc[j];
+    }
+}

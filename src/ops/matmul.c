@@ -129,14 +129,7 @@ static void linear_backward(secap_ctx *c, secap_node *n)
     float *dx = secap_grad(c, x), *dw = secap_grad(c, w), *db = bias ? secap_grad(c, bias) : NULL;
     if (dx) op_gemm(0, 0, Rows, Din, Dout, 1.0f, dy, Dout, weight_f32(w, SCRATCH_BF16_B), Din, 1.0f, dx, Din);
     if (dw) op_gemm(1, 0, Dout, Din, Rows, 1.0f, dy, Dout, secap_f32(x), Din, 1.0f, dw, Din);
-    if (db) {
-#pragma omp parallel for if (Rows * Dout > OP_PAR_MIN)
-        for (int64_t o = 0; o < Dout; o++) {
-            float s = 0.0f;
-            for (int64_t r = 0; r < Rows; r++) s += dy[r * Dout + o];
-            db[o] += s;
-        }
-    }
+    if (db) op_colsum_add(db, dy, Rows, Dout);
 }
 
 secap_tensor *secap_linear(secap_ctx *c, secap_tensor *x, secap_tensor *w, secap_tensor *bias)

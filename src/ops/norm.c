@@ -50,17 +50,23 @@ static void rownorm_backward(secap_ctx *c, secap_node *n)
         for (int64_t r = 0; r < R; r++)
             group_dx(dx + r * D, dy + r * D, X + r * D, D, mean[r], rstd[r], W, 1, center);
     }
-    if (dw || db) {
+    if (dw || db) { /* column sums over rows, blocks of columns per thread */
 #pragma omp parallel for if (x->n > OP_PAR_MIN)
-        for (int64_t j = 0; j < D; j++) {
-            double sw = 0.0, sb = 0.0;
+        for (int64_t j0 = 0; j0 < D; j0 += 256) {
+            int64_t len = D - j0 < 256 ? D - j0 : 256;
+            float sw[256] = {0}, sb[256] = {0};
             for (int64_t r = 0; r < R; r++) {
-                float g = dy[r * D + j];
-                sw += g * (X[r * D + j] - mean[r]) * rstd[r];
-                sb += g;
+                const float *g = dy + r * D + j0, *xr = X + r * D + j0;
+                float m = mean[r], s = rstd[r];
+                for (int64_t j = 0; j < len; j++) {
+                    sw[j] += g[j] * (xr[j] - m) * s;
+                    sb[j] += g[j];
+                }
             }
-            if (dw) dw[j] += (float)sw;
-            if (db) db[j] += (float)sb;
+            for (int64_t j = 0; j < len; j++) {
+                if (dw) dw[j0 + j] += sw[j];
+                if (db) db[j0 + j] += sb[j];
+            }
         }
     }
 }

@@ -43,6 +43,30 @@ static inline void op_gemm(int ta, int tb, int64_t M, int64_t N, int64_t K, floa
                 (int)M, (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
 }
 
+/* e^x in float, vectorisable (no libm call): Cephes' expf, relative error
+ * below 2e-7 on [-87, 88]; inputs are clamped to that range, so e^-inf gives
+ * ~1e-38 rather than 0 (callers mask such entries explicitly). */
+static inline float op_expf(float x)
+{
+    x = x < -87.3f ? -87.3f : x > 88.3f ? 88.3f : x;
+    float n = __builtin_roundevenf(x * 1.44269504088896341f);
+    float r = x - n * 0.693359375f;
+    r = r + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    union { int32_t i; float f; } e = { .i = ((int32_t)n + 127) << 23 };
+    return p * e.f;
+}
+
+/* dst[j] += sum_r src[r * cols + j]: column sums of a row-major matrix,
+ * each thread owning a block of columns and reading rows contiguously. */
+void op_colsum_add(float *dst, const float *src, int64_t rows, int64_t cols);
+
 /* Parallel loops only pay off above this many elements. */
 #define OP_PAR_MIN 16384
 

@@ -14,7 +14,14 @@ static float row_lse(const float *x, int64_t D)
     for (int64_t j = 0; j < D; j++) m = x[j] > m ? x[j] : m;
     if (m == -INFINITY) return m;
     double s = 0.0;
-    for (int64_t j = 0; j < D; j++) s += exp((double)(x[j] - m));
+    float e[256]; /* exponentials in blocks: the exp loop vectorises */
+    for (int64_t j0 = 0; j0 < D; j0 += 256) {
+        int64_t len = D - j0 < 256 ? D - j0 : 256;
+        for (int64_t j = 0; j < len; j++) e[j] = op_expf(x[j0 + j] - m);
+        float part = 0.0f;
+        for (int64_t j = 0; j < len; j++) part += e[j];
+        s += part;
+    }
     return m + (float)log(s);
 }
 
@@ -40,10 +47,10 @@ static void sm_backward(secap_ctx *c, secap_node *n)
         } else if (k == SM_LOGSOFTMAX) {
             double s = 0.0;
             for (int64_t j = 0; j < D; j++) s += gr[j];
-            for (int64_t j = 0; j < D; j++) d[j] += gr[j] - expf(yr[j]) * (float)s;
+            for (int64_t j = 0; j < D; j++) d[j] += gr[j] - op_expf(yr[j]) * (float)s;
         } else {
             float lse = Y[r];
-            for (int64_t j = 0; j < D; j++) d[j] += g[r] * expf(xr[j] - lse);
+            for (int64_t j = 0; j < D; j++) d[j] += g[r] * op_expf(xr[j] - lse);
         }
     }
 }
@@ -64,7 +71,7 @@ static secap_tensor *sm(secap_ctx *c, int k, secap_tensor *x)
         if (k == SM_LSE) { Y[r] = lse; continue; }
         for (int64_t j = 0; j < D; j++) {
             float v = X[r * D + j] - lse;
-            Y[r * D + j] = k == SM_SOFTMAX ? expf(v) : v;
+            Y[r * D + j] = k == SM_SOFTMAX ? op_expf(v) : v;
         }
     }
     if (secap_needs_grad(c, &x, 1)) secap_record(c, op, sm_backward, out, &x, 1)->i[0] = k;
@@ -90,7 +97,7 @@ static void ce_backward(secap_ctx *c, secap_node *n)
 #pragma omp parallel for if (x->n > OP_PAR_MIN)
     for (int64_t r = 0; r < R; r++) {
         if (t[r] == ign) continue;
-        for (int64_t j = 0; j < V; j++) dx[r * V + j] += g * expf(X[r * V + j] - lse[r]);
+        for (int64_t j = 0; j < V; j++) dx[r * V + j] += g * op_expf(X[r * V + j] - lse[r]);
         dx[r * V + t[r]] -= g;
     }
 }
