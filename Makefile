@@ -69,8 +69,11 @@ asan:
 	    SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined" all
 	SECAP_SANITIZE=1 tests/run.sh bin/asan
 
+# C benchmarks, then the PyTorch baselines they are compared with.
 bench: all
+	@tools/deps.sh test
 	@for b in $(BENCHES); do echo "== $$b"; $$b || exit 1; done
+	@for p in tools/bench/*.py; do [ -e "$$p" ] || continue; echo "== $$p"; /usr/bin/python3 $$p || exit 1; done
 
 demo: all
 	@tools/deps.sh demo

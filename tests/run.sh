@@ -17,7 +17,9 @@ if [[ -z "${SECAP_SANITIZE:-}" ]]; then
     for ref in tests/ref_*.py; do
         [[ -e "$ref" ]] || continue
         stamp="$SECAP_REF_DIR/.$(basename "$ref").stamp"
-        if [[ ! -e "$stamp" || "$ref" -nt "$stamp" ]]; then
+        # Re-run when the script or a tool it imports (tools/*.py) changed.
+        newer=$(find "$ref" tools -maxdepth 1 -name '*.py' -newer "$stamp" 2>/dev/null | head -1)
+        if [[ ! -e "$stamp" || -n "$newer" ]]; then
             echo "== $ref"
             /usr/bin/python3 "$ref" "$SECAP_REF_DIR" || { echo "FAILED: reference script $ref"; exit 1; }
             touch "$stamp"
