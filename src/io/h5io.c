@@ -34,11 +34,12 @@ secap_h5 *secap_h5_create(const char *path)
 secap_h5 *secap_h5_open(const char *path, int writable)
 {
     quiet();
+    hid_t f = H5Fopen(path, writable ? H5F_ACC_RDWR : H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0)
+        secap_fatal("%s: cannot open as HDF5 (hint: check the path; a damaged file must be rebuilt)", path);
     secap_h5 *h = secap_xcalloc(1, sizeof *h, "hdf5 handle");
     h->path = secap_xstrdup(path, "hdf5 path");
-    h->file = H5Fopen(path, writable ? H5F_ACC_RDWR : H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (h->file < 0)
-        secap_fatal("%s: cannot open as HDF5 (hint: check the path; a damaged file must be rebuilt)", path);
+    h->file = f;
     return h;
 }
 
