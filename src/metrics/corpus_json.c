@@ -43,6 +43,19 @@ static void line_col(const char *buf, const char *at, int *line, int *col)
     *col = (int)(at - bol) + 1;
 }
 
+/* Up to 20 bytes of the line before `at` and 12 after, cut at UTF-8 starts. */
+static void snippet(const char *buf, const char *at, char *out, size_t n)
+{
+    const char *a = at, *b = at;
+    while (a > buf && at - a < 20 && a[-1] != '\n') a--;
+    while ((*a & 0xC0) == 0x80 && a < at) a++;
+    while (*b && *b != '\n' && b - at < 12) b++;
+    while ((*b & 0xC0) == 0x80 && b > at) b--;
+    size_t k = (size_t)(b - a) < n - 1 ? (size_t)(b - a) : n - 1;
+    memcpy(out, a, k);
+    out[k] = 0;
+}
+
 static cJSON *parse_object(const char *path, const char *buf)
 {
     const char *end = NULL;
@@ -51,12 +64,10 @@ static cJSON *parse_object(const char *path, const char *buf)
         if (!end) end = buf;
         int line, col;
         line_col(buf, end, &line, &col);
-        char near[24];
-        size_t k = 0;
-        for (const char *p = end; *p && *p != '\n' && k + 1 < sizeof near; p++) near[k++] = *p;
-        near[k] = 0;
+        char near[64];
+        snippet(buf, end, near, sizeof near);
         secap_fatal("%s:%d:%d: malformed JSON near \"%s\" (hint: look for a missing comma, quote or "
-                    "bracket just before this point)", path, line, col, near);
+                    "bracket, or a trailing comma, just before this point)", path, line, col, near);
     }
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);

@@ -195,14 +195,15 @@ static void ensure(void **p, size_t *cap, size_t need, size_t size, const char *
     *cap = ncap;
 }
 
+/* A free slot; arrays keep one spare element so empty sentences get non-NULL pointers. */
 static int slot_alloc(aligner *a)
 {
     if (a->nfree) return a->free_slots[--a->nfree];
     int s = a->nslot++;
     size_t n = (size_t)a->nslot;
-    ensure((void **)&a->match, &a->match_cap, n * (size_t)a->n2, sizeof(int), "METEOR paths");
-    ensure((void **)&a->used1, &a->used1_cap, n * (size_t)a->n1, 1, "METEOR paths");
-    ensure((void **)&a->used2, &a->used2_cap, n * (size_t)a->n2, 1, "METEOR paths");
+    ensure((void **)&a->match, &a->match_cap, n * (size_t)a->n2 + 1, sizeof(int), "METEOR paths");
+    ensure((void **)&a->used1, &a->used1_cap, n * (size_t)a->n1 + 1, 1, "METEOR paths");
+    ensure((void **)&a->used2, &a->used2_cap, n * (size_t)a->n2 + 1, 1, "METEOR paths");
     ensure((void **)&a->free_slots, &a->free_cap, n, sizeof(int), "METEOR paths");
     return s;
 }

@@ -1,0 +1,192 @@
+/* secap-score - caption metrics exactly as the COCO caption toolkit.
+ *
+ *   secap-score --refs refs.json --hyps hyps.json [--tokenize zh-char|space]
+ *               [--metrics Bleu_1,...,CIDEr] [--format json|table]
+ *               [--per-item items.json]
+ *
+ * Both files in SECap fid2captions.json form.  Prints the corpus scores (one
+ * JSON object keyed Bleu_1..Bleu_4, METEOR, ROUGE_L, CIDEr, or a table);
+ * --per-item writes {id: {metric: score}} in the hypothesis file's order.
+ * Reference ids without a hypothesis are reported on stderr and ignored.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "secap/base.h"
+#include "secap/score.h"
+
+enum { NMETRIC = 7 };
+static const char *const NAMES[NMETRIC] = {"Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr"};
+static const unsigned MASKS[NMETRIC] = {SECAP_METRIC_BLEU, SECAP_METRIC_BLEU, SECAP_METRIC_BLEU, SECAP_METRIC_BLEU,
+                                        SECAP_METRIC_METEOR, SECAP_METRIC_ROUGE_L, SECAP_METRIC_CIDER};
+
+typedef struct {
+    const char *refs, *hyps, *per_item;
+    secap_tokenize_mode mode;
+    int table;               /* --format table */
+    int want[NMETRIC];       /* metrics to report */
+} options;
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+        "usage: secap-score --refs <refs.json> --hyps <hyps.json> [--tokenize zh-char|space]\n"
+        "                   [--metrics Bleu_1,Bleu_2,Bleu_3,Bleu_4,METEOR,ROUGE_L,CIDEr]\n"
+        "                   [--format json|table] [--per-item <file>]\n"
+        "Files: SECap fid2captions.json, {id: caption} or {id: [captions]}; a hypothesis\n"
+        "list uses its first entry.  --metrics also takes Bleu (all four) and all.\n");
+}
+
+static double metric_value(const secap_scores *s, int m)
+{
+    if (m < 4) return s->bleu[m];
+    return m == 4 ? s->meteor : m == 5 ? s->rouge_l : s->cider;
+}
+
+static void parse_metrics(options *o, const char *list)
+{
+    memset(o->want, 0, sizeof o->want);
+    char *copy = secap_xstrdup(list, "metric list"), *save = NULL;
+    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        int hit = 0;
+        for (int m = 0; m < NMETRIC; m++)
+            if (!strcasecmp(tok, NAMES[m]) || !strcasecmp(tok, "all") ||
+                (m < 4 && !strcasecmp(tok, "Bleu"))) { o->want[m] = 1; hit = 1; }
+        if (!hit)
+            secap_fatal("--metrics: unknown metric \"%s\" (hint: Bleu_1..Bleu_4, Bleu, METEOR, ROUGE_L, CIDEr or all)", tok);
+    }
+    free(copy);
+}
+
+/* --key value or --key=value; returns the value and advances *i. */
+static const char *option_value(int argc, char **argv, int *i, const char *key)
+{
+    size_t n = strlen(key);
+    if (argv[*i][n] == '=') return argv[*i] + n + 1;
+    if (*i + 1 >= argc) secap_fatal("%s needs a value (hint: secap-score --help)", key);
+    return argv[++*i];
+}
+
+static int is_option(const char *arg, const char *key)
+{
+    size_t n = strlen(key);
+    return !strncmp(arg, key, n) && (arg[n] == 0 || arg[n] == '=');
+}
+
+static options parse_args(int argc, char **argv)
+{
+    options o = {.mode = SECAP_TOK_ZH_CHAR};
+    for (int m = 0; m < NMETRIC; m++) o.want[m] = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); exit(0); }
+        else if (is_option(a, "--refs")) o.refs = option_value(argc, argv, &i, "--refs");
+        else if (is_option(a, "--hyps")) o.hyps = option_value(argc, argv, &i, "--hyps");
+        else if (is_option(a, "--per-item")) o.per_item = option_value(argc, argv, &i, "--per-item");
+        else if (is_option(a, "--metrics")) parse_metrics(&o, option_value(argc, argv, &i, "--metrics"));
+        else if (is_option(a, "--tokenize")) {
+            const char *v = option_value(argc, argv, &i, "--tokenize");
+            int mode = secap_tokenize_mode_parse(v);
+            if (mode < 0) secap_fatal("--tokenize: unknown mode \"%s\" (hint: zh-char or space)", v);
+            o.mode = (secap_tokenize_mode)mode;
+        } else if (is_option(a, "--format")) {
+            const char *v = option_value(argc, argv, &i, "--format");
+            if (strcmp(v, "json") && strcmp(v, "table"))
+                secap_fatal("--format: unknown format \"%s\" (hint: json or table)", v);
+            o.table = !strcmp(v, "table");
+        } else {
+            secap_fatal("unknown argument \"%s\" (hint: secap-score --help)", a);
+        }
+    }
+    if (!o.refs || !o.hyps) { usage(stderr); secap_fatal("--refs and --hyps are required (hint: secap-score --help)"); }
+    return o;
+}
+
+/* Shortest decimal that reads back as exactly x (like Python's repr). */
+static void fmt_double(char *buf, size_t n, double x)
+{
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(buf, n, "%.*g", prec, x);
+        if (strtod(buf, NULL) == x) return;
+    }
+}
+
+static void json_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\') fprintf(f, "\\%c", ch);
+        else if (ch < 0x20) fprintf(f, "\\u%04x", ch);
+        else fputc(ch, f);
+    }
+    fputc('"', f);
+}
+
+static void print_scores_json(FILE *f, const options *o, const secap_scores *s)
+{
+    char num[32];
+    int first = 1;
+    fputc('{', f);
+    for (int m = 0; m < NMETRIC; m++) {
+        if (!o->want[m]) continue;
+        fmt_double(num, sizeof num, metric_value(s, m));
+        fprintf(f, "%s\"%s\": %s", first ? "" : ", ", NAMES[m], num);
+        first = 0;
+    }
+    fputc('}', f);
+}
+
+static void print_table(const options *o, const secap_scores *s, int n)
+{
+    printf("%-8s  %10s  %8s\n", "metric", "score", "x100");
+    for (int m = 0; m < NMETRIC; m++)
+        if (o->want[m]) printf("%-8s  %10.6f  %8.2f\n", NAMES[m], metric_value(s, m), 100 * metric_value(s, m));
+    printf("(%d hypotheses)\n", n);
+}
+
+static void write_per_item(const options *o, const secap_corpus *c, const secap_scores *item)
+{
+    FILE *f = fopen(o->per_item, "w");
+    if (!f) secap_fatal("%s: cannot write per-item scores (hint: check the directory exists and is writable)", o->per_item);
+    fputs("{\n", f);
+    for (int i = 0; i < secap_corpus_size(c); i++) {
+        fputs("  ", f);
+        json_string(f, secap_corpus_id(c, i));
+        fputs(": ", f);
+        print_scores_json(f, o, &item[i]);
+        fputs(i + 1 < secap_corpus_size(c) ? ",\n" : "\n", f);
+    }
+    fputs("}\n", f);
+    if (fclose(f) != 0) secap_fatal("%s: write failed (hint: disk full?)", o->per_item);
+}
+
+static void report_ignored(const secap_corpus *c)
+{
+    int n = secap_corpus_n_ignored(c);
+    if (!n) return;
+    fprintf(stderr, "secap-score: %d reference id%s without a hypothesis, ignored:", n, n == 1 ? "" : "s");
+    for (int i = 0; i < n && i < 20; i++) fprintf(stderr, " %s", secap_corpus_ignored_id(c, i));
+    fprintf(stderr, "%s\n", n > 20 ? " ..." : "");
+}
+
+int main(int argc, char **argv)
+{
+    options o = parse_args(argc, argv);
+    secap_threads_init(0);
+    secap_corpus *c = secap_corpus_load_json(o.refs, o.hyps, o.mode);
+    report_ignored(c);
+    unsigned mask = 0;
+    for (int m = 0; m < NMETRIC; m++) if (o.want[m]) mask |= MASKS[m];
+    int n = secap_corpus_size(c);
+    secap_scores total, *item = o.per_item ? secap_xcalloc((size_t)n, sizeof *item, "per-item scores") : NULL;
+    secap_score(c, mask, &total, item);
+    if (o.table) print_table(&o, &total, n);
+    else { print_scores_json(stdout, &o, &total); putchar('\n'); }
+    if (item) write_per_item(&o, c, item);
+    free(item);
+    secap_corpus_free(c);
+    return 0;
+}
