@@ -2,8 +2,9 @@
 """tools/make_demo_corpus.py - build the Chinese emotional-speech captioning
 demo corpus in SECap's layout from Debian packages only.
 
-espeak-ng (Mandarin voice cmn) speaks short sentences taken from fortunes-zh;
-sox adds the effects.  Each utterance gets an emotion class whose prosody
+espeak-ng (Mandarin, voice cmn-latn-pinyin) speaks short sentences taken
+from fortunes-zh; sox adds the effects (in repeatable mode, -R, so its dither
+is the same on every run).  Each utterance gets an emotion class whose prosody
 (speaking rate, pitch level, pitch range, loudness, tremolo, pitch bend) is
 drawn with jitter from the class profile; five Chinese captions are written
 from the prosody actually sampled.  Sentences are drawn independently of the
@@ -245,7 +246,7 @@ def speak(text, pros, out_path):
             start = max(0.0, dur - 0.8)
             fx += ["bend", "-o", "8", "%.3f,%d,0.6" % (start, pros["bend"])]
         fx += ["gain", "-n", str(pros["level"]), "rate", "-h", str(RATE)]
-        run(["sox", "-V1", raw, "-b", "16", "-c", "1", out_path] + fx)
+        run(["sox", "-R", "-V1", raw, "-b", "16", "-c", "1", out_path] + fx)
     return wav_seconds(out_path)
 
 
