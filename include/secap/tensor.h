@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "secap/bf16.h"
 #include "secap/rng.h"
 
 #define SECAP_MAX_DIMS 4
@@ -108,19 +109,5 @@ static inline float *secap_f32(const secap_tensor *t) { return (float *)t->data;
 void secap_check_live(const secap_tensor *t, const char *op);
 /* "[2, 3, 4]" into buf; returns buf. */
 const char *secap_shape_str(const secap_tensor *t, char *buf, size_t len);
-
-/* bf16 <-> f32 (round to nearest even). */
-static inline float secap_bf16_to_f32(uint16_t h)
-{
-    union { uint32_t u; float f; } v = { .u = (uint32_t)h << 16 };
-    return v.f;
-}
-static inline uint16_t secap_f32_to_bf16(float f)
-{
-    union { uint32_t u; float f; } v = { .f = f };
-    if ((v.u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((v.u >> 16) | 0x40); /* NaN */
-    uint32_t r = v.u + 0x7fffu + ((v.u >> 16) & 1u);
-    return (uint16_t)(r >> 16);
-}
 
 #endif

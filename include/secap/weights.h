@@ -24,6 +24,8 @@
 
 #include <stdint.h>
 
+#include "secap/bf16.h"
+
 #define SECAP_WEIGHTS_MAX_DIMS 8
 
 typedef struct secap_weights secap_weights;
@@ -98,9 +100,5 @@ void secap_weights_set_ints(secap_weights *w, const char *name, const int64_t *v
 
 /* Drops a writer without producing the target file (error paths). */
 void secap_weights_discard(secap_weights *w);
-
-/* ---- bfloat16 ----------------------------------------------------------- */
-float secap_bf16_to_f32(uint16_t h);
-uint16_t secap_f32_to_bf16(float f);   /* round to nearest even, NaN kept */
 
 #endif

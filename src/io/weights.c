@@ -24,25 +24,6 @@ struct secap_weights {
     int nstrs;
 };
 
-/* ---- bfloat16 ----------------------------------------------------------- */
-
-float secap_bf16_to_f32(uint16_t h)
-{
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
-uint16_t secap_f32_to_bf16(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x0040u); /* quiet NaN */
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
-
 /* ---- helpers ------------------------------------------------------------ */
 
 static void hdf5_quiet(void)
