@@ -77,7 +77,7 @@ bench: all
 
 demo: all
 	@tools/deps.sh demo
-	tools/demo.sh
+	BIN=$(BIN) tools/demo.sh
 
 clean:
 	rm -rf build bin
