@@ -1,0 +1,73 @@
+/* secap/hubert.h - the HuBERT speech encoder (Hugging Face `HubertModel`).
+ *
+ * Both variants of SECAP.md section 2, chosen by the weight file's attributes
+ * (secap/hubert_cfg.h), never by hard-coded sizes:
+ *   "base"   group-norm feature encoder, post-LN transformer;
+ *   "large"  layer-norm feature encoder with conv bias, pre-LN ("stable layer
+ *            norm") transformer and a final LayerNorm.
+ *
+ * Pipeline (F = frames, C = conv_dim[-1], H = hidden_size):
+ *   wave [N] -> conv stack [C, F] -> LayerNorm(C) -> Linear(C->H) -> zero the
+ *   padded frames -> + GELU(weight-normed grouped pos conv) -> transformer
+ *   layers (key padding mask) -> [F, H].
+ *
+ * Padded batches: the conv stack runs on each utterance at its own length, so
+ * GroupNorm statistics cover its valid samples only, and the transformer masks
+ * padded keys: every utterance's valid frames equal what it gives alone.
+ *
+ * Memory: a frozen forward (model loaded with trainable = 0, or any model
+ * under no-grad) records nothing and runs in two private scratch arenas that
+ * are recycled between stages, so only the result lands in the caller's step
+ * arena; activations of a 30 s clip never all live at once.  A trainable
+ * forward outside no-grad keeps every activation on the caller's tape.
+ * A model is read-only after loading, but the scratch arenas make concurrent
+ * frozen forwards on one model unsafe: use one model per thread.
+ */
+#ifndef SECAP_HUBERT_H
+#define SECAP_HUBERT_H
+
+#include <stdint.h>
+
+#include "secap/hubert_cfg.h"
+#include "secap/tensor.h"
+
+typedef struct secap_hubert secap_hubert;
+
+/* Loads a weight file (SECAP.md section 7; float32 or bfloat16, widened to
+ * float32) into parameters in c's param arena: trainable (gradients
+ * allocated) or frozen (trainable = 0).  Refuses, naming the file and tensor,
+ * missing, unknown, wrong-shape and wrong-dtype tensors; masked_spec_embed is
+ * ignored.  Preprocessing: the file's do_normalize attribute (absent = 0)
+ * makes secap_hubert_forward normalise every utterance to zero mean and unit
+ * variance over its valid samples, as HF's feature extractor does. */
+secap_hubert *secap_hubert_load(secap_ctx *c, const char *path, int trainable);
+void secap_hubert_free(secap_hubert *m);
+
+const secap_hubert_config *secap_hubert_cfg(const secap_hubert *m);
+int secap_hubert_do_normalize(const secap_hubert *m);
+/* The parameter with this HF state-dict name, or NULL (unknown name, or the
+ * positional conv's weight_g / weight_v of a frozen model, which are folded
+ * into one weight at load).  For optimizers, checkpoints and tests. */
+secap_tensor *secap_hubert_param(const secap_hubert *m, const char *name);
+
+/* Runs the encoder on a padded batch.
+ *   wave      [B, Nmax] 16 kHz samples, row b valid on [0, nsamples[b]); the
+ *             rest is ignored (need not be zero)
+ *   nsamples  [B] valid samples, each >= the conv receptive field (400 for
+ *             the standard stack; fewer stops with an error naming the item)
+ *   layer     -1: the last hidden state; 0..L: HF `hidden_states[layer]`
+ *             (0 = the transformer input, L = the last hidden state; for the
+ *             pre-LN variant L is after the final LayerNorm, and 1..L-1 are
+ *             raw layer outputs as HF returns them).  Stops after that layer.
+ *   frames_out [B] (may be NULL) valid frames per utterance
+ * Returns [B, Fmax, H] in c's step arena, Fmax = max frames; rows past
+ * frames_out[b] hold unspecified values. */
+secap_tensor *secap_hubert_forward(secap_ctx *c, const secap_hubert *m, const float *wave,
+                                   const int64_t *nsamples, int B, int64_t Nmax, int layer,
+                                   int32_t *frames_out);
+
+/* Multiply-adds x 2 of one forward over utterances of these lengths, up to
+ * `layer` as above: convolutions, linear layers and attention matmuls. */
+double secap_hubert_flops(const secap_hubert_config *cfg, const int64_t *nsamples, int B, int layer);
+
+#endif
