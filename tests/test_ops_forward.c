@@ -164,6 +164,20 @@ static void test_pointwise_values(void **st)
     secap_tensor *x = secap_from_data(c, SECAP_SHAPE(4), (float[]){1.0f, -0.5f, 3.0f, 0.0f});
     double gelu[4] = {0.8413447460685429, -0.15426876936299344, 2.9959502, 0.0};
     expect_close("gelu (erf)", secap_f32(secap_gelu(c, x)), gelu, 4, 1e-6);
+    /* dense sweep: GELU and SiLU over [-8, 8] against double libm */
+    int64_t nn = 4001;
+    secap_tensor *sweep = secap_empty(c, 1, &nn);
+    double *gref = malloc(sizeof(double) * 4001), *sref = malloc(sizeof(double) * 4001);
+    for (int i = 0; i < 4001; i++) {
+        double v = -8.0 + 16.0 * i / 4000.0;
+        secap_f32(sweep)[i] = (float)v;
+        v = secap_f32(sweep)[i];
+        gref[i] = 0.5 * v * (1.0 + erf(v / sqrt(2.0)));
+        sref[i] = v / (1.0 + exp(-v));
+    }
+    expect_close("gelu sweep [-8, 8]", secap_f32(secap_gelu(c, sweep)), gref, nn, 1e-6);
+    expect_close("silu sweep [-8, 8]", secap_f32(secap_silu(c, sweep)), sref, nn, 1e-6);
+    free(gref); free(sref);
     double silu[4] = {0.7310585786300049, -0.18877033, 2.857722500, 0.0};
     expect_close("silu", secap_f32(secap_silu(c, x)), silu, 4, 1e-6);
     /* log_softmax and cross-entropy of [1, -0.5, 3, 0] */

@@ -128,12 +128,28 @@ secap_tensor *secap_div(secap_ctx *c, secap_tensor *a, secap_tensor *b) { return
 enum { UN_GELU, UN_SILU, UN_RELU, UN_TANH, UN_EXP, UN_LOG, UN_SCALE, UN_CLAMP, UN_DROPOUT };
 static const char *un_name[] = {"gelu", "silu", "relu", "tanh", "exp", "log", "scale", "clamp", "dropout"};
 
-static inline float gelu_f(float x) { return 0.5f * x * (1.0f + erff(x * (float)M_SQRT1_2)); }
+/* erf by Abramowitz & Stegun 7.1.26 (absolute error < 1.5e-7) on top of
+ * op_expf, so GELU loops vectorise; libm's erff is a scalar call. */
+static inline float erf_f(float x)
+{
+    float ax = fabsf(x), t = 1.0f / (1.0f + 0.3275911f * ax);
+    float poly = ((((1.061405429f * t - 1.453152027f) * t + 1.421413741f) * t - 0.284496736f) * t + 0.254829592f) * t;
+    return copysignf(1.0f - poly * op_expf(-ax * ax), x);
+}
+static inline float gelu_f(float x) { return 0.5f * x * (1.0f + erf_f(x * (float)M_SQRT1_2)); }
 static inline float gelu_df(float x)
 {
-    return 0.5f * (1.0f + erff(x * (float)M_SQRT1_2)) + x * expf(-0.5f * x * x) * 0.3989422804014327f;
+    return 0.5f * (1.0f + erf_f(x * (float)M_SQRT1_2)) + x * op_expf(-0.5f * x * x) * 0.3989422804014327f;
 }
-static inline float sigm(float x) { return 1.0f / (1.0f + expf(-x)); }
+static inline float sigm(float x) { return 1.0f / (1.0f + op_expf(-x)); }
+
+/* EXPR for i in [0, N) (N a local of the caller), one loop per op kind so
+ * each one vectorises. */
+#define PW_LOOP(EXPR)                                           \
+    do {                                                        \
+        _Pragma("omp parallel for if (N > OP_PAR_MIN)")         \
+        for (int64_t i = 0; i < N; i++) EXPR;                   \
+    } while (0)
 
 static void unary_backward(secap_ctx *c, secap_node *n)
 {
@@ -144,21 +160,17 @@ static void unary_backward(secap_ctx *c, secap_node *n)
     const float *X = secap_f32(x), *Y = secap_f32(n->out), *g = n->out->grad;
     const uint8_t *mask = n->aux;
     float p0 = n->f[0], p1 = n->f[1];
-#pragma omp parallel for if (x->n > OP_PAR_MIN)
-    for (int64_t i = 0; i < x->n; i++) {
-        float d;
-        switch (k) {
-        case UN_GELU: d = gelu_df(X[i]); break;
-        case UN_SILU: { float s = sigm(X[i]); d = s * (1.0f + X[i] * (1.0f - s)); } break;
-        case UN_RELU: d = X[i] > 0.0f ? 1.0f : 0.0f; break;
-        case UN_TANH: d = 1.0f - Y[i] * Y[i]; break;
-        case UN_EXP: d = Y[i]; break;
-        case UN_LOG: d = 1.0f / X[i]; break;
-        case UN_SCALE: d = p0; break;
-        case UN_CLAMP: d = X[i] >= p0 && X[i] <= p1 ? 1.0f : 0.0f; break;
-        default: d = mask[i] ? p0 : 0.0f; break; /* dropout: p0 = 1/(1-p) */
-        }
-        gx[i] += g[i] * d;
+    int64_t N = x->n;
+    switch (k) {
+    case UN_GELU: PW_LOOP(gx[i] += g[i] * gelu_df(X[i])); break;
+    case UN_SILU: PW_LOOP({ float s = sigm(X[i]); gx[i] += g[i] * s * (1.0f + X[i] * (1.0f - s)); }); break;
+    case UN_RELU: PW_LOOP(gx[i] += X[i] > 0.0f ? g[i] : 0.0f); break;
+    case UN_TANH: PW_LOOP(gx[i] += g[i] * (1.0f - Y[i] * Y[i])); break;
+    case UN_EXP: PW_LOOP(gx[i] += g[i] * Y[i]); break;
+    case UN_LOG: PW_LOOP(gx[i] += g[i] / X[i]); break;
+    case UN_SCALE: PW_LOOP(gx[i] += g[i] * p0); break;
+    case UN_CLAMP: PW_LOOP(gx[i] += X[i] >= p0 && X[i] <= p1 ? g[i] : 0.0f); break;
+    default: PW_LOOP(gx[i] += mask[i] ? g[i] * p0 : 0.0f); break; /* dropout: p0 = 1/(1-p) */
     }
 }
 
@@ -170,24 +182,21 @@ static secap_tensor *unary(secap_ctx *c, int k, secap_tensor *x, float p0, float
     const float *X = secap_f32(x);
     float *Y = secap_f32(out);
     uint8_t *mask = NULL;
+    int64_t N = x->n;
     if (k == UN_DROPOUT) { /* draw the mask serially so it depends only on the seed */
-        mask = secap_arena_alloc(c->step, (size_t)x->n, 0, op);
-        for (int64_t i = 0; i < x->n; i++) mask[i] = secap_rng_uniform(&c->rng) >= p1;
+        mask = secap_arena_alloc(c->step, (size_t)N, 0, op);
+        for (int64_t i = 0; i < N; i++) mask[i] = secap_rng_uniform(&c->rng) >= p1;
     }
-#pragma omp parallel for if (x->n > OP_PAR_MIN)
-    for (int64_t i = 0; i < x->n; i++) {
-        float v = X[i];
-        switch (k) {
-        case UN_GELU: Y[i] = gelu_f(v); break;
-        case UN_SILU: Y[i] = v * sigm(v); break;
-        case UN_RELU: Y[i] = v > 0.0f ? v : 0.0f; break;
-        case UN_TANH: Y[i] = tanhf(v); break;
-        case UN_EXP: Y[i] = expf(v); break;
-        case UN_LOG: Y[i] = logf(v); break;
-        case UN_SCALE: Y[i] = v * p0 + p1; break;
-        case UN_CLAMP: Y[i] = v < p0 ? p0 : v > p1 ? p1 : v; break;
-        default: Y[i] = mask[i] ? v * p0 : 0.0f; break;
-        }
+    switch (k) {
+    case UN_GELU: PW_LOOP(Y[i] = gelu_f(X[i])); break;
+    case UN_SILU: PW_LOOP(Y[i] = X[i] * sigm(X[i])); break;
+    case UN_RELU: PW_LOOP(Y[i] = X[i] > 0.0f ? X[i] : 0.0f); break;
+    case UN_TANH: PW_LOOP(Y[i] = tanhf(X[i])); break;
+    case UN_EXP: PW_LOOP(Y[i] = expf(X[i])); break;
+    case UN_LOG: PW_LOOP(Y[i] = logf(X[i])); break;
+    case UN_SCALE: PW_LOOP(Y[i] = X[i] * p0 + p1); break;
+    case UN_CLAMP: PW_LOOP(Y[i] = X[i] < p0 ? p0 : X[i] > p1 ? p1 : X[i]); break;
+    default: PW_LOOP(Y[i] = mask[i] ? X[i] * p0 : 0.0f); break;
     }
     if (secap_needs_grad(c, &x, 1)) {
         secap_node *n = secap_record(c, op, unary_backward, out, &x, 1);
