@@ -37,8 +37,10 @@ static void attn_probs(const attn_dims *a, int64_t b, const float *Q, const floa
             for (int64_t j = 0; j < lim; j++) s[j] = op_expf(s[j] - l);
         } else {        /* forward: P = e^(S - m) / z, lse = m + log z */
             float m = -INFINITY, z = 0.0f;
+#pragma omp simd reduction(max : m)
             for (int64_t j = 0; j < lim; j++) m = s[j] > m ? s[j] : m;
             for (int64_t j = 0; j < lim; j++) s[j] = op_expf(s[j] - m);
+#pragma omp simd reduction(+ : z)
             for (int64_t j = 0; j < lim; j++) z += s[j];
             float rz = lim ? 1.0f / z : 0.0f;
             for (int64_t j = 0; j < lim; j++) s[j] *= rz;

@@ -11,24 +11,22 @@
 /* Per row: mean and rstd (center = 1) or just rstd of the RMS (center = 0). */
 static void row_stats(const float *x, int64_t n, int center, float eps, float *mean, float *rstd)
 {
-    double s = 0.0, s2 = 0.0;
-    if (center) for (int64_t j = 0; j < n; j++) s += x[j];
-    double m = center ? s / (double)n : 0.0;
-    for (int64_t j = 0; j < n; j++) { double d = x[j] - m; s2 += d * d; }
-    *mean = (float)m;
-    *rstd = (float)(1.0 / sqrt(s2 / (double)n + eps));
+    float m = center ? (float)(op_sum(x, n) / (double)n) : 0.0f;
+    *mean = m;
+    *rstd = (float)(1.0 / sqrt(op_sumsq_dev(x, n, m) / (double)n + eps));
 }
 
 /* dx for one group; w may be NULL (weight 1) and is indexed by j / wdiv. */
 static void group_dx(float *dx, const float *dy, const float *x, int64_t n, float mean, float rstd,
                      const float *w, int64_t wdiv, int center)
 {
-    double sd = 0.0, sdx = 0.0;
+    float sd = 0.0f, sdx = 0.0f;
+#pragma omp simd reduction(+ : sd, sdx)
     for (int64_t j = 0; j < n; j++) {
         float xh = (x[j] - mean) * rstd, dxh = dy[j] * (w ? w[j / wdiv] : 1.0f);
         sd += dxh; sdx += dxh * xh;
     }
-    float md = center ? (float)(sd / (double)n) : 0.0f, mdx = (float)(sdx / (double)n);
+    float md = center ? sd / (float)n : 0.0f, mdx = sdx / (float)n;
     for (int64_t j = 0; j < n; j++) {
         float xh = (x[j] - mean) * rstd, dxh = dy[j] * (w ? w[j / wdiv] : 1.0f);
         dx[j] += rstd * (dxh - md - xh * mdx);

@@ -66,6 +66,36 @@ static inline float op_expf(float x)
     return p * scale;
 }
 
+/* Sums in float SIMD lanes over blocks of 1024, blocks added in double:
+ * vectorised (OpenMP simd reductions may reassociate) and still accurate
+ * for long rows. */
+static inline double op_sum(const float *x, int64_t n)
+{
+    double s = 0.0;
+    for (int64_t j0 = 0; j0 < n; j0 += 1024) {
+        int64_t len = n - j0 < 1024 ? n - j0 : 1024;
+        float p = 0.0f;
+#pragma omp simd reduction(+ : p)
+        for (int64_t j = 0; j < len; j++) p += x[j0 + j];
+        s += p;
+    }
+    return s;
+}
+
+/* sum_j (x[j] - m)^2, blocked as op_sum. */
+static inline double op_sumsq_dev(const float *x, int64_t n, float m)
+{
+    double s = 0.0;
+    for (int64_t j0 = 0; j0 < n; j0 += 1024) {
+        int64_t len = n - j0 < 1024 ? n - j0 : 1024;
+        float p = 0.0f;
+#pragma omp simd reduction(+ : p)
+        for (int64_t j = 0; j < len; j++) p += (x[j0 + j] - m) * (x[j0 + j] - m);
+        s += p;
+    }
+    return s;
+}
+
 /* dst[j] += sum_r src[r * cols + j]: column sums of a row-major matrix,
  * each thread owning a block of columns and reading rows contiguously. */
 void op_colsum_add(float *dst, const float *src, int64_t rows, int64_t cols);
