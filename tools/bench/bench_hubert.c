@@ -1,6 +1,7 @@
 /* bench_hubert: frozen HuBERT forward, speed and peak memory.
  *
- *   bin/bench/bench_hubert [--seconds S] [--reps N] [--threads N] [--peak-seconds S]
+ *   bin/bench/bench_hubert [--seconds=S] [--reps=N] [--threads=N] [--peak-seconds=S]
+ *                          [--only=hubert-base|hubert-large]   (one model, for profiling)
  *
  * 1. HuBERT-base-sized (12 layers, H=768) and HuBERT-large-sized (24 layers,
  *    H=1024) models with random weights (tools/convert_hf.py --init random,
@@ -124,21 +125,27 @@ int main(int argc, char **argv)
 {
     double seconds = 10, peak_seconds = 30;
     int reps = 3, threads = 2, only_peak = 0;
+    const char *only = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strncmp(argv[i], "--seconds=", 10)) seconds = atof(argv[i] + 10);
         else if (!strncmp(argv[i], "--reps=", 7)) reps = atoi(argv[i] + 7);
         else if (!strncmp(argv[i], "--threads=", 10)) threads = atoi(argv[i] + 10);
         else if (!strncmp(argv[i], "--peak-seconds=", 15)) peak_seconds = atof(argv[i] + 15);
         else if (!strcmp(argv[i], "--peak-only")) only_peak = 1;
+        else if (!strncmp(argv[i], "--only=", 7)) only = argv[i] + 7;
         else {
             fprintf(stderr, "usage: bench_hubert [--seconds=10] [--reps=3] [--threads=2] [--peak-seconds=30] "
-                            "[--peak-only]\n");
+                            "[--peak-only] [--only=hubert-base|hubert-large]\n");
             return 2;
         }
     }
     secap_threads_init(threads);
     if (only_peak) peak_only(peak_seconds);
 
+    if (only) {   /* one model, no file, no peak run (profiling) */
+        bench(only, seconds, reps, NULL);
+        return 0;
+    }
     FILE *out = fopen("build/bench/bench_hubert.txt.tmp", "w");
     if (out) fprintf(out, "# preset ms gflop audio_seconds threads (bin/bench/bench_hubert)\n");
     bench("hubert-base", seconds, reps, out);
