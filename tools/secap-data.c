@@ -1,15 +1,18 @@
 /* secap-data - inspect and check speech-captioning datasets.
  *
- *   secap-data stats    --data DIR | --manifest FILE [--data.KEY=VALUE ...]
- *   secap-data validate --data DIR | --manifest FILE [--data.KEY=VALUE ...]
+ *   secap-data stats    --data DIR | --manifest FILE [--config FILE] [--data.KEY=VALUE ...]
+ *   secap-data validate --data DIR | --manifest FILE [--config FILE] [--data.KEY=VALUE ...]
  *
  * DIR is in SECap's layout (wav.scp, text.txt, fid2captions.json, emotion.txt,
  * optional train/dev/test.list); FILE a JSON-lines manifest.  `stats` prints
  * items, hours, caption and transcript lengths, labels and splits (after the
  * data.on_error policy); `validate` lists every problem and exits 1 if any.
+ * --config reads the [data] section of a run config (other sections are
+ * left to the programs they belong to); command-line keys override it.
  */
 #include "secap/base.h"
 #include "secap/dataset.h"
+#include "secap/ini.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,30 +20,41 @@
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: secap-data stats|validate --data DIR | --manifest FILE [--data.KEY=VALUE ...]\n"
-                    "  keys: on_error, max_seconds, normalize, seed, split_ratios, batch_size, ...\n");
+    fprintf(stderr, "usage: secap-data stats|validate --data DIR | --manifest FILE [--config FILE] [--data.KEY=VALUE ...]\n"
+                    "  keys: on_error, max_seconds, normalize, seed, split_ratios, batch_size, max_batch_seconds,\n"
+                    "        bucket_batches, classes_per_batch, per_class, prefetch, workers, label_file\n"
+                    "  (README.md, section Data, documents each key and its default)\n");
     exit(2);
+}
+
+static int data_set(void *cfg, const char *key, const char *value)
+{
+    return secap_data_config_set(cfg, key, value);
 }
 
 int main(int argc, char **argv)
 {
-    if (argc < 2) usage();
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) usage();
     const char *cmd = argv[1], *path = NULL;
-    secap_data_config c;
-    secap_data_config_default(&c);
+    secap_ini *ini = secap_ini_new();
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         if ((!strcmp(a, "--data") || !strcmp(a, "--manifest")) && i + 1 < argc) { path = argv[++i]; continue; }
         if (!strncmp(a, "--data=", 7) || !strncmp(a, "--manifest=", 11)) { path = strchr(a, '=') + 1; continue; }
-        const char *eq = strchr(a, '=');
-        if (strncmp(a, "--", 2) || !eq) usage();
-        char key[128];
-        snprintf(key, sizeof key, "%.*s", (int)(eq - a - 2), a + 2);
-        if (secap_data_config_set(&c, key, eq + 1))
-            secap_fatal("unknown option %s (hint: data keys are on_error, max_seconds, normalize, seed, "
-                        "split_ratios, batch_size, max_batch_seconds, bucket_batches, classes_per_batch, "
-                        "per_class, prefetch, workers, label_file)", a);
+        if (!strcmp(a, "--config") && i + 1 < argc) {
+            secap_ini *file = secap_ini_load(argv[++i]);
+            for (int k = 0; k < file->n; k++) /* file first; later flags override */
+                secap_ini_set(ini, file->e[k].key, file->e[k].value, file->e[k].origin);
+            secap_ini_free(file);
+            continue;
+        }
+        if (!secap_ini_set_arg(ini, a)) usage();
     }
+    secap_data_config c;
+    secap_data_config_default(&c);
+    secap_ini_apply(ini, "data", &c, data_set);
+    secap_ini_check_used(ini, "data");
+    secap_ini_free(ini);
     if (!path) usage();
     secap_problems probs = {0};
     secap_dataset *d = secap_dataset_read(path, &c, &probs);
