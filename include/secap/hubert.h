@@ -26,6 +26,7 @@
 #ifndef SECAP_HUBERT_H
 #define SECAP_HUBERT_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "secap/hubert_cfg.h"
@@ -65,6 +66,14 @@ secap_tensor *secap_hubert_param(const secap_hubert *m, const char *name);
 secap_tensor *secap_hubert_forward(secap_ctx *c, const secap_hubert *m, const float *wave,
                                    const int64_t *nsamples, int B, int64_t Nmax, int layer,
                                    int32_t *frames_out);
+
+/* The feature-cache key (secap/dataset.h, secap_featcache_key) of this
+ * encoder's outputs: encoder = "<weights file name> size=<bytes>
+ * mtime=<seconds>", settings = "sr=16000 normalize=<do_normalize>
+ * layer=<layer>".  secap-extract writes caches under it; a trainer opening
+ * the cache with the same key reuses them, any change makes them stale. */
+void secap_hubert_cache_key(const secap_hubert *m, const char *weights_path, int layer,
+                            char *encoder, size_t encoder_len, char *settings, size_t settings_len);
 
 /* Multiply-adds x 2 of one forward over utterances of these lengths, up to
  * `layer` as above: convolutions, linear layers and attention matmuls. */

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define HOP_BYTES ((size_t)256 << 20)
 #define CONV_NORM_EPS 1e-5f   /* HF's conv GroupNorm / LayerNorm use the torch default */
@@ -395,6 +396,19 @@ secap_tensor *secap_hubert_forward(secap_ctx *c, const secap_hubert *m, const fl
     if (frames_out) memcpy(frames_out, frames, (size_t)B * sizeof *frames);
     free(frames);
     return x;
+}
+
+void secap_hubert_cache_key(const secap_hubert *m, const char *weights_path, int layer,
+                            char *encoder, size_t encoder_len, char *settings, size_t settings_len)
+{
+    struct stat st;
+    if (stat(weights_path, &st) != 0)
+        secap_fatal("hubert cache key: cannot stat %s (hint: pass the weight file the model was loaded from)",
+                    weights_path);
+    const char *base = strrchr(weights_path, '/');
+    base = base ? base + 1 : weights_path;
+    snprintf(encoder, encoder_len, "%s size=%lld mtime=%lld", base, (long long)st.st_size, (long long)st.st_mtime);
+    snprintf(settings, settings_len, "sr=%d normalize=%d layer=%d", SECAP_SAMPLE_RATE, m->do_normalize, layer);
 }
 
 double secap_hubert_flops(const secap_hubert_config *cf, const int64_t *nsamples, int B, int layer)
