@@ -1,7 +1,10 @@
-/* HDF5 helpers: float32 datasets with deflate, attributes, atomic writes. */
+/* HDF5 helpers: float32/uint16 datasets with deflate, attributes, atomic
+ * writes.  The one place that calls HDF5; see include/secap/h5io.h. */
 #include "secap/h5io.h"
 #include "secap/base.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <hdf5.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,29 +20,51 @@ struct secap_h5 {
 /* HDF5 prints its own error stack by default; we report through secap_fatal. */
 static void quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
-secap_h5 *secap_h5_create(const char *path)
+static secap_h5 *new_handle(hid_t file, const char *path, char *tmp)
 {
-    quiet();
     secap_h5 *h = secap_xcalloc(1, sizeof *h, "hdf5 handle");
     h->path = secap_xstrdup(path, "hdf5 path");
-    size_t n = strlen(path) + 32;
-    h->tmp = secap_xmalloc(n, "hdf5 path");
-    snprintf(h->tmp, n, "%s.tmp.%ld", path, (long)getpid());
-    h->file = H5Fcreate(h->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    if (h->file < 0)
-        secap_fatal("%s: cannot create HDF5 file (hint: check that the directory exists and is writable)", h->tmp);
+    h->tmp = tmp;
+    h->file = file;
     return h;
+}
+
+secap_h5 *secap_h5_try_create(const char *path)
+{
+    quiet();
+    size_t n = strlen(path) + 32;
+    char *tmp = secap_xmalloc(n, "hdf5 path");
+    snprintf(tmp, n, "%s.tmp.%ld", path, (long)getpid());
+    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (f < 0) {
+        int e = errno;
+        free(tmp);
+        errno = e;
+        return NULL;
+    }
+    return new_handle(f, path, tmp);
+}
+
+secap_h5 *secap_h5_create(const char *path)
+{
+    secap_h5 *h = secap_h5_try_create(path);
+    if (!h)
+        secap_fatal("%s.tmp.%ld: cannot create HDF5 file (hint: check that the directory exists and is writable)",
+                    path, (long)getpid());
+    return h;
+}
+
+secap_h5 *secap_h5_try_open(const char *path, int writable)
+{
+    quiet();
+    hid_t f = H5Fopen(path, writable ? H5F_ACC_RDWR : H5F_ACC_RDONLY, H5P_DEFAULT);
+    return f < 0 ? NULL : new_handle(f, path, NULL);
 }
 
 secap_h5 *secap_h5_open(const char *path, int writable)
 {
-    quiet();
-    hid_t f = H5Fopen(path, writable ? H5F_ACC_RDWR : H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (f < 0)
-        secap_fatal("%s: cannot open as HDF5 (hint: check the path; a damaged file must be rebuilt)", path);
-    secap_h5 *h = secap_xcalloc(1, sizeof *h, "hdf5 handle");
-    h->path = secap_xstrdup(path, "hdf5 path");
-    h->file = f;
+    secap_h5 *h = secap_h5_try_open(path, writable);
+    if (!h) secap_fatal("%s: cannot open as HDF5 (hint: check the path; a damaged file must be rebuilt)", path);
     return h;
 }
 
@@ -53,55 +78,73 @@ int secap_h5_is_readable(const char *path)
 
 const char *secap_h5_path(const secap_h5 *h) { return h->path; }
 
-static void close_file(secap_h5 *h)
+/* Closes, renames a created file into place when asked, frees h; failures
+ * are reported last, so a handler that catches them leaks nothing. */
+static void finish(secap_h5 *h, int commit)
 {
-    if (H5Fclose(h->file) < 0) secap_fatal("%s: closing the HDF5 file failed (hint: is the disk full?)",
-                                           h->tmp ? h->tmp : h->path);
-}
-
-void secap_h5_commit(secap_h5 *h)
-{
-    close_file(h);
-    if (h->tmp && rename(h->tmp, h->path) != 0)
-        secap_fatal("%s: cannot rename %s into place (hint: check permissions of the directory)", h->path, h->tmp);
-    free(h->tmp);
-    free(h->path);
-    free(h);
-}
-
-void secap_h5_close(secap_h5 *h)
-{
-    if (!h) return;
-    close_file(h);
+    char msg[8400] = "";
+    if (H5Fclose(h->file) < 0) {
+        snprintf(msg, sizeof msg, "%s: closing the HDF5 file failed (hint: is the disk full?)",
+                 h->tmp ? h->tmp : h->path);
+    } else if (h->tmp && commit) {
+        int fd = open(h->tmp, O_RDONLY);
+        if (fd >= 0) { fsync(fd); close(fd); }
+        if (rename(h->tmp, h->path) != 0)
+            snprintf(msg, sizeof msg, "%s: cannot rename %s into place: %s (hint: check permissions of the directory)",
+                     h->path, h->tmp, strerror(errno));
+        else { free(h->tmp); h->tmp = NULL; }
+    }
     if (h->tmp) unlink(h->tmp);
     free(h->tmp);
     free(h->path);
     free(h);
+    if (*msg) secap_fatal("%s", msg);
 }
 
-void secap_h5_write_f32(secap_h5 *h, const char *name, const float *data, int rank, const int64_t *dims,
-                        int deflate)
+void secap_h5_commit(secap_h5 *h) { finish(h, 1); }
+
+void secap_h5_close(secap_h5 *h)
 {
-    SECAP_CHECK(rank >= 1 && rank <= SECAP_H5_MAX_RANK, "%s: dataset %s: rank %d outside 1..%d",
+    if (h) finish(h, 0);
+}
+
+/* ------------------------------------------------------------ datasets */
+
+static void write_ds(secap_h5 *h, const char *name, hid_t filetype, hid_t memtype, const void *data, int rank,
+                     const int64_t *dims, int deflate)
+{
+    SECAP_CHECK(rank >= 0 && rank <= SECAP_H5_MAX_RANK, "%s: dataset %s: rank %d outside 0..%d",
                 h->path, name, rank, SECAP_H5_MAX_RANK);
     SECAP_CHECK(!strchr(name, '/'), "%s: dataset name '%s' contains '/' (hint: escape it; HDF5 reads it as a group)",
                 h->path, name);
     hsize_t d[SECAP_H5_MAX_RANK], chunk[SECAP_H5_MAX_RANK];
     int64_t total = 1;
     for (int i = 0; i < rank; i++) { d[i] = (hsize_t)dims[i]; chunk[i] = d[i] ? d[i] : 1; total *= dims[i]; }
-    hid_t space = H5Screate_simple(rank, d, NULL);
+    hid_t space = rank ? H5Screate_simple(rank, d, NULL) : H5Screate(H5S_SCALAR);
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
-    if (deflate > 0 && total > 0) {
+    if (deflate > 0 && total > 0 && rank > 0) {
         H5Pset_chunk(dcpl, rank, chunk);
         H5Pset_deflate(dcpl, (unsigned)deflate);
     }
     if (H5Lexists(h->file, name, H5P_DEFAULT) > 0) H5Ldelete(h->file, name, H5P_DEFAULT);
-    hid_t ds = H5Dcreate2(h->file, name, H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-    herr_t st = ds < 0 ? -1 : total ? H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) : 0;
+    hid_t ds = H5Dcreate2(h->file, name, filetype, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    herr_t st = ds < 0 ? -1 : total ? H5Dwrite(ds, memtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) : 0;
     if (ds >= 0) H5Dclose(ds);
     H5Pclose(dcpl);
     H5Sclose(space);
     if (st < 0) secap_fatal("%s: cannot write dataset %s (hint: is the disk full?)", h->path, name);
+}
+
+void secap_h5_write_f32(secap_h5 *h, const char *name, const float *data, int rank, const int64_t *dims,
+                        int deflate)
+{
+    write_ds(h, name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, data, rank, dims, deflate);
+}
+
+void secap_h5_write_u16(secap_h5 *h, const char *name, const uint16_t *data, int rank, const int64_t *dims,
+                        int deflate)
+{
+    write_ds(h, name, H5T_STD_U16LE, H5T_NATIVE_UINT16, data, rank, dims, deflate);
 }
 
 int secap_h5_has(secap_h5 *h, const char *name)
@@ -109,62 +152,113 @@ int secap_h5_has(secap_h5 *h, const char *name)
     return !strchr(name, '/') && H5Lexists(h->file, name, H5P_DEFAULT) > 0;
 }
 
-static hid_t open_ds(secap_h5 *h, const char *name)
+/* Fills d from a datatype and a dataspace; -1 when HDF5 cannot say. */
+static int describe(hid_t type, hid_t space, secap_h5_desc *d)
+{
+    memset(d, 0, sizeof *d);
+    H5T_class_t c = H5Tget_class(type);
+    d->cls = c == H5T_INTEGER ? (H5Tget_sign(type) == H5T_SGN_NONE ? SECAP_H5_UINT : SECAP_H5_INT)
+           : c == H5T_FLOAT ? SECAP_H5_FLOAT : c == H5T_STRING ? SECAP_H5_STRING
+           : c == H5T_ENUM ? SECAP_H5_ENUM : SECAP_H5_OTHER;
+    d->size = (int)H5Tget_size(type);
+    d->rank = H5Sget_simple_extent_ndims(space);
+    d->count = H5Sget_simple_extent_npoints(space);
+    if (c < 0 || d->rank < 0 || d->count < 0) return -1;
+    if (d->rank <= SECAP_H5_MAX_RANK) {
+        hsize_t x[SECAP_H5_MAX_RANK];
+        H5Sget_simple_extent_dims(space, x, NULL);
+        for (int i = 0; i < d->rank; i++) d->dims[i] = (int64_t)x[i];
+    }
+    return 0;
+}
+
+static int describe_ds(hid_t ds, secap_h5_desc *d)
+{
+    hid_t type = H5Dget_type(ds), space = H5Dget_space(ds);
+    int rc = describe(type, space, d);
+    H5Tclose(type);
+    H5Sclose(space);
+    return rc;
+}
+
+int secap_h5_describe(secap_h5 *h, const char *name, secap_h5_desc *d)
+{
+    if (!secap_h5_has(h, name)) return -1;
+    hid_t ds = H5Dopen2(h->file, name, H5P_DEFAULT);
+    if (ds < 0) return -1;
+    int rc = describe_ds(ds, d);
+    H5Dclose(ds);
+    return rc;
+}
+
+/* Opens dataset `name` and describes it, stopping when it is missing or of
+ * a rank the helpers do not take. */
+static hid_t open_ds(secap_h5 *h, const char *name, secap_h5_desc *d)
 {
     if (!secap_h5_has(h, name))
         secap_fatal("%s: no dataset named %s (hint: the file was written by another model or version)", h->path, name);
     hid_t ds = H5Dopen2(h->file, name, H5P_DEFAULT);
     if (ds < 0) secap_fatal("%s: cannot open dataset %s (hint: the file may be damaged)", h->path, name);
-    return ds;
-}
-
-static int ds_shape(secap_h5 *h, hid_t ds, const char *name, int64_t *dims)
-{
-    hid_t space = H5Dget_space(ds);
-    int rank = H5Sget_simple_extent_ndims(space);
-    if (rank < 0 || rank > SECAP_H5_MAX_RANK) {
-        H5Sclose(space);
-        secap_fatal("%s: dataset %s has rank %d, more than %d", h->path, name, rank, SECAP_H5_MAX_RANK);
+    if (describe_ds(ds, d) < 0 || d->rank > SECAP_H5_MAX_RANK) {
+        H5Dclose(ds);
+        secap_fatal("%s: dataset %s has rank %d, more than %d", h->path, name, d->rank, SECAP_H5_MAX_RANK);
     }
-    hsize_t d[SECAP_H5_MAX_RANK];
-    H5Sget_simple_extent_dims(space, d, NULL);
-    for (int i = 0; i < rank; i++) dims[i] = (int64_t)d[i];
-    H5Sclose(space);
-    return rank;
+    return ds;
 }
 
 int secap_h5_shape(secap_h5 *h, const char *name, int64_t *dims)
 {
-    hid_t ds = open_ds(h, name);
-    int rank = ds_shape(h, ds, name, dims);
-    H5Dclose(ds);
-    return rank;
+    secap_h5_desc d;
+    H5Dclose(open_ds(h, name, &d));
+    memcpy(dims, d.dims, (size_t)d.rank * sizeof *dims);
+    return d.rank;
+}
+
+/* Reads all of an open dataset as memtype; nothing to read is success. */
+static herr_t read_all(hid_t ds, hid_t memtype, int64_t count, void *dst)
+{
+    return count ? H5Dread(ds, memtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) : 0;
 }
 
 float *secap_h5_read_f32(secap_h5 *h, const char *name, int *rank_out, int64_t *dims_out)
 {
-    hid_t ds = open_ds(h, name);
-    int64_t dims[SECAP_H5_MAX_RANK];
-    int rank = ds_shape(h, ds, name, dims);
-    hid_t type = H5Dget_type(ds);
-    int is_float = H5Tget_class(type) == H5T_FLOAT;
-    H5Tclose(type);
-    if (!is_float) {
+    secap_h5_desc d;
+    hid_t ds = open_ds(h, name, &d);
+    if (d.cls != SECAP_H5_FLOAT) {
         H5Dclose(ds);
         secap_fatal("%s: dataset %s is not floating point (hint: write it as float32)", h->path, name);
     }
-    int64_t total = 1;
-    for (int i = 0; i < rank; i++) total *= dims[i];
-    float *out = secap_xmalloc((size_t)total * sizeof *out, name);
-    if (total && H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0) {
+    float *out = secap_xmalloc((size_t)d.count * sizeof *out, name);
+    if (read_all(ds, H5T_NATIVE_FLOAT, d.count, out) < 0) {
         H5Dclose(ds);
         free(out);
         secap_fatal("%s: cannot read dataset %s (hint: the file may be damaged; rebuild it)", h->path, name);
     }
     H5Dclose(ds);
-    if (rank_out) *rank_out = rank;
-    if (dims_out) memcpy(dims_out, dims, (size_t)rank * sizeof *dims);
+    if (rank_out) *rank_out = d.rank;
+    if (dims_out) memcpy(dims_out, d.dims, (size_t)d.rank * sizeof *dims_out);
     return out;
+}
+
+static int try_read(secap_h5 *h, const char *name, hid_t memtype, void *dst)
+{
+    if (!secap_h5_has(h, name)) return -1;
+    hid_t ds = H5Dopen2(h->file, name, H5P_DEFAULT);
+    if (ds < 0) return -1;
+    secap_h5_desc d;
+    int rc = describe_ds(ds, &d) < 0 || read_all(ds, memtype, d.count, dst) < 0 ? -1 : 0;
+    H5Dclose(ds);
+    return rc;
+}
+
+int secap_h5_try_read_f32(secap_h5 *h, const char *name, float *dst)
+{
+    return try_read(h, name, H5T_NATIVE_FLOAT, dst);
+}
+
+int secap_h5_try_read_u16(secap_h5 *h, const char *name, uint16_t *dst)
+{
+    return try_read(h, name, H5T_NATIVE_UINT16, dst);
 }
 
 typedef struct { char **v; int n, cap; } name_list;
@@ -179,15 +273,18 @@ static herr_t add_name(hid_t g, const char *name, const H5L_info_t *info, void *
         if (!v) return -1;
         l->v = v;
     }
-    l->v[l->n++] = secap_xstrdup(name, "dataset name");
+    if (!(l->v[l->n] = strdup(name))) return -1;
+    l->n++;
     return 0;
 }
 
 char **secap_h5_list(secap_h5 *h, int *n)
 {
     name_list l = {0};
-    if (H5Literate(h->file, H5_INDEX_NAME, H5_ITER_INC, NULL, add_name, &l) < 0)
+    if (H5Literate(h->file, H5_INDEX_NAME, H5_ITER_INC, NULL, add_name, &l) < 0) {
+        secap_h5_free_names(l.v, l.n);
         secap_fatal("%s: cannot list the datasets (hint: the file may be damaged)", h->path);
+    }
     *n = l.n;
     return l.v;
 }
@@ -207,36 +304,59 @@ static hid_t open_obj(secap_h5 *h, const char *obj)
     return H5Oopen(h->file, obj, H5P_DEFAULT);
 }
 
-static void write_attr(secap_h5 *h, const char *obj, const char *key, hid_t type, const void *value)
+/* Writes a scalar (n < 0) or 1-D [n] attribute. */
+static void write_attr(secap_h5 *h, const char *obj, const char *key, hid_t filetype, hid_t memtype, int n,
+                       const void *value)
 {
     hid_t o = open_obj(h, obj);
     if (H5Aexists(o, key) > 0) H5Adelete(o, key);
-    hid_t space = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(o, key, type, space, H5P_DEFAULT, H5P_DEFAULT);
-    herr_t st = a < 0 ? -1 : H5Awrite(a, type, value);
+    hsize_t dim = n < 0 ? 1 : (hsize_t)n;
+    hid_t space = n < 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &dim, NULL);
+    hid_t a = H5Acreate2(o, key, filetype, space, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t st = a < 0 ? -1 : H5Awrite(a, memtype, value);
     if (a >= 0) H5Aclose(a);
     H5Sclose(space);
     H5Oclose(o);
     if (st < 0) secap_fatal("%s: cannot write attribute %s on %s", h->path, key, obj ? obj : "/");
 }
 
-void secap_h5_set_attr_str(secap_h5 *h, const char *obj, const char *key, const char *value)
+/* A UTF-8 string type: fixed length n, or H5T_VARIABLE. */
+static hid_t str_type(size_t n, H5T_cset_t cset)
 {
     hid_t t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, strlen(value) + 1);
-    H5Tset_cset(t, H5T_CSET_UTF8);
-    write_attr(h, obj, key, t, value);
+    H5Tset_size(t, n);
+    H5Tset_cset(t, cset);
+    return t;
+}
+
+void secap_h5_set_attr_str(secap_h5 *h, const char *obj, const char *key, const char *value)
+{
+    hid_t t = str_type(strlen(value) + 1, H5T_CSET_UTF8);
+    write_attr(h, obj, key, t, t, -1, value);
+    H5Tclose(t);
+}
+
+void secap_h5_set_attr_vstr(secap_h5 *h, const char *obj, const char *key, const char *value)
+{
+    hid_t t = str_type(H5T_VARIABLE, H5T_CSET_UTF8);
+    write_attr(h, obj, key, t, t, -1, &value);
     H5Tclose(t);
 }
 
 void secap_h5_set_attr_int(secap_h5 *h, const char *obj, const char *key, int64_t value)
 {
-    write_attr(h, obj, key, H5T_NATIVE_INT64, &value);
+    write_attr(h, obj, key, H5T_STD_I64LE, H5T_NATIVE_INT64, -1, &value);
+}
+
+void secap_h5_set_attr_ints(secap_h5 *h, const char *obj, const char *key, const int64_t *value, int n)
+{
+    SECAP_CHECK(n >= 1, "%s: attribute %s: empty integer list", h->path, key);
+    write_attr(h, obj, key, H5T_STD_I64LE, H5T_NATIVE_INT64, n, value);
 }
 
 void secap_h5_set_attr_double(secap_h5 *h, const char *obj, const char *key, double value)
 {
-    write_attr(h, obj, key, H5T_NATIVE_DOUBLE, &value);
+    write_attr(h, obj, key, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, -1, &value);
 }
 
 /* Opens attribute key, or returns -1 when absent. */
@@ -245,6 +365,19 @@ static hid_t open_attr(secap_h5 *h, const char *obj, const char *key, hid_t *o)
     *o = open_obj(h, obj);
     if (H5Aexists(*o, key) <= 0) { H5Oclose(*o); return -1; }
     return H5Aopen(*o, key, H5P_DEFAULT);
+}
+
+int secap_h5_describe_attr(secap_h5 *h, const char *obj, const char *key, secap_h5_desc *d)
+{
+    hid_t o, a = open_attr(h, obj, key, &o);
+    if (a < 0) return -1;
+    hid_t type = H5Aget_type(a), space = H5Aget_space(a);
+    int rc = describe(type, space, d);
+    H5Tclose(type);
+    H5Sclose(space);
+    H5Aclose(a);
+    H5Oclose(o);
+    return rc;
 }
 
 int secap_h5_get_attr_str(secap_h5 *h, const char *obj, const char *key, char **value)
@@ -259,9 +392,7 @@ int secap_h5_get_attr_str(secap_h5 *h, const char *obj, const char *key, char **
     herr_t st;
     if (H5Tis_variable_str(ft) > 0) {
         char *s = NULL;
-        hid_t mt = H5Tcopy(H5T_C_S1);
-        H5Tset_size(mt, H5T_VARIABLE);
-        H5Tset_cset(mt, H5Tget_cset(ft));
+        hid_t mt = str_type(H5T_VARIABLE, H5Tget_cset(ft));
         st = H5Aread(a, mt, &s);
         *value = secap_xstrdup(s ? s : "", "attribute");
         if (s) H5free_memory(s);
@@ -269,16 +400,18 @@ int secap_h5_get_attr_str(secap_h5 *h, const char *obj, const char *key, char **
     } else {
         size_t n = H5Tget_size(ft);
         *value = secap_xcalloc(n + 1, 1, "attribute");
-        hid_t mt = H5Tcopy(H5T_C_S1);
-        H5Tset_size(mt, n + 1);
-        H5Tset_cset(mt, H5Tget_cset(ft));
+        hid_t mt = str_type(n + 1, H5Tget_cset(ft));
         st = H5Aread(a, mt, *value);
         H5Tclose(mt);
     }
     H5Tclose(ft);
     H5Aclose(a);
     H5Oclose(o);
-    if (st < 0) secap_fatal("%s: cannot read attribute %s", h->path, key);
+    if (st < 0) {
+        free(*value);
+        *value = NULL;
+        secap_fatal("%s: cannot read attribute %s", h->path, key);
+    }
     return 0;
 }
 
@@ -301,4 +434,15 @@ int secap_h5_get_attr_int(secap_h5 *h, const char *obj, const char *key, int64_t
 int secap_h5_get_attr_double(secap_h5 *h, const char *obj, const char *key, double *value)
 {
     return read_num_attr(h, obj, key, H5T_NATIVE_DOUBLE, value);
+}
+
+int secap_h5_get_attr_ints(secap_h5 *h, const char *obj, const char *key, int64_t *dst, int cap)
+{
+    secap_h5_desc d;
+    if (secap_h5_describe_attr(h, obj, key, &d) < 0) return -1;
+    if ((d.cls != SECAP_H5_INT && d.cls != SECAP_H5_UINT) || d.rank > 1 || d.count > cap)
+        secap_fatal("%s: attribute %s on %s is not a list of at most %d integers (it holds %lld value(s))",
+                    h->path, key, obj ? obj : "/", cap, (long long)d.count);
+    read_num_attr(h, obj, key, H5T_NATIVE_INT64, dst);
+    return (int)d.count;
 }
