@@ -88,9 +88,21 @@ static double bench(const char *preset, double seconds, int reps, FILE *out)
         if (r && t < best) best = t;
         secap_ctx_reset(c);
     }
+    /* the front end alone: conv stack, projection, positional conv (layer 0) */
+    double front = 1e30, gfront = secap_hubert_flops(cf, &n, 1, 0) / 1e9;
+    for (int r = 0; r <= reps; r++) {
+        t0 = secap_now();
+        secap_hubert_forward(c, m, x, &n, 1, n, 0, NULL);
+        double t = secap_now() - t0;
+        if (r && t < front) front = t;
+        secap_ctx_reset(c);
+    }
     printf("%-13s L=%-2d H=%-4d %4.1f s audio (%d frames): %8.1f ms  %6.1f GFLOP  %6.1f GFLOP/s = %4.1f%% of %.0f "
            "(load %.2f s, %d threads)\n", preset, cf->num_hidden_layers, cf->hidden_size, seconds, frames,
            best * 1e3, gflop, gflop / best, 100 * gflop / best / PEAK_GFLOPS, PEAK_GFLOPS, tload, secap_threads());
+    printf("%-13s   of which conv stack + projection + pos conv: %7.1f ms  %6.1f GFLOP  %6.1f GFLOP/s; "
+           "transformer: %7.1f ms  %6.1f GFLOP/s\n", "", front * 1e3, gfront, gfront / front, (best - front) * 1e3,
+           (gflop - gfront) / (best - front));
     if (out) fprintf(out, "%s %.3f %.3f %.1f %d\n", preset, best * 1e3, gflop, seconds, secap_threads());
     free(x);
     secap_hubert_free(m);
