@@ -229,6 +229,22 @@ static void test_weight_norm_values(void **st)
     secap_ctx_free(c);
 }
 
+static void test_transpose_tiled(void **st)
+{
+    (void)st;
+    secap_ctx *c = secap_ctx_new(64u << 20, 64u << 20, 1);
+    secap_tensor *x = rnd(c, SECAP_SHAPE(3, 37, 45), -1, 1);
+    secap_tensor *y = secap_transpose(c, x, 1, 2);
+    assert_int_equal(y->shape[1], 45);
+    double *ref = malloc(sizeof(double) * (size_t)x->n);
+    for (int b = 0; b < 3; b++)
+        for (int i = 0; i < 37; i++)
+            for (int j = 0; j < 45; j++) ref[(b * 45 + j) * 37 + i] = secap_f32(x)[(b * 37 + i) * 45 + j];
+    expect_close("transpose [3,37,45] 1<->2", secap_f32(y), ref, x->n, 0.0);
+    free(ref);
+    secap_ctx_free(c);
+}
+
 int main(void)
 {
     secap_rng_seed(&g_rng, 2024);
@@ -236,6 +252,7 @@ int main(void)
         cmocka_unit_test(test_matmul_linear),    cmocka_unit_test(test_attention_values),
         cmocka_unit_test(test_conv_and_norms),   cmocka_unit_test(test_pointwise_values),
         cmocka_unit_test(test_rope_matches_rotate_half), cmocka_unit_test(test_weight_norm_values),
+        cmocka_unit_test(test_transpose_tiled),
     };
     return cmocka_run_group_tests_name("op values", tests, NULL, NULL);
 }

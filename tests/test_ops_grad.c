@@ -46,6 +46,7 @@ BUILD(b_reshape_permute)
     int perm[4] = {2, 0, 3, 1};
     return secap_transpose(c, secap_permute(c, r, perm), 0, 3);
 }
+BUILD(b_transpose_last) { return secap_transpose(c, in[0], -1, -2); }
 BUILD(b_concat)
 {
     secap_tensor *xs[3] = {in[0], in[1], in[0]};
@@ -245,6 +246,8 @@ T(test_shape_ops)
     (void)state;
     gc_input x = GC_IN(-1, 1, 4, 6);
     gradcheck("reshape/permute/transpose", b_reshape_permute, NULL, 1, &x, 1e-2f, 2e-3f);
+    gc_input tl = GC_IN(-1, 1, 2, 5, 7);
+    gradcheck("transpose last two (tiled)", b_transpose_last, NULL, 1, &tl, 1e-2f, 2e-3f);
     gca a = {.i = {1}};
     gc_input cc[2] = {GC_IN(-1, 1, 2, 3, 4), GC_IN(-1, 1, 2, 2, 4)};
     gradcheck("concat dim 1", b_concat, &a, 2, cc, 1e-2f, 2e-3f);

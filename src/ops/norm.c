@@ -161,9 +161,12 @@ secap_tensor *secap_groupnorm(secap_ctx *c, secap_tensor *x, int groups, secap_t
     for (int64_t s = 0; s < ns; s++) {
         int64_t off = s * cg * T; /* (bi * C + g * cg) * T */
         row_stats(X + off, cg * T, 1, eps, &M[s], &S[s]);
-        for (int64_t j = 0; j < cg * T; j++) {
-            int64_t ch = (s % G) * cg + j / T;
-            Y[off + j] = (X[off + j] - M[s]) * S[s] * (W ? W[ch] : 1.0f) + (Bv ? Bv[ch] : 0.0f);
+        for (int64_t cc = 0; cc < cg; cc++) { /* y = x * a + b per channel */
+            int64_t ch = (s % G) * cg + cc;
+            float a = S[s] * (W ? W[ch] : 1.0f), b0 = (Bv ? Bv[ch] : 0.0f) - M[s] * a;
+            const float *xr = X + off + cc * T;
+            float *yr = Y + off + cc * T;
+            for (int64_t t = 0; t < T; t++) yr[t] = xr[t] * a + b0;
         }
     }
     secap_tensor *in[3] = {x, w, b};

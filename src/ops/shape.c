@@ -49,15 +49,52 @@ static void permute_strides(const secap_tensor *x, const int *perm, int64_t os[4
     }
 }
 
+/* Batched 2-D transpose in 32 x 32 tiles: dst[b][j][i] (+)= src[b][i][j]
+ * for src [batch, R, C].  The common permute (swap the last two dims) goes
+ * here; the element-wise path below strides through memory. */
+static void transpose_tiles(float *dst, const float *src, int64_t batch, int64_t R, int64_t C, int acc)
+{
+    const int64_t TB = 32;
+#pragma omp parallel for collapse(2) if (batch * R * C > OP_PAR_MIN)
+    for (int64_t b = 0; b < batch; b++)
+        for (int64_t i0 = 0; i0 < R; i0 += TB) {
+            const float *s = src + b * R * C;
+            float *d = dst + b * R * C;
+            int64_t i1 = i0 + TB < R ? i0 + TB : R;
+            for (int64_t j0 = 0; j0 < C; j0 += TB) {
+                int64_t j1 = j0 + TB < C ? j0 + TB : C;
+                for (int64_t j = j0; j < j1; j++)
+                    for (int64_t i = i0; i < i1; i++) {
+                        if (acc) d[j * R + i] += s[i * C + j];
+                        else d[j * R + i] = s[i * C + j];
+                    }
+            }
+        }
+}
+
+/* True when perm only swaps the last two of nd dims. */
+static int swaps_last_two(const int *perm, int nd)
+{
+    if (nd < 2 || perm[nd - 1] != nd - 2 || perm[nd - 2] != nd - 1) return 0;
+    for (int d = 0; d < nd - 2; d++)
+        if (perm[d] != d) return 0;
+    return 1;
+}
+
 static void permute_backward(secap_ctx *c, secap_node *n)
 {
     secap_tensor *x = n->in[0];
     float *dx = secap_grad(c, x);
     if (!dx) return;
     int perm[4] = {(int)n->i[0], (int)n->i[1], (int)n->i[2], (int)n->i[3]};
+    const float *g = n->out->grad;
+    if (swaps_last_two(perm, x->ndim)) { /* out [.., C, R] back onto x [.., R, C] */
+        int64_t R = x->shape[x->ndim - 2], C = x->shape[x->ndim - 1];
+        transpose_tiles(dx, g, x->n / (R * C), C, R, 1);
+        return;
+    }
     int64_t os[4], ist[4];
     permute_strides(x, perm, os, ist);
-    const float *g = n->out->grad;
 #pragma omp parallel for collapse(2) if (x->n > OP_PAR_MIN)
     for (int64_t i0 = 0; i0 < os[0]; i0++)
         for (int64_t i1 = 0; i1 < os[1]; i1++)
@@ -81,13 +118,18 @@ secap_tensor *secap_permute(secap_ctx *c, secap_tensor *x, const int *perm)
     secap_tensor *out = secap_op_out(c, op, x->ndim, os + (4 - x->ndim), 0);
     const float *X = secap_f32(x);
     float *Y = secap_f32(out);
+    if (swaps_last_two(perm, x->ndim)) {
+        int64_t R = x->shape[x->ndim - 2], C = x->shape[x->ndim - 1];
+        transpose_tiles(Y, X, x->n / (R * C), R, C, 0);
+    } else {
 #pragma omp parallel for collapse(2) if (x->n > OP_PAR_MIN)
-    for (int64_t i0 = 0; i0 < os[0]; i0++)
-        for (int64_t i1 = 0; i1 < os[1]; i1++)
-            for (int64_t i2 = 0; i2 < os[2]; i2++)
-                for (int64_t i3 = 0; i3 < os[3]; i3++)
-                    Y[((i0 * os[1] + i1) * os[2] + i2) * os[3] + i3] =
-                        X[i0 * ist[0] + i1 * ist[1] + i2 * ist[2] + i3 * ist[3]];
+        for (int64_t i0 = 0; i0 < os[0]; i0++)
+            for (int64_t i1 = 0; i1 < os[1]; i1++)
+                for (int64_t i2 = 0; i2 < os[2]; i2++)
+                    for (int64_t i3 = 0; i3 < os[3]; i3++)
+                        Y[((i0 * os[1] + i1) * os[2] + i2) * os[3] + i3] =
+                            X[i0 * ist[0] + i1 * ist[1] + i2 * ist[2] + i3 * ist[3]];
+    }
     if (secap_needs_grad(c, &x, 1)) {
         secap_node *n = secap_record(c, op, permute_backward, out, &x, 1);
         for (int d = 0; d < 4; d++) n->i[d] = d < x->ndim ? perm[d] : 0;
