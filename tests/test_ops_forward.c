@@ -229,6 +229,27 @@ static void test_weight_norm_values(void **st)
     secap_ctx_free(c);
 }
 
+/* conv1d_tm on [B, T, Cin] equals conv1d on [B, Cin, T], transposed. */
+static void test_conv1d_tm_matches_conv1d(void **st)
+{
+    (void)st;
+    secap_ctx *c = secap_ctx_new(64u << 20, 256u << 20, 1);
+    int cfg[3][4] = {{3, 2, 5, 7}, {10, 5, 1, 6}, {2, 2, 4, 4}}; /* K, stride, Cin, Cout */
+    for (int q = 0; q < 3; q++) {
+        int K = cfg[q][0], s = cfg[q][1], Cin = cfg[q][2], Cout = cfg[q][3];
+        secap_tensor *x = rnd(c, SECAP_SHAPE(2, 57, Cin), -1, 1), *w = rnd(c, SECAP_SHAPE(Cout, Cin, K), -1, 1),
+                     *b = rnd(c, SECAP_SHAPE(Cout), -1, 1);
+        secap_tensor *tm = secap_conv1d_tm(c, x, w, b, s);
+        secap_tensor *ref = secap_transpose(c, secap_conv1d(c, secap_transpose(c, x, 1, 2), w, b, s, 0, 1), 1, 2);
+        assert_int_equal(tm->n, ref->n);
+        double *want = malloc(sizeof(double) * (size_t)ref->n);
+        for (int64_t i = 0; i < ref->n; i++) want[i] = secap_f32(ref)[i];
+        expect_close("conv1d_tm vs conv1d", secap_f32(tm), want, ref->n, 1e-5);
+        free(want);
+    }
+    secap_ctx_free(c);
+}
+
 static void test_transpose_tiled(void **st)
 {
     (void)st;
@@ -252,7 +273,7 @@ int main(void)
         cmocka_unit_test(test_matmul_linear),    cmocka_unit_test(test_attention_values),
         cmocka_unit_test(test_conv_and_norms),   cmocka_unit_test(test_pointwise_values),
         cmocka_unit_test(test_rope_matches_rotate_half), cmocka_unit_test(test_weight_norm_values),
-        cmocka_unit_test(test_transpose_tiled),
+        cmocka_unit_test(test_transpose_tiled),  cmocka_unit_test(test_conv1d_tm_matches_conv1d),
     };
     return cmocka_run_group_tests_name("op values", tests, NULL, NULL);
 }

@@ -40,6 +40,7 @@ BUILD(b_conv1d)
 {
     return secap_conv1d(c, in[0], in[1], A->i[3] ? in[2] : NULL, A->i[0], A->i[1], A->i[2]);
 }
+BUILD(b_conv1d_tm) { return secap_conv1d_tm(c, in[0], in[1], A->i[1] ? in[2] : NULL, A->i[0]); }
 BUILD(b_reshape_permute)
 {
     secap_tensor *r = secap_reshape(c, in[0], SECAP_SHAPE(2, 3, 2, 2));
@@ -239,6 +240,14 @@ T(test_conv1d)
     gca p = {.i = {1, 4, 4, 1}};
     gc_input in3[3] = {GC_IN(-1, 1, 1, 8, 7), GC_IN(-1, 1, 8, 2, 8), GC_IN(-1, 1, 8)};
     gradcheck("conv1d pos-conv like", b_conv1d, &p, 3, in3, 1e-2f, 3e-3f);
+    /* time-major: K=3 s=2 (two chunks, the second partial), K=10 s=5, K=2 s=2, K=4 s=1 */
+    int ks[4][2] = {{3, 2}, {10, 5}, {2, 2}, {4, 1}};
+    for (int q = 0; q < 4; q++) {
+        gca t = {.i = {ks[q][1], q != 2}};
+        gc_input tin[3] = {GC_IN(-1, 1, 2, 23, q == 1 ? 1 : 3), GC_IN(-1, 1, 4, q == 1 ? 1 : 3, ks[q][0]),
+                           GC_IN(-1, 1, 4)};
+        gradcheck("conv1d_tm", b_conv1d_tm, &t, q != 2 ? 3 : 2, tin, 1e-2f, 3e-3f);
+    }
 }
 
 T(test_shape_ops)

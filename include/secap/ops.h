@@ -118,4 +118,10 @@ secap_tensor *secap_masked_mean(secap_ctx *c, secap_tensor *x, const int32_t *le
 secap_tensor *secap_conv1d(secap_ctx *c, secap_tensor *x, secap_tensor *w, secap_tensor *bias,
                            int stride, int pad, int groups);
 
+/* Time-major conv1d, no padding, one group: x [B, T, Cin], w [Cout, Cin, K]
+ * (PyTorch layout), bias [Cout] or NULL -> [B, (T - K)/stride + 1, Cout].
+ * Computed as ceil(K/stride) sgemms over strided views of x (no unfolded
+ * copy); the fast layout for HuBERT's feature encoder. */
+secap_tensor *secap_conv1d_tm(secap_ctx *c, secap_tensor *x, secap_tensor *w, secap_tensor *bias, int stride);
+
 #endif

@@ -123,3 +123,108 @@ secap_tensor *secap_conv1d(secap_ctx *c, secap_tensor *x, secap_tensor *w, secap
     }
     return out;
 }
+
+/* ---- time-major conv1d ----------------------------------------------------
+ * With x [T, Cin] row-major, taps j*s .. j*s+s-1 of output t read the rows
+ * s(t+j) .. s(t+j)+s-1, which are one contiguous run of s*Cin floats, and
+ * consecutive t are s*Cin apart.  So with A_j the view of x at offset
+ * j*s*Cin (To rows, leading dimension s*Cin) and W_j [Cout, n_j*Cin] the
+ * weights of chunk j's n_j taps, repacked tap-major:
+ *   y = sum_j A_j W_j^T,   dA_j += dy W_j,   dW_j += dy^T A_j.
+ * Chunks overlap in x, so their gemms run one after another. */
+
+typedef struct { int64_t B, T, Cin, Cout, K, To, s, chunks, ld; } tm_dims;
+
+/* taps in chunk j */
+static int64_t tm_taps(const tm_dims *d, int64_t j)
+{
+    int64_t left = d->K - j * d->s;
+    return left < d->s ? left : d->s;
+}
+
+/* w [Cout, Cin, K] -> wp [chunks, Cout, s*Cin] with wp[j][co][(k - j s) Cin + ci] = w[co][ci][k]
+ * (and the reverse, accumulating, for the gradient). */
+static void tm_pack(const tm_dims *d, const float *w, float *wp, int unpack_add)
+{
+#pragma omp parallel for if (d->Cout * d->Cin * d->K > OP_PAR_MIN)
+    for (int64_t co = 0; co < d->Cout; co++)
+        for (int64_t ci = 0; ci < d->Cin; ci++)
+            for (int64_t k = 0; k < d->K; k++) {
+                int64_t j = k / d->s, col = (k - j * d->s) * d->Cin + ci;
+                float *packed = wp + (j * d->Cout + co) * d->ld + col;
+                float *orig = (float *)w + (co * d->Cin + ci) * d->K + k;
+                if (unpack_add) *orig += *packed;
+                else *packed = *orig;
+            }
+}
+
+static void conv1d_tm_backward(secap_ctx *c, secap_node *n)
+{
+    secap_tensor *x = n->in[0], *w = n->in[1], *bias = n->nin > 2 ? n->in[2] : NULL;
+    const tm_dims *d = n->aux;
+    const float *X = secap_f32(x), *dy = n->out->grad, *wp = secap_f32(n->saved[0]);
+    float *dx = secap_grad(c, x), *dw = secap_grad(c, w), *db = bias ? secap_grad(c, bias) : NULL;
+    float *dwp = dw ? secap_arena_alloc(c->step, (size_t)(d->chunks * d->Cout * d->ld) * sizeof(float), 1, "conv1d_tm dw")
+                    : NULL;
+    for (int64_t b = 0; b < d->B; b++) {
+        const float *xb = X + b * d->T * d->Cin, *dyb = dy + b * d->To * d->Cout;
+        for (int64_t j = 0; j < d->chunks; j++) {
+            int64_t kin = tm_taps(d, j) * d->Cin;
+            if (dx) op_gemm(0, 0, d->To, kin, d->Cout, 1.0f, dyb, d->Cout, wp + j * d->Cout * d->ld, d->ld, 1.0f,
+                            dx + b * d->T * d->Cin + j * d->ld, d->ld);
+            if (dwp) op_gemm(1, 0, d->Cout, kin, d->To, 1.0f, dyb, d->Cout, xb + j * d->ld, d->ld, 1.0f,
+                             dwp + j * d->Cout * d->ld, d->ld);
+        }
+    }
+    if (dwp) tm_pack(d, dw, dwp, 1);
+    if (db) op_colsum_add(db, dy, d->B * d->To, d->Cout);
+}
+
+secap_tensor *secap_conv1d_tm(secap_ctx *c, secap_tensor *x, secap_tensor *w, secap_tensor *bias, int stride)
+{
+    const char *op = "conv1d_tm";
+    op_check_f32(x, op, "x");
+    op_check_f32(w, op, "weight");
+    if (x->ndim != 3 || w->ndim != 3 || w->shape[1] != x->shape[2])
+        op_shape_error(op, x, w, "x [B, T, Cin] (time-major) and weight [Cout, Cin, K]");
+    if (stride <= 0) secap_fatal("conv1d_tm: stride %d (hint: stride >= 1)", stride);
+    tm_dims d = {.B = x->shape[0], .T = x->shape[1], .Cin = x->shape[2], .Cout = w->shape[0], .K = w->shape[2],
+                 .s = stride};
+    if (bias) {
+        op_check_f32(bias, op, "bias");
+        if (bias->n != d.Cout) op_shape_error(op, w, bias, "bias must be [Cout]");
+    }
+    if (d.T < d.K) {
+        char sx[96];
+        secap_fatal("conv1d_tm: input %s is shorter than the kernel (%lld) (hint: the audio is too short for "
+                    "this encoder; drop or pad such items)", secap_shape_str(x, sx, sizeof sx), (long long)d.K);
+    }
+    d.To = (d.T - d.K) / d.s + 1;
+    d.chunks = (d.K + d.s - 1) / d.s;
+    d.ld = d.s * d.Cin;
+    secap_tensor *wp = secap_op_out(c, op, 1, (int64_t[]){d.chunks * d.Cout * d.ld}, 0);
+    tm_pack(&d, secap_f32(w), secap_f32(wp), 0);
+    int64_t shape[3] = {d.B, d.To, d.Cout};
+    secap_tensor *out = secap_op_out(c, op, 3, shape, 0);
+    float *Y = secap_f32(out);
+    const float *X = secap_f32(x), *Wp = secap_f32(wp);
+    if (bias) {
+        const float *bv = secap_f32(bias);
+#pragma omp parallel for if (out->n > OP_PAR_MIN)
+        for (int64_t r = 0; r < d.B * d.To; r++) memcpy(Y + r * d.Cout, bv, (size_t)d.Cout * sizeof(float));
+    }
+    for (int64_t b = 0; b < d.B; b++)
+        for (int64_t j = 0; j < d.chunks; j++)
+            op_gemm(0, 1, d.To, d.Cout, tm_taps(&d, j) * d.Cin, 1.0f, X + b * d.T * d.Cin + j * d.ld, d.ld,
+                    Wp + j * d.Cout * d.ld, d.ld, bias || j ? 1.0f : 0.0f, Y + b * d.To * d.Cout, d.Cout);
+    secap_tensor *in[3] = {x, w, bias};
+    int nin = bias ? 3 : 2;
+    if (secap_needs_grad(c, in, nin)) {
+        secap_node *n = secap_record(c, op, conv1d_tm_backward, out, in, nin);
+        tm_dims *saved = secap_arena_alloc(c->step, sizeof *saved, 0, op);
+        *saved = d;
+        n->aux = saved;
+        n->saved[0] = wp;
+    }
+    return out;
+}
