@@ -227,37 +227,35 @@ static secap_tensor *hop(run *r, secap_tensor *x, int force)
 
 /* ------------------------------------------------------ feature encoder */
 
-/* One utterance through the conv stack: wave [n] -> [1, F, C] (time-major). */
+/* One utterance through the conv stack: wave [n] -> [1, F, C] (time-major).
+ * The convs run time-major (secap_conv1d_tm: sgemms over strided views, and
+ * the "layer" LayerNorm is then over the last dim, no transposes).  The
+ * "group" variant's conv 0 runs channel-major, where GroupNorm(C groups)
+ * takes per-channel statistics over contiguous rows; one transpose then
+ * switches to time-major. */
 static secap_tensor *feature_encoder(run *r, const secap_hubert *m, const float *wave, int64_t n)
 {
     const secap_hubert_config *cf = &m->cfg;
-    secap_tensor *x = secap_from_data(r->ctx, 3, (int64_t[]){1, 1, n}, wave);
-    if (m->do_normalize) secap_audio_normalize(secap_f32(x), n);
-    int time_major = 0;   /* x is [1, T, C] rather than [1, C, T] */
-    for (int i = 0; i < cf->nconv; i++) {
+    int group = cf->feat_extract_norm == SECAP_HUBERT_NORM_GROUP, first = 0;
+    secap_tensor *x;
+    if (group) {
+        const conv_layer *L = &m->conv[0];
+        x = secap_from_data(r->ctx, 3, (int64_t[]){1, 1, n}, wave);
+        if (m->do_normalize) secap_audio_normalize(secap_f32(x), n);
+        x = hop(r, secap_conv1d(r->ctx, x, L->w, L->b, cf->conv_stride[0], 0, 1), 0);
+        if (L->norm_w) x = hop(r, secap_groupnorm(r->ctx, x, (int)x->shape[1], L->norm_w, L->norm_b, CONV_NORM_EPS), 0);
+        x = hop(r, secap_transpose(r->ctx, secap_gelu(r->ctx, x), 1, 2), 0);
+        first = 1;
+    } else {
+        x = secap_from_data(r->ctx, 3, (int64_t[]){1, n, 1}, wave);
+        if (m->do_normalize) secap_audio_normalize(secap_f32(x), n);
+    }
+    for (int i = first; i < cf->nconv; i++) {
         const conv_layer *L = &m->conv[i];
-        if (time_major) x = hop(r, secap_transpose(r->ctx, x, 1, 2), 0);
-        x = hop(r, secap_conv1d(r->ctx, x, L->w, L->b, cf->conv_stride[i], 0, 1), 0);
-        time_major = 0;
-        if (L->norm_w && cf->feat_extract_norm == SECAP_HUBERT_NORM_GROUP) {
-            /* GroupNorm(C groups, C channels): per-channel statistics over
-             * time, i.e. a LayerNorm over the last dim of [1, C, T] and a
-             * per-channel affine.  Written that way because the row-norm
-             * kernel is vectorised and secap_groupnorm is not yet (it was
-             * 11% of a base forward); the result is the same. */
-            int64_t C = x->shape[1];
-            x = hop(r, secap_layernorm(r->ctx, x, NULL, NULL, CONV_NORM_EPS), 0);
-            x = hop(r, secap_mul(r->ctx, x, secap_reshape(r->ctx, L->norm_w, 2, (int64_t[]){C, 1})), 0);
-            x = hop(r, secap_add(r->ctx, x, secap_reshape(r->ctx, L->norm_b, 2, (int64_t[]){C, 1})), 0);
-        } else if (L->norm_w) {
-            /* LayerNorm over channels, per frame: in time-major layout */
-            x = hop(r, secap_transpose(r->ctx, x, 1, 2), 0);
-            x = hop(r, secap_layernorm(r->ctx, x, L->norm_w, L->norm_b, CONV_NORM_EPS), 0);
-            time_major = 1;
-        }
+        x = hop(r, secap_conv1d_tm(r->ctx, x, L->w, L->b, cf->conv_stride[i]), 0);
+        if (L->norm_w) x = hop(r, secap_layernorm(r->ctx, x, L->norm_w, L->norm_b, CONV_NORM_EPS), 0);
         x = hop(r, secap_gelu(r->ctx, x), 0);
     }
-    if (!time_major) x = secap_transpose(r->ctx, x, 1, 2);
     return x;
 }
 

@@ -148,14 +148,15 @@ static void tm_pack(const tm_dims *d, const float *w, float *wp, int unpack_add)
 {
 #pragma omp parallel for if (d->Cout * d->Cin * d->K > OP_PAR_MIN)
     for (int64_t co = 0; co < d->Cout; co++)
-        for (int64_t ci = 0; ci < d->Cin; ci++)
-            for (int64_t k = 0; k < d->K; k++) {
-                int64_t j = k / d->s, col = (k - j * d->s) * d->Cin + ci;
-                float *packed = wp + (j * d->Cout + co) * d->ld + col;
-                float *orig = (float *)w + (co * d->Cin + ci) * d->K + k;
-                if (unpack_add) *orig += *packed;
-                else *packed = *orig;
-            }
+        for (int64_t k = 0; k < d->K; k++) {
+            int64_t j = k / d->s;
+            float *packed = wp + (j * d->Cout + co) * d->ld + (k - j * d->s) * d->Cin; /* [Cin], contiguous */
+            float *orig = (float *)w + co * d->Cin * d->K + k;                         /* [Cin], stride K */
+            if (unpack_add)
+                for (int64_t ci = 0; ci < d->Cin; ci++) orig[ci * d->K] += packed[ci];
+            else
+                for (int64_t ci = 0; ci < d->Cin; ci++) packed[ci] = orig[ci * d->K];
+        }
 }
 
 static void conv1d_tm_backward(secap_ctx *c, secap_node *n)

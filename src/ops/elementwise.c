@@ -1,6 +1,14 @@
 /* Broadcasting binary ops and pointwise unary ops. */
 #include "ops_internal.h"
 
+/* EXPR for i in [0, N) (N a local of the caller), one loop per op kind so
+ * each one vectorises. */
+#define PW_LOOP(EXPR)                                           \
+    do {                                                        \
+        _Pragma("omp parallel for if (N > OP_PAR_MIN)")         \
+        for (int64_t i = 0; i < N; i++) EXPR;                   \
+    } while (0)
+
 /* ---- broadcasting ------------------------------------------------------- */
 
 /* Shapes padded on the left to 4 dims, so every loop below is 4 deep. */
@@ -112,7 +120,17 @@ static secap_tensor *binary(secap_ctx *c, int k, secap_tensor *a, secap_tensor *
     secap_tensor *out = secap_op_out(c, op, nd, os + (4 - nd), 0);
     float *O = secap_f32(out);
     const float *A = secap_f32(a), *B = secap_f32(b);
-    BCAST_LOOP(os, sa, sb, O[o] = bin_apply(k, A[ia], B[ib]));
+    if (op_same_shape(a, b)) { /* no broadcasting: one flat loop per kind */
+        int64_t N = out->n;
+        switch (k) {
+        case BIN_ADD: PW_LOOP(O[i] = A[i] + B[i]); break;
+        case BIN_SUB: PW_LOOP(O[i] = A[i] - B[i]); break;
+        case BIN_MUL: PW_LOOP(O[i] = A[i] * B[i]); break;
+        default: PW_LOOP(O[i] = A[i] / B[i]); break;
+        }
+    } else {
+        BCAST_LOOP(os, sa, sb, O[o] = bin_apply(k, A[ia], B[ib]));
+    }
     secap_tensor *in[2] = {a, b};
     if (secap_needs_grad(c, in, 2)) secap_record(c, op, binary_backward, out, in, 2)->i[0] = k;
     return out;
@@ -142,14 +160,6 @@ static inline float gelu_df(float x)
     return 0.5f * (1.0f + erf_f(x * (float)M_SQRT1_2)) + x * op_expf(-0.5f * x * x) * 0.3989422804014327f;
 }
 static inline float sigm(float x) { return 1.0f / (1.0f + op_expf(-x)); }
-
-/* EXPR for i in [0, N) (N a local of the caller), one loop per op kind so
- * each one vectorises. */
-#define PW_LOOP(EXPR)                                           \
-    do {                                                        \
-        _Pragma("omp parallel for if (N > OP_PAR_MIN)")         \
-        for (int64_t i = 0; i < N; i++) EXPR;                   \
-    } while (0)
 
 static void unary_backward(secap_ctx *c, secap_node *n)
 {
