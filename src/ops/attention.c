@@ -20,10 +20,13 @@ typedef struct {
     const int32_t *klen; /* [B] or NULL */
 } attn_dims;
 
-/* S = scale Q K^T with masks; returns the row log-sum-exp into lse[Tq]
- * and overwrites S with P = e^(S - lse). */
+/* S = scale Q K^T with masks.  Backward (rz NULL): reads the row
+ * log-sum-exp lse[Tq] and overwrites S with P = e^(S - lse).  Forward:
+ * writes lse and leaves S = e^(S - m) unnormalised, with the row factors
+ * 1/z in rz[Tq]; the caller scales the Tq x d output rather than the
+ * Tq x Tk probabilities. */
 static void attn_probs(const attn_dims *a, int64_t b, const float *Q, const float *K, float *S, float *lse,
-                       int have_lse)
+                       float *rz)
 {
     int64_t Tq = a->Tq, Tk = a->Tk, kl = a->klen ? a->klen[b] : Tk, shift = Tk - Tq;
     op_gemm(0, 1, Tq, Tk, a->d, a->scale, Q, a->HD, K, a->HD, 0.0f, S, Tk);
@@ -32,18 +35,19 @@ static void attn_probs(const attn_dims *a, int64_t b, const float *Q, const floa
         int64_t lim = kl;
         if (a->causal && i + shift + 1 < lim) lim = i + shift + 1;
         if (lim < 0) lim = 0;
-        if (have_lse) { /* backward: P = e^(S - lse) */
+        if (!rz) { /* backward: P = e^(S - lse) */
             float l = lse[i];
             for (int64_t j = 0; j < lim; j++) s[j] = op_expf(s[j] - l);
-        } else {        /* forward: P = e^(S - m) / z, lse = m + log z */
+        } else {   /* forward: e^(S - m), z = its sum, lse = m + log z */
             float m = -INFINITY, z = 0.0f;
 #pragma omp simd reduction(max : m)
             for (int64_t j = 0; j < lim; j++) m = s[j] > m ? s[j] : m;
-            for (int64_t j = 0; j < lim; j++) s[j] = op_expf(s[j] - m);
 #pragma omp simd reduction(+ : z)
-            for (int64_t j = 0; j < lim; j++) z += s[j];
-            float rz = lim ? 1.0f / z : 0.0f;
-            for (int64_t j = 0; j < lim; j++) s[j] *= rz;
+            for (int64_t j = 0; j < lim; j++) {
+                s[j] = op_expf(s[j] - m);
+                z += s[j];
+            }
+            rz[i] = lim ? 1.0f / z : 0.0f;
             lse[i] = lim ? m + logf(z) : -INFINITY;
         }
         for (int64_t j = lim; j < Tk; j++) s[j] = 0.0f;
@@ -67,7 +71,7 @@ static void attention_backward(secap_ctx *c, secap_node *n)
         float *dP = P + Tq * Tk, *Di = dP + Tq * Tk;
         const float *Qh = Q + b * Tq * HD + h * d, *Kh = K + b * Tk * HD + h * d, *Vh = V + b * Tk * HD + h * d;
         const float *Oh = O + b * Tq * HD + h * d, *dOh = dO + b * Tq * HD + h * d;
-        attn_probs(&a, b, Qh, Kh, P, (float *)LSE + bh * Tq, 1);
+        attn_probs(&a, b, Qh, Kh, P, (float *)LSE + bh * Tq, NULL);
         if (dV) op_gemm(1, 0, Tk, d, Tq, 1.0f, P, Tk, dOh, HD, 1.0f, dV + b * Tk * HD + h * d, HD);
         if (!dQ && !dK) continue;
         op_gemm(0, 1, Tq, Tk, d, 1.0f, dOh, HD, Vh, HD, 0.0f, dP, Tk);
@@ -116,13 +120,16 @@ secap_tensor *secap_attention(secap_ctx *c, secap_tensor *q, secap_tensor *k, se
     float *O = secap_f32(out), *LSE = secap_f32(lse);
     int nt = omp_get_max_threads();
     int64_t Tq = a.Tq, Tk = a.Tk, d = a.d, HD = a.HD;
-    float *scratch = op_scratch(SCRATCH_ATTN, (size_t)(Tq * Tk) * (size_t)nt);
+    float *scratch = op_scratch(SCRATCH_ATTN, (size_t)(Tq * Tk + Tq) * (size_t)nt);
 #pragma omp parallel for schedule(dynamic)
     for (int64_t bh = 0; bh < a.B * a.H; bh++) {
         int64_t b = bh / a.H, h = bh % a.H;
-        float *P = scratch + (size_t)omp_get_thread_num() * (size_t)(Tq * Tk);
-        attn_probs(&a, b, Q + b * Tq * HD + h * d, K + b * Tk * HD + h * d, P, LSE + bh * Tq, 0);
-        op_gemm(0, 0, Tq, d, Tk, 1.0f, P, Tk, V + b * Tk * HD + h * d, HD, 0.0f, O + b * Tq * HD + h * d, HD);
+        float *P = scratch + (size_t)omp_get_thread_num() * (size_t)(Tq * Tk + Tq), *rz = P + Tq * Tk;
+        float *Oh = O + b * Tq * HD + h * d;
+        attn_probs(&a, b, Q + b * Tq * HD + h * d, K + b * Tk * HD + h * d, P, LSE + bh * Tq, rz);
+        op_gemm(0, 0, Tq, d, Tk, 1.0f, P, Tk, V + b * Tk * HD + h * d, HD, 0.0f, Oh, HD);
+        for (int64_t i = 0; i < Tq; i++)
+            for (int64_t j = 0; j < d; j++) Oh[i * HD + j] *= rz[i];
     }
     secap_tensor *in[3] = {q, k, v};
     if (secap_needs_grad(c, in, 3)) {
