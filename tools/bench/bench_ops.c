@@ -41,7 +41,7 @@ static void bench_linear(void)
     secap_tensor *w = secap_param(c, "w", SECAP_SHAPE(N, K), 1), *b = secap_param(c, "b", SECAP_SHAPE(N), 1);
     randn(w, &r, 0.03f);
     float *X = malloc(sizeof(float) * M * K), *DY = malloc(sizeof(float) * M * N), *Y = malloc(sizeof(float) * M * N),
-          *DX = malloc(sizeof(float) * M * K), *DW = malloc(sizeof(float) * N * K);
+          *DX = malloc(sizeof(float) * M * K), *DW = calloc((size_t)N * K, sizeof(float));
     for (int64_t i = 0; i < (int64_t)M * K; i++) X[i] = secap_rng_normal(&r);
     for (int64_t i = 0; i < (int64_t)M * N; i++) DY[i] = secap_rng_normal(&r);
     double flops = 3.0 * 2.0 * M * N * K, best_raw = 1e9, best_op = 1e9;
