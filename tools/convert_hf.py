@@ -70,6 +70,12 @@ HUBERT_LARGE = {  # facebook/hubert-large-ll60k, TencentGameMate/chinese-hubert-
 PRESETS = {
     "hubert-base": dict(HUBERT_DEFAULTS),
     "hubert-large": dict(HUBERT_DEFAULTS, **HUBERT_LARGE),
+    # the demo's encoder (make demo): the large layout at a width that
+    # extracts the whole demo corpus in well under a minute
+    "hubert-demo": dict(HUBERT_DEFAULTS, **HUBERT_LARGE) | dict(
+        hidden_size=128, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=512, conv_dim=[128] * 7,
+        num_conv_pos_embeddings=32, num_conv_pos_embedding_groups=8),
     # tiny configs for tests: same conv strides/kernels, small widths
     "hubert-tiny-base": dict(HUBERT_DEFAULTS, hidden_size=32, num_hidden_layers=2,
                              num_attention_heads=4, intermediate_size=64,

@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
 # tools/demo.sh - the main job on the demo corpus (filled in as stages land).
-# Builds data/demo with tools/make_demo_corpus.py when it is missing, then
-# prints its statistics.  SECAP_DEMO_NUM sets the corpus size (default 1500).
+#
+# 1. builds data/demo with tools/make_demo_corpus.py when it is missing and
+#    prints its statistics;
+# 2. makes a random-weight HuBERT of the large layout at demo width
+#    (tools/convert_hf.py --init random --config hubert-demo; the paper's
+#    chinese-hubert-large cannot be downloaded here) and extracts the
+#    features of every utterance into the feature cache build/demo/features.h5.
+# Stage 1 (Q-Former) and stage 2 (captioner) land with the training issues.
+# SECAP_DEMO_NUM sets the corpus size (default 1500).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${BIN:-bin}
@@ -9,6 +16,15 @@ if [[ ! -e data/demo/wav.scp ]]; then
     echo "secap demo: generating the demo corpus in data/demo (espeak-ng + sox, about 2 minutes on 2 cores)"
     /usr/bin/python3 tools/make_demo_corpus.py --out data/demo --num "${SECAP_DEMO_NUM:-1500}"
 fi
-"$bin/secap-data" stats --data data/demo
-echo "secap demo: next stages (HuBERT features, Q-Former stage 1, captioner stage 2, decoding and"
-echo "scoring the test split with configs/q7x2.ini) land with the later issues."
+"$bin/secap-data" stats --data data/demo --config configs/q7x2.ini
+
+mkdir -p build/demo
+hubert=build/demo/hubert-demo.h5
+if [[ ! -e $hubert ]]; then
+    echo "secap demo: random-weight HuBERT (large layout, demo width) -> $hubert"
+    /usr/bin/python3 tools/convert_hf.py --init random --config hubert-demo --seed 1 --out "$hubert"
+fi
+echo "secap demo: extracting HuBERT features into build/demo/features.h5"
+"$bin/secap-extract" --hubert "$hubert" --data data/demo --out build/demo/features.h5
+echo "secap demo: next stages (Q-Former stage 1, captioner stage 2, decoding and scoring the"
+echo "test split with configs/q7x2.ini) land with the training issues."
