@@ -55,40 +55,52 @@ static void test_matmul_linear(void **st)
     secap_ctx_free(c);
 }
 
+/* secap_attention against softmax(QK^T scale) V in double, masks included. */
+static void check_attention(secap_ctx *c, int B, int Tq, int Tk, int H, int d, const int32_t *klen, int causal,
+                            const char *what)
+{
+    int HD = H * d;
+    secap_tensor *q = rnd(c, SECAP_SHAPE(B, Tq, HD), -1, 1), *k = rnd(c, SECAP_SHAPE(B, Tk, HD), -1, 1),
+                 *v = rnd(c, SECAP_SHAPE(B, Tk, HD), -1, 1);
+    float scale = 1.0f / sqrtf((float)d);
+    secap_tensor *o = secap_attention(c, q, k, v, H, klen, causal, scale);
+    double *ref = malloc(sizeof(double) * (size_t)o->n), *sc = malloc(sizeof(double) * (size_t)Tk);
+    const float *Q = secap_f32(q), *K = secap_f32(k), *V = secap_f32(v);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++)
+            for (int i = 0; i < Tq; i++) {
+                double mx = -1e300, z = 0.0;
+                int lim = klen ? klen[b] : Tk;
+                if (causal && i + (Tk - Tq) + 1 < lim) lim = i + (Tk - Tq) + 1;
+                for (int j = 0; j < lim; j++) {
+                    sc[j] = 0.0;
+                    for (int e = 0; e < d; e++) sc[j] += (double)Q[(b * Tq + i) * HD + h * d + e] * K[(b * Tk + j) * HD + h * d + e];
+                    sc[j] *= scale;
+                    if (sc[j] > mx) mx = sc[j];
+                }
+                for (int j = 0; j < lim; j++) z += exp(sc[j] - mx);
+                for (int e = 0; e < d; e++) {
+                    double acc = 0.0;
+                    for (int j = 0; j < lim; j++) acc += exp(sc[j] - mx) / z * V[(b * Tk + j) * HD + h * d + e];
+                    ref[(b * Tq + i) * HD + h * d + e] = acc;
+                }
+            }
+    expect_close(what, secap_f32(o), ref, o->n, 1e-5);
+    free(ref);
+    free(sc);
+}
+
 static void test_attention_values(void **st)
 {
     (void)st;
     secap_ctx *c = secap_ctx_new(64u << 20, 256u << 20, 1);
-    int B = 2, Tq = 4, Tk = 6, H = 2, d = 3, HD = H * d;
-    secap_tensor *q = rnd(c, SECAP_SHAPE(2, 4, 6), -1, 1), *k = rnd(c, SECAP_SHAPE(2, 6, 6), -1, 1),
-                 *v = rnd(c, SECAP_SHAPE(2, 6, 6), -1, 1);
     int32_t klen[2] = {6, 4};
-    for (int causal = 0; causal < 2; causal++) {
-        float scale = 1.0f / sqrtf((float)d);
-        secap_tensor *o = secap_attention(c, q, k, v, H, klen, causal, scale);
-        double ref[2 * 4 * 6];
-        const float *Q = secap_f32(q), *K = secap_f32(k), *V = secap_f32(v);
-        for (int b = 0; b < B; b++)
-            for (int h = 0; h < H; h++)
-                for (int i = 0; i < Tq; i++) {
-                    double s[6], mx = -1e300, z = 0.0;
-                    int lim = klen[b];
-                    if (causal && i + (Tk - Tq) + 1 < lim) lim = i + (Tk - Tq) + 1;
-                    for (int j = 0; j < lim; j++) {
-                        s[j] = 0.0;
-                        for (int e = 0; e < d; e++) s[j] += (double)Q[(b * Tq + i) * HD + h * d + e] * K[(b * Tk + j) * HD + h * d + e];
-                        s[j] *= scale;
-                        if (s[j] > mx) mx = s[j];
-                    }
-                    for (int j = 0; j < lim; j++) z += exp(s[j] - mx);
-                    for (int e = 0; e < d; e++) {
-                        double acc = 0.0;
-                        for (int j = 0; j < lim; j++) acc += exp(s[j] - mx) / z * V[(b * Tk + j) * HD + h * d + e];
-                        ref[(b * Tq + i) * HD + h * d + e] = acc;
-                    }
-                }
-        expect_close(causal ? "attention causal+pad" : "attention pad", secap_f32(o), ref, 48, 1e-5);
-    }
+    check_attention(c, 2, 4, 6, 2, 3, klen, 0, "attention pad");
+    check_attention(c, 2, 4, 6, 2, 3, klen, 1, "attention causal+pad");
+    /* more queries than one block of the fused kernel (128 rows) */
+    int32_t klen2[2] = {300, 170};
+    check_attention(c, 2, 300, 300, 2, 8, klen2, 1, "attention 300 causal+pad");
+    check_attention(c, 1, 260, 90, 1, 8, NULL, 0, "attention 260 x 90 cross");
     secap_ctx_free(c);
 }
 
