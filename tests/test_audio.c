@@ -6,17 +6,6 @@
 #include <sndfile.h>
 #include <unistd.h>
 
-static char g_dir[256];
-
-static const char *tmp_path(const char *name)
-{
-    static char buf[4][512];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", g_dir, name);
-    return buf[k];
-}
-
 /* Writes x [n x channels] interleaved with the given libsndfile format. */
 static void write_audio(const char *path, const float *x, int64_t n, int rate, int channels, int format)
 {
@@ -66,10 +55,10 @@ static void check_resampled_sine(int in_rate)
     float *x = sine(n, in_rate, freq, amp);
     char name[64];
     snprintf(name, sizeof name, "sine%d.wav", in_rate);
-    write_audio(tmp_path(name), x, n, in_rate, 1, SF_FORMAT_WAV | SF_FORMAT_FLOAT);
+    write_audio(tu_tmp("%s", name), x, n, in_rate, 1, SF_FORMAT_WAV | SF_FORMAT_FLOAT);
     secap_audio a;
     char err[512];
-    assert_int_equal(secap_audio_load(tmp_path(name), SECAP_SAMPLE_RATE, &a, err, sizeof err), 0);
+    assert_int_equal(secap_audio_load(tu_tmp("%s", name), SECAP_SAMPLE_RATE, &a, err, sizeof err), 0);
     assert_int_equal(a.rate, SECAP_SAMPLE_RATE);
     assert_true(llabs(a.n - 2 * SECAP_SAMPLE_RATE) <= 1);
     double resid;
@@ -93,8 +82,8 @@ static void test_resample_identity_rate(void **st)
     (void)st;
     int64_t n = 8000;
     float *x = sine(n, 16000, 440, 0.25);
-    write_audio(tmp_path("id.wav"), x, n, 16000, 1, SF_FORMAT_WAV | SF_FORMAT_FLOAT);
-    secap_audio a = secap_audio_load_or_die(tmp_path("id.wav"), 16000);
+    write_audio(tu_tmp("id.wav"), x, n, 16000, 1, SF_FORMAT_WAV | SF_FORMAT_FLOAT);
+    secap_audio a = secap_audio_load_or_die(tu_tmp("id.wav"), 16000);
     assert_int_equal(a.n, n);
     for (int64_t i = 0; i < n; i++) assert_true(a.x[i] == x[i]);
     secap_audio_free(&a);
@@ -122,7 +111,7 @@ static void test_formats_load_the_same(void **st)
         { "st24.flac", SF_FORMAT_FLAC | SF_FORMAT_PCM_24, 2, 1.0 / 4194304 },
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-        const char *p = tmp_path(cases[c].name);
+        const char *p = tu_tmp("%s", cases[c].name);
         write_audio(p, cases[c].channels == 1 ? x : st2, n, 16000, cases[c].channels, cases[c].format);
         secap_audio a;
         char err[512];
@@ -143,8 +132,8 @@ static void test_stereo_downmix_is_mean(void **st)
     (void)st;
     float lr[2 * 100];
     for (int i = 0; i < 100; i++) { lr[2 * i] = 0.5f; lr[2 * i + 1] = (float)i / 200.0f; }
-    write_audio(tmp_path("lr.wav"), lr, 100, 16000, 2, SF_FORMAT_WAV | SF_FORMAT_FLOAT);
-    secap_audio a = secap_audio_load_or_die(tmp_path("lr.wav"), 16000);
+    write_audio(tu_tmp("lr.wav"), lr, 100, 16000, 2, SF_FORMAT_WAV | SF_FORMAT_FLOAT);
+    secap_audio a = secap_audio_load_or_die(tu_tmp("lr.wav"), 16000);
     for (int i = 0; i < 100; i++) assert_float_equal(a.x[i], 0.5f * (0.5f + (float)i / 200.0f), 1e-7);
     secap_audio_free(&a);
 }
@@ -198,14 +187,14 @@ static void test_damaged_files_do_not_crash(void **st)
     char err[1024];
     secap_audio a;
     /* Header cut short: unreadable, with a message naming the file. */
-    const char *p1 = tmp_path("cut_header.wav");
+    const char *p1 = tu_tmp("cut_header.wav");
     write_audio(p1, x, n, 24000, 1, SF_FORMAT_WAV | SF_FORMAT_PCM_16);
     truncate_file(p1, 30);
     assert_int_equal(secap_audio_load(p1, 16000, &a, err, sizeof err), -1);
     assert_non_null(strstr(err, "cut_header.wav"));
     assert_null(a.x);
     /* Data cut in the middle: either a clean error or the shorter audio. */
-    const char *p2 = tmp_path("cut_data.wav");
+    const char *p2 = tu_tmp("cut_data.wav");
     write_audio(p2, x, n, 24000, 1, SF_FORMAT_WAV | SF_FORMAT_PCM_16);
     truncate_file(p2, 44 + 2 * 5000 + 1);
     if (secap_audio_load(p2, 16000, &a, err, sizeof err) == 0) {
@@ -215,14 +204,14 @@ static void test_damaged_files_do_not_crash(void **st)
         assert_non_null(strstr(err, "cut_data.wav"));
     }
     /* Not audio at all. */
-    const char *p3 = tmp_path("text.wav");
+    const char *p3 = tu_tmp("text.wav");
     FILE *f = fopen(p3, "w");
     fputs("this is not a wave file\n", f);
     fclose(f);
     assert_int_equal(secap_audio_load(p3, 16000, &a, err, sizeof err), -1);
-    assert_int_equal(secap_audio_load(tmp_path("missing.wav"), 16000, &a, err, sizeof err), -1);
+    assert_int_equal(secap_audio_load(tu_tmp("missing.wav"), 16000, &a, err, sizeof err), -1);
     assert_non_null(strstr(err, "missing.wav"));
-    EXPECT_FATAL(secap_audio_load_or_die(tmp_path("missing.wav"), 16000), "missing.wav");
+    EXPECT_FATAL(secap_audio_load_or_die(tu_tmp("missing.wav"), 16000), "missing.wav");
     free(x);
 }
 
@@ -230,10 +219,10 @@ static void test_probe(void **st)
 {
     (void)st;
     float x[2 * 480] = {0};
-    write_audio(tmp_path("probe.wav"), x, 480, 24000, 2, SF_FORMAT_WAV | SF_FORMAT_PCM_16);
+    write_audio(tu_tmp("probe.wav"), x, 480, 24000, 2, SF_FORMAT_WAV | SF_FORMAT_PCM_16);
     secap_audio_info info;
     char err[256];
-    assert_int_equal(secap_audio_probe(tmp_path("probe.wav"), &info, err, sizeof err), 0);
+    assert_int_equal(secap_audio_probe(tu_tmp("probe.wav"), &info, err, sizeof err), 0);
     assert_int_equal(info.frames, 480);
     assert_int_equal(info.rate, 24000);
     assert_int_equal(info.channels, 2);
@@ -241,8 +230,6 @@ static void test_probe(void **st)
 
 int main(void)
 {
-    snprintf(g_dir, sizeof g_dir, "/tmp/secap_test_audio_XXXXXX");
-    if (!mkdtemp(g_dir)) { perror("mkdtemp"); return 1; }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_resample_24k),
         cmocka_unit_test(test_resample_22050),
@@ -254,9 +241,5 @@ int main(void)
         cmocka_unit_test(test_damaged_files_do_not_crash),
         cmocka_unit_test(test_probe),
     };
-    int rc = cmocka_run_group_tests(tests, NULL, NULL);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_dir);
-    return rc;
+    return cmocka_run_group_tests(tests, tu_tmpdir_setup, tu_tmpdir_teardown);
 }

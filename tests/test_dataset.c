@@ -9,21 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char g_dir[256];
-
-static const char *P(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static const char *P(const char *fmt, ...)
-{
-    static char buf[8][512];
-    static int k;
-    k = (k + 1) % 8;
-    int n = snprintf(buf[k], sizeof buf[k], "%s/", g_dir);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf[k] + n, sizeof buf[k] - (size_t)n, fmt, ap);
-    va_end(ap);
-    return buf[k];
-}
+#define P tu_tmp
 
 static void mkdirs(const char *path)
 {
@@ -681,8 +667,6 @@ static void test_feature_cache(void **st)
 
 int main(void)
 {
-    snprintf(g_dir, sizeof g_dir, "/tmp/secap_test_dataset_XXXXXX");
-    if (!mkdtemp(g_dir)) { perror("mkdtemp"); return 1; }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_read_secap_layout),
         cmocka_unit_test(test_missing_ids_and_bad_text),
@@ -699,9 +683,5 @@ int main(void)
         cmocka_unit_test(test_h5io_roundtrip),
         cmocka_unit_test(test_feature_cache),
     };
-    int rc = cmocka_run_group_tests(tests, NULL, NULL);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_dir);
-    return rc;
+    return cmocka_run_group_tests(tests, tu_tmpdir_setup, tu_tmpdir_teardown);
 }

@@ -278,24 +278,6 @@ static void test_real_speech(void **st)
 
 /* ------------------------------------------------------------- refusals */
 
-static char g_dir[256];
-
-static int setup(void **st)
-{
-    (void)st;
-    const char *t = getenv("TMPDIR");
-    snprintf(g_dir, sizeof g_dir, "%s/secap_hubert_XXXXXX", t ? t : "/tmp");
-    return mkdtemp(g_dir) ? 0 : -1;
-}
-
-static int teardown(void **st)
-{
-    (void)st;
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
 /* A copy of the base weights at dst, opened read-write with HDF5. */
 static hid_t copy_weights(const char *dst)
 {
@@ -337,26 +319,26 @@ static void test_refusals(void **st)
     char p[512];
     const char *victim = "encoder.layers.1.attention.k_proj.bias";
 
-    snprintf(p, sizeof p, "%s/missing.h5", g_dir);
+    snprintf(p, sizeof p, "%s", tu_tmp("missing.h5"));
     hid_t f = copy_weights(p);
     assert_true(H5Ldelete(f, victim, H5P_DEFAULT) >= 0);
     H5Fclose(f);
     load_fails(p, victim, "missing");
 
-    snprintf(p, sizeof p, "%s/unknown.h5", g_dir);
+    snprintf(p, sizeof p, "%s", tu_tmp("unknown.h5"));
     f = copy_weights(p);
     put(f, "encoder.layers.9.extra.weight", H5T_IEEE_F32LE, 1, (hsize_t[]){4});
     H5Fclose(f);
     load_fails(p, "encoder.layers.9.extra.weight", "unknown");
 
-    snprintf(p, sizeof p, "%s/shape.h5", g_dir);
+    snprintf(p, sizeof p, "%s", tu_tmp("shape.h5"));
     f = copy_weights(p);
     assert_true(H5Ldelete(f, victim, H5P_DEFAULT) >= 0);
     put(f, victim, H5T_IEEE_F32LE, 1, (hsize_t[]){65});
     H5Fclose(f);
     load_fails(p, victim, "shape");
 
-    snprintf(p, sizeof p, "%s/dtype.h5", g_dir);
+    snprintf(p, sizeof p, "%s", tu_tmp("dtype.h5"));
     f = copy_weights(p);
     assert_true(H5Ldelete(f, victim, H5P_DEFAULT) >= 0);
     put(f, victim, H5T_IEEE_F64LE, 1, (hsize_t[]){64});
@@ -364,7 +346,7 @@ static void test_refusals(void **st)
     load_fails(p, victim, "float32 or bfloat16");
 
     /* masked_spec_embed is in the base file and is ignored: the copy loads */
-    snprintf(p, sizeof p, "%s/ok.h5", g_dir);
+    snprintf(p, sizeof p, "%s", tu_tmp("ok.h5"));
     f = copy_weights(p);
     H5Fclose(f);
     secap_ctx *c = new_ctx();
@@ -405,5 +387,5 @@ int main(void)
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_input_refusals),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, tu_tmpdir_setup, tu_tmpdir_teardown);
 }

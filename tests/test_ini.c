@@ -4,12 +4,9 @@
 
 #include <unistd.h>
 
-static char g_dir[] = "/tmp/secap_ini_XXXXXX";
-
 static const char *write_file(const char *name, const char *text, size_t len)
 {
-    static char path[256];
-    snprintf(path, sizeof path, "%s/%s", g_dir, name);
+    const char *path = tu_tmp("%s", name);
     FILE *f = fopen(path, "wb");
     fwrite(text, 1, len, f);
     fclose(f);
@@ -70,14 +67,9 @@ static void test_bad_files(void **st)
 
 int main(void)
 {
-    if (!mkdtemp(g_dir)) return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_and_override),
         cmocka_unit_test(test_bad_files),
     };
-    int rc = cmocka_run_group_tests_name("ini", tests, NULL, NULL);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
-    if (system(cmd)) rc = rc ? rc : 1;
-    return rc;
+    return cmocka_run_group_tests_name("ini", tests, tu_tmpdir_setup, tu_tmpdir_teardown);
 }

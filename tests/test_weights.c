@@ -12,31 +12,6 @@
 #include <hdf5.h>
 #include <unistd.h>
 
-static char g_dir[256];
-
-static const char *tmp_path(const char *name)
-{
-    static char buf[512];
-    snprintf(buf, sizeof buf, "%s/%s", g_dir, name);
-    return buf;
-}
-
-static int setup(void **st)
-{
-    (void)st;
-    const char *t = getenv("TMPDIR");
-    snprintf(g_dir, sizeof g_dir, "%s/secap_weights_XXXXXX", t ? t : "/tmp");
-    return mkdtemp(g_dir) ? 0 : -1;
-}
-
-static int teardown(void **st)
-{
-    (void)st;
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
 /* A small file: a [2,3] f32, b [4] bf16, c scalar-ish [1] f32, attributes. */
 static void write_small(const char *path)
 {
@@ -74,7 +49,7 @@ static void test_bf16_rounding(void **st)
 static void test_roundtrip(void **st)
 {
     (void)st;
-    const char *p = tmp_path("small.h5");
+    const char *p = tu_tmp("small.h5");
     write_small(p);
     secap_weights *w = secap_weights_open(p);
     assert_true(secap_weights_has(w, "enc.a.weight"));
@@ -125,7 +100,7 @@ static void test_roundtrip(void **st)
 static void test_refusals(void **st)
 {
     (void)st;
-    const char *p = tmp_path("refuse.h5");
+    const char *p = tu_tmp("refuse.h5");
     write_small(p);
     secap_weights *w = secap_weights_open(p);
     float buf[16];
@@ -146,7 +121,7 @@ static void test_refusals(void **st)
     EXPECT_FATAL(secap_weights_close_checked(w, NULL), "2 unknown tensor(s) the model does not use: enc.b, masked_spec_embed");
 
     /* dtypes the writer never makes: float64, uint16 without the tag, int32 */
-    const char *q = tmp_path("dtypes.h5");
+    const char *q = tu_tmp("dtypes.h5");
     hid_t f = H5Fcreate(q, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     hsize_t dim = 2;
     hid_t sp = H5Screate_simple(1, &dim, NULL);
@@ -171,20 +146,20 @@ static void test_refusals(void **st)
     EXPECT_FATAL(secap_weights_close_checked(w, allow), "2 unknown tensor(s) the model does not use: grp, i32");
 
     /* opening */
-    EXPECT_FATAL(secap_weights_open(tmp_path("absent.h5")), "absent.h5: cannot read");
-    FILE *txt = fopen(tmp_path("text.h5"), "w");
+    EXPECT_FATAL(secap_weights_open(tu_tmp("absent.h5")), "absent.h5: cannot read");
+    FILE *txt = fopen(tu_tmp("text.h5"), "w");
     fputs("not hdf5\n", txt);
     fclose(txt);
-    EXPECT_FATAL(secap_weights_open(tmp_path("text.h5")), "not an HDF5 file");
+    EXPECT_FATAL(secap_weights_open(tu_tmp("text.h5")), "not an HDF5 file");
 
     /* writing */
-    w = secap_weights_create(tmp_path("dup.h5"));
+    w = secap_weights_create(tu_tmp("dup.h5"));
     int64_t s1[1] = { 1 };
     secap_weights_write(w, "x", 1, s1, buf, SECAP_WDTYPE_F32);
     EXPECT_FATAL(secap_weights_write(w, "x", 1, s1, buf, SECAP_WDTYPE_F32), "tensor x written twice");
     EXPECT_FATAL(secap_weights_write(w, "a/b", 1, s1, buf, SECAP_WDTYPE_F32), "bad name \"a/b\"");
     secap_weights_discard(w);
-    assert_int_equal(access(tmp_path("dup.h5"), F_OK), -1);
+    assert_int_equal(access(tu_tmp("dup.h5"), F_OK), -1);
     EXPECT_FATAL(secap_weights_create("/nonexistent_dir_secap/x.h5"), "cannot create the temporary file");
 }
 
@@ -289,7 +264,7 @@ static void test_ref_tensors(void **st)
 static void test_config_refusals(void **st)
 {
     (void)st;
-    const char *p = tmp_path("cfg.h5");
+    const char *p = tu_tmp("cfg.h5");
     int64_t k[7] = { 10, 3, 3, 3, 3, 2, 2 }, s[7] = { 5, 2, 2, 2, 2, 2, 2 }, d[7] = { 8, 8, 8, 8, 8, 8, 8 };
     for (int variant = 0; variant < 4; variant++) {
         secap_weights *w = secap_weights_create(p);
@@ -361,5 +336,5 @@ int main(void)
         cmocka_unit_test(test_config_refusals),
         cmocka_unit_test(test_frames),
     };
-    return cmocka_run_group_tests_name("weights", tests, setup, teardown);
+    return cmocka_run_group_tests_name("weights", tests, tu_tmpdir_setup, tu_tmpdir_teardown);
 }

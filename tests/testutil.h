@@ -11,6 +11,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
@@ -40,6 +41,43 @@ __attribute__((unused)) static void tu_handler(const char *msg, void *ctx)
             fail_msg("error message \"%s\" lacks \"%s\"",                      \
                      secap_last_error(), substr);                              \
     } while (0)
+
+/* A private temporary directory per test program: tu_tmpdir_setup and
+ * tu_tmpdir_teardown are cmocka group fixtures ($TMPDIR or /tmp). */
+static char tu_dir[512];
+
+__attribute__((unused)) static int tu_tmpdir_setup(void **st)
+{
+    (void)st;
+    const char *t = getenv("TMPDIR");
+    snprintf(tu_dir, sizeof tu_dir, "%s/secap_test_XXXXXX", t && *t ? t : "/tmp");
+    if (mkdtemp(tu_dir)) return 0;
+    perror("mkdtemp");
+    return -1;
+}
+
+__attribute__((unused)) static int tu_tmpdir_teardown(void **st)
+{
+    (void)st;
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tu_dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+/* printf-style path inside tu_dir; a ring of 8 buffers, so one expression
+ * may hold several. */
+__attribute__((unused, format(printf, 1, 2))) static const char *tu_tmp(const char *fmt, ...)
+{
+    static char buf[8][1024];
+    static int k;
+    k = (k + 1) % 8;
+    int n = snprintf(buf[k], sizeof buf[k], "%s/", tu_dir);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf[k] + n, sizeof buf[k] - (size_t)n, fmt, ap);
+    va_end(ap);
+    return buf[k];
+}
 
 /* Path of a file under the reference-fixture directory (build/ref). */
 static inline const char *tu_ref_path(const char *name)
