@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # tools/deps.sh GROUP... - install the Debian packages a make target needs.
 #
-# Groups: build (compiler libraries), test (reference Python stack used by the
-# parity tests and fixture checks), demo (the demo-corpus generator).
+# Groups: build (compiler libraries), test (the PyTorch reference stack of the
+# parity tests, and espeak-ng + sox for the speech they run on), demo (the
+# demo-corpus generator).
 # Checks each package with dpkg-query and installs only what is missing, with
 # apt-get, as root.  Prints nothing when everything is present.
 set -euo pipefail
 
 declare -A GROUP
 GROUP[build]="gcc make pkg-config libopenblas-openmp-dev libcmocka-dev libhdf5-dev libsndfile1-dev libsoxr-dev libcjson-dev libutf8proc-dev zlib1g-dev"
-GROUP[test]="python3 python3-numpy python3-torch python3-torchaudio python3-h5py"
+GROUP[test]="python3 python3-numpy python3-torch python3-torchaudio python3-h5py espeak-ng sox"
 GROUP[demo]="espeak-ng sox fortunes-zh"
 
 missing=()
@@ -30,9 +31,9 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 # Wait for another apt/dpkg run to finish instead of failing on its lock.
 apt_opts=(-o DPkg::Lock::Timeout=600 -y -q)
-if ! apt-get "${apt_opts[@]}" install --no-install-recommends "${missing[@]}" >/tmp/secap-deps.log 2>&1; then
+if ! apt-get "${apt_opts[@]}" install "${missing[@]}" >/tmp/secap-deps.log 2>&1; then
     apt-get -o DPkg::Lock::Timeout=600 -q update >>/tmp/secap-deps.log 2>&1
-    apt-get "${apt_opts[@]}" install --no-install-recommends "${missing[@]}" >>/tmp/secap-deps.log 2>&1 || {
+    apt-get "${apt_opts[@]}" install "${missing[@]}" >>/tmp/secap-deps.log 2>&1 || {
         echo "tools/deps.sh: apt-get failed; see /tmp/secap-deps.log" >&2; tail -20 /tmp/secap-deps.log >&2; exit 1; }
 fi
 echo "tools/deps.sh: installed ${missing[*]}" >&2
