@@ -3,6 +3,8 @@
 #include "testutil.h"
 #include "secap/audio.h"
 #include "secap/dataset.h"
+#include "secap/featcache.h"
+#include "secap/loader.h"
 #include "secap/h5io.h"
 
 #include <sndfile.h>

@@ -16,6 +16,7 @@
 #include "secap/audio.h"
 #include "secap/base.h"
 #include "secap/dataset.h"
+#include "secap/featcache.h"
 #include "secap/hubert.h"
 #include "secap/tensor.h"
 

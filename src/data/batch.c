@@ -1,5 +1,5 @@
 /* Padded batches: load, crop, normalise and pad the audio of some items. */
-#include "secap/dataset.h"
+#include "secap/loader.h"
 #include "secap/audio.h"
 #include "secap/base.h"
 

@@ -1,9 +1,10 @@
 /* The encoder-feature cache: one HDF5 dataset per utterance, keyed by the
  * encoder weights and audio settings so a stale cache is rebuilt. */
-#include "secap/dataset.h"
+#include "secap/featcache.h"
 #include "secap/base.h"
 #include "secap/h5io.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 

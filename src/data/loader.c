@@ -14,8 +14,10 @@
  * the end of the epoch; the consumer then builds the next plan and restarts
  * them.
  */
-#include "secap/dataset.h"
+#include "secap/loader.h"
 #include "secap/base.h"
+
+#include <pthread.h>
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,5 +1,5 @@
 /* Epoch plans: length-bucketed batches and N-classes x K-per-class batches. */
-#include "secap/dataset.h"
+#include "secap/loader.h"
 #include "secap/base.h"
 
 #include <stdlib.h>

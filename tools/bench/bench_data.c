@@ -9,7 +9,7 @@
  */
 #include "secap/audio.h"
 #include "secap/base.h"
-#include "secap/dataset.h"
+#include "secap/loader.h"
 
 #include <stdio.h>
 #include <stdlib.h>
