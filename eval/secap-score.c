@@ -15,6 +15,7 @@
 #include <strings.h>
 
 #include "secap/base.h"
+#include "secap/cli.h"
 #include "secap/score.h"
 
 enum { NMETRIC = 7 };
@@ -60,21 +61,6 @@ static void parse_metrics(options *o, const char *list)
     free(copy);
 }
 
-/* --key value or --key=value; returns the value and advances *i. */
-static const char *option_value(int argc, char **argv, int *i, const char *key)
-{
-    size_t n = strlen(key);
-    if (argv[*i][n] == '=') return argv[*i] + n + 1;
-    if (*i + 1 >= argc) secap_fatal("%s needs a value (hint: secap-score --help)", key);
-    return argv[++*i];
-}
-
-static int is_option(const char *arg, const char *key)
-{
-    size_t n = strlen(key);
-    return !strncmp(arg, key, n) && (arg[n] == 0 || arg[n] == '=');
-}
-
 static options parse_args(int argc, char **argv)
 {
     options o = {.mode = SECAP_TOK_ZH_CHAR};
@@ -82,17 +68,17 @@ static options parse_args(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); exit(0); }
-        else if (is_option(a, "--refs")) o.refs = option_value(argc, argv, &i, "--refs");
-        else if (is_option(a, "--hyps")) o.hyps = option_value(argc, argv, &i, "--hyps");
-        else if (is_option(a, "--per-item")) o.per_item = option_value(argc, argv, &i, "--per-item");
-        else if (is_option(a, "--metrics")) parse_metrics(&o, option_value(argc, argv, &i, "--metrics"));
-        else if (is_option(a, "--tokenize")) {
-            const char *v = option_value(argc, argv, &i, "--tokenize");
+        else if (secap_cli_is(a, "--refs")) o.refs = secap_cli_value(argc, argv, &i, "--refs", "secap-score");
+        else if (secap_cli_is(a, "--hyps")) o.hyps = secap_cli_value(argc, argv, &i, "--hyps", "secap-score");
+        else if (secap_cli_is(a, "--per-item")) o.per_item = secap_cli_value(argc, argv, &i, "--per-item", "secap-score");
+        else if (secap_cli_is(a, "--metrics")) parse_metrics(&o, secap_cli_value(argc, argv, &i, "--metrics", "secap-score"));
+        else if (secap_cli_is(a, "--tokenize")) {
+            const char *v = secap_cli_value(argc, argv, &i, "--tokenize", "secap-score");
             int mode = secap_tokenize_mode_parse(v);
             if (mode < 0) secap_fatal("--tokenize: unknown mode \"%s\" (hint: zh-char or space)", v);
             o.mode = (secap_tokenize_mode)mode;
-        } else if (is_option(a, "--format")) {
-            const char *v = option_value(argc, argv, &i, "--format");
+        } else if (secap_cli_is(a, "--format")) {
+            const char *v = secap_cli_value(argc, argv, &i, "--format", "secap-score");
             if (strcmp(v, "json") && strcmp(v, "table"))
                 secap_fatal("--format: unknown format \"%s\" (hint: json or table)", v);
             o.table = !strcmp(v, "table");

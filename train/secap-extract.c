@@ -15,6 +15,7 @@
  */
 #include "secap/audio.h"
 #include "secap/base.h"
+#include "secap/cli.h"
 #include "secap/dataset.h"
 #include "secap/featcache.h"
 #include "secap/hubert.h"
@@ -74,30 +75,6 @@ static void usage(FILE *f)
         "Progress (utterances/s, audio seconds/s) goes to stderr.\n");
 }
 
-static int is_option(const char *arg, const char *key)
-{
-    size_t n = strlen(key);
-    return !strncmp(arg, key, n) && (arg[n] == 0 || arg[n] == '=');
-}
-
-/* --key value or --key=value; advances *i. */
-static const char *option_value(int argc, char **argv, int *i, const char *key)
-{
-    size_t n = strlen(key);
-    if (argv[*i][n] == '=') return argv[*i] + n + 1;
-    if (*i + 1 >= argc) secap_fatal("%s needs a value (hint: secap-extract --help)", key);
-    return argv[++*i];
-}
-
-static long parse_long(const char *s, const char *key, long lo, long hi)
-{
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (!*s || *end || v < lo || v > hi)
-        secap_fatal("%s: \"%s\" is not an integer in [%ld, %ld]", key, s, lo, hi);
-    return v;
-}
-
 static options parse_args(int argc, char **argv)
 {
     options o = {.layer = -1, .batch_seconds = 60, .on_error = SECAP_ON_ERROR_FAIL};
@@ -105,24 +82,24 @@ static options parse_args(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); exit(0); }
-        else if (is_option(a, "--hubert")) o.hubert = option_value(argc, argv, &i, "--hubert");
-        else if (is_option(a, "--data")) o.data = option_value(argc, argv, &i, "--data");
-        else if (is_option(a, "--out")) o.out = option_value(argc, argv, &i, "--out");
-        else if (is_option(a, "--layer")) o.layer = (int)parse_long(option_value(argc, argv, &i, "--layer"), "--layer", -1, 4096);
-        else if (is_option(a, "--threads")) o.threads = (int)parse_long(option_value(argc, argv, &i, "--threads"), "--threads", 0, 4096);
-        else if (is_option(a, "--batch-seconds")) {
-            const char *v = option_value(argc, argv, &i, "--batch-seconds");
+        else if (secap_cli_is(a, "--hubert")) o.hubert = secap_cli_value(argc, argv, &i, "--hubert", "secap-extract");
+        else if (secap_cli_is(a, "--data")) o.data = secap_cli_value(argc, argv, &i, "--data", "secap-extract");
+        else if (secap_cli_is(a, "--out")) o.out = secap_cli_value(argc, argv, &i, "--out", "secap-extract");
+        else if (secap_cli_is(a, "--layer")) o.layer = (int)secap_cli_long(secap_cli_value(argc, argv, &i, "--layer", "secap-extract"), "--layer", -1, 4096);
+        else if (secap_cli_is(a, "--threads")) o.threads = (int)secap_cli_long(secap_cli_value(argc, argv, &i, "--threads", "secap-extract"), "--threads", 0, 4096);
+        else if (secap_cli_is(a, "--batch-seconds")) {
+            const char *v = secap_cli_value(argc, argv, &i, "--batch-seconds", "secap-extract");
             char *end;
             o.batch_seconds = strtod(v, &end);
             if (!*v || *end || !(o.batch_seconds > 0))
                 secap_fatal("--batch-seconds: \"%s\" is not a positive number of seconds", v);
-        } else if (is_option(a, "--on-error")) {
-            const char *v = option_value(argc, argv, &i, "--on-error");
+        } else if (secap_cli_is(a, "--on-error")) {
+            const char *v = secap_cli_value(argc, argv, &i, "--on-error", "secap-extract");
             if (!strcmp(v, "fail")) o.on_error = SECAP_ON_ERROR_FAIL;
             else if (!strcmp(v, "skip")) o.on_error = SECAP_ON_ERROR_SKIP;
             else secap_fatal("--on-error: \"%s\" (hint: fail or skip)", v);
         } else if (!strcmp(a, "--recompute")) o.recompute = 1;
-        else if (is_option(a, "--wav")) {
+        else if (secap_cli_is(a, "--wav")) {
             if (a[5] == '=') o.wavs[o.nwav++] = a + 6;
             while (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0) o.wavs[o.nwav++] = argv[++i];
         } else {

@@ -70,3 +70,9 @@ void op_colsum_add(float *dst, const float *src, int64_t rows, int64_t cols)
         for (int64_t j = 0; j < len; j++) dst[j0 + j] += acc[j];
     }
 }
+
+void op_fill_rows(float *dst, const float *row, int64_t rows, int64_t cols)
+{
+#pragma omp parallel for if (rows * cols > OP_PAR_MIN)
+    for (int64_t r = 0; r < rows; r++) memcpy(dst + r * cols, row, (size_t)cols * sizeof(float));
+}

@@ -209,11 +209,7 @@ secap_tensor *secap_conv1d_tm(secap_ctx *c, secap_tensor *x, secap_tensor *w, se
     secap_tensor *out = secap_op_out(c, op, 3, shape, 0);
     float *Y = secap_f32(out);
     const float *X = secap_f32(x), *Wp = secap_f32(wp);
-    if (bias) {
-        const float *bv = secap_f32(bias);
-#pragma omp parallel for if (out->n > OP_PAR_MIN)
-        for (int64_t r = 0; r < d.B * d.To; r++) memcpy(Y + r * d.Cout, bv, (size_t)d.Cout * sizeof(float));
-    }
+    if (bias) op_fill_rows(Y, secap_f32(bias), d.B * d.To, d.Cout);
     for (int64_t b = 0; b < d.B; b++)
         for (int64_t j = 0; j < d.chunks; j++)
             op_gemm(0, 1, d.To, d.Cout, tm_taps(&d, j) * d.Cin, 1.0f, X + b * d.T * d.Cin + j * d.ld, d.ld,

@@ -150,11 +150,7 @@ secap_tensor *secap_linear(secap_ctx *c, secap_tensor *x, secap_tensor *w, secap
     shape[x->ndim - 1] = Dout;
     secap_tensor *out = secap_op_out(c, op, x->ndim, shape, 0);
     float *y = secap_f32(out);
-    if (bias) {
-        const float *bv = secap_f32(bias);
-#pragma omp parallel for if (Rows * Dout > OP_PAR_MIN)
-        for (int64_t r = 0; r < Rows; r++) memcpy(y + r * Dout, bv, (size_t)Dout * sizeof(float));
-    }
+    if (bias) op_fill_rows(y, secap_f32(bias), Rows, Dout);
     op_gemm(0, 1, Rows, Dout, Din, 1.0f, secap_f32(x), Din, weight_f32(w, SCRATCH_BF16_A), Din, bias ? 1.0f : 0.0f, y, Dout);
     secap_tensor *in[3] = {x, w, bias};
     int nin = bias ? 3 : 2;

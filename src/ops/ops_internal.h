@@ -96,6 +96,9 @@ static inline double op_sumsq_dev(const float *x, int64_t n, float m)
     return s;
 }
 
+/* dst[r * cols + j] = row[j] for every r < rows (a bias before a beta=1 gemm). */
+void op_fill_rows(float *dst, const float *row, int64_t rows, int64_t cols);
+
 /* dst[j] += sum_r src[r * cols + j]: column sums of a row-major matrix,
  * each thread owning a block of columns and reading rows contiguously. */
 void op_colsum_add(float *dst, const float *src, int64_t rows, int64_t cols);
