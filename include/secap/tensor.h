@@ -59,6 +59,12 @@ void *secap_arena_alloc(secap_arena *a, size_t bytes, int zero, const char *what
 size_t secap_arena_used(const secap_arena *a);
 size_t secap_arena_peak(const secap_arena *a);
 size_t secap_arena_capacity(const secap_arena *a);
+/* Transient kernel scratch, stack-like: take a mark, allocate, and rewind to
+ * the mark when the kernel is done.  The scratch counts in the peak (so a
+ * dry-run step sizes it) but does not stay allocated.  Nothing that must
+ * survive may be allocated from the arena between the mark and the rewind. */
+size_t secap_arena_mark(const secap_arena *a);
+void secap_arena_rewind(secap_arena *a, size_t mark);
 
 /* ---- context ------------------------------------------------------------- */
 

@@ -63,7 +63,8 @@ static void attention_backward(secap_ctx *c, secap_node *n)
     float *dQ = secap_grad(c, q), *dK = secap_grad(c, k), *dV = secap_grad(c, v);
     int64_t Tq = a.Tq, Tk = a.Tk, d = a.d, HD = a.HD;
     int nt = omp_get_max_threads();
-    float *scratch = op_scratch(SCRATCH_ATTN, (size_t)(2 * Tq * Tk + Tq) * (size_t)nt);
+    size_t mark = secap_arena_mark(c->step);
+    float *scratch = op_scratch(c, (size_t)(2 * Tq * Tk + Tq) * (size_t)nt, "attention backward");
 #pragma omp parallel for schedule(dynamic)
     for (int64_t bh = 0; bh < a.B * a.H; bh++) {
         int64_t b = bh / a.H, h = bh % a.H;
@@ -85,6 +86,7 @@ static void attention_backward(secap_ctx *c, secap_node *n)
         if (dQ) op_gemm(0, 0, Tq, d, Tk, a.scale, dP, Tk, Kh, HD, 1.0f, dQ + b * Tq * HD + h * d, HD);
         if (dK) op_gemm(1, 0, Tk, d, Tq, a.scale, dP, Tk, Qh, HD, 1.0f, dK + b * Tk * HD + h * d, HD);
     }
+    secap_arena_rewind(c->step, mark);
 }
 
 secap_tensor *secap_attention(secap_ctx *c, secap_tensor *q, secap_tensor *k, secap_tensor *v,
@@ -120,7 +122,8 @@ secap_tensor *secap_attention(secap_ctx *c, secap_tensor *q, secap_tensor *k, se
     float *O = secap_f32(out), *LSE = secap_f32(lse);
     int nt = omp_get_max_threads();
     int64_t Tq = a.Tq, Tk = a.Tk, d = a.d, HD = a.HD;
-    float *scratch = op_scratch(SCRATCH_ATTN, (size_t)(Tq * Tk + Tq) * (size_t)nt);
+    size_t mark = secap_arena_mark(c->step);
+    float *scratch = op_scratch(c, (size_t)(Tq * Tk + Tq) * (size_t)nt, op);
 #pragma omp parallel for schedule(dynamic)
     for (int64_t bh = 0; bh < a.B * a.H; bh++) {
         int64_t b = bh / a.H, h = bh % a.H;
@@ -131,6 +134,7 @@ secap_tensor *secap_attention(secap_ctx *c, secap_tensor *q, secap_tensor *k, se
         for (int64_t i = 0; i < Tq; i++)
             for (int64_t j = 0; j < d; j++) Oh[i * HD + j] *= rz[i];
     }
+    secap_arena_rewind(c->step, mark);
     secap_tensor *in[3] = {q, k, v};
     if (secap_needs_grad(c, in, 3)) {
         secap_node *n = secap_record(c, op, attention_backward, out, in, 3);

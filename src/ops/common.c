@@ -1,8 +1,6 @@
 /* Checks and scratch buffers shared by the ops. */
 #include "ops_internal.h"
 
-#include <stdlib.h>
-
 void op_check_f32(const secap_tensor *t, const char *op, const char *arg)
 {
     secap_check_live(t, op);
@@ -42,18 +40,6 @@ int64_t op_prod(const secap_tensor *t, int from, int to)
     int64_t p = 1;
     for (int d = from; d < to; d++) p *= t->shape[d];
     return p;
-}
-
-float *op_scratch(int slot, size_t floats)
-{
-    static float *buf[SCRATCH_SLOTS];
-    static size_t cap[SCRATCH_SLOTS];
-    if (floats > cap[slot]) {
-        free(buf[slot]);
-        buf[slot] = secap_xmalloc(floats * sizeof(float), "op scratch");
-        cap[slot] = floats;
-    }
-    return buf[slot];
 }
 
 void op_colsum_add(float *dst, const float *src, int64_t rows, int64_t cols)

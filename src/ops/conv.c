@@ -46,8 +46,9 @@ static void conv1d_backward(secap_ctx *c, secap_node *n)
     const float *X = secap_f32(x), *W = secap_f32(w), *dy = n->out->grad;
     float *dx = secap_grad(c, x), *dw = secap_grad(c, w), *db = bias ? secap_grad(c, bias) : NULL;
     int64_t rows = d->cin * d->K;
-    float *col = op_scratch(SCRATCH_COL, (size_t)(rows * d->To));
-    float *dcol = dx ? op_scratch(SCRATCH_DCOL, (size_t)(rows * d->To)) : NULL;
+    size_t mark = secap_arena_mark(c->step);
+    float *col = op_scratch(c, (size_t)(rows * d->To), "conv1d backward");
+    float *dcol = dx ? op_scratch(c, (size_t)(rows * d->To), "conv1d backward") : NULL;
     for (int64_t b = 0; b < d->B; b++)
         for (int64_t g = 0; g < d->G; g++) {
             const float *xg = X + (b * d->Cin + g * d->cin) * d->T;
@@ -62,6 +63,7 @@ static void conv1d_backward(secap_ctx *c, secap_node *n)
                 col2im_add(d, dcol, dx + (b * d->Cin + g * d->cin) * d->T);
             }
         }
+    secap_arena_rewind(c->step, mark);
     if (db) {
 #pragma omp parallel for if (n->out->n > OP_PAR_MIN)
         for (int64_t o = 0; o < d->Cout; o++) {
@@ -101,7 +103,8 @@ secap_tensor *secap_conv1d(secap_ctx *c, secap_tensor *x, secap_tensor *w, secap
     }
     int64_t shape[3] = {d.B, d.Cout, d.To}, rows = d.cin * d.K;
     secap_tensor *out = secap_op_out(c, op, 3, shape, 0);
-    float *col = op_scratch(SCRATCH_COL, (size_t)(rows * d.To));
+    size_t mark = secap_arena_mark(c->step);
+    float *col = op_scratch(c, (size_t)(rows * d.To), op);
     const float *X = secap_f32(x), *W = secap_f32(w), *Bv = bias ? secap_f32(bias) : NULL;
     float *Y = secap_f32(out);
     for (int64_t b = 0; b < d.B; b++)
@@ -113,6 +116,7 @@ secap_tensor *secap_conv1d(secap_ctx *c, secap_tensor *x, secap_tensor *w, secap
             im2col(&d, X + (b * d.Cin + g * d.cin) * d.T, col);
             op_gemm(0, 0, d.cout, d.To, rows, 1.0f, W + g * d.cout * rows, rows, col, d.To, Bv ? 1.0f : 0.0f, yg, d.To);
         }
+    secap_arena_rewind(c->step, mark);
     secap_tensor *in[3] = {x, w, bias};
     int nin = bias ? 3 : 2;
     if (secap_needs_grad(c, in, nin)) {

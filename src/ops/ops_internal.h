@@ -28,10 +28,17 @@ int op_dim(const char *op, const secap_tensor *t, int dim);
 /* Product of dims [from, to). */
 int64_t op_prod(const secap_tensor *t, int from, int to);
 
-/* A reusable buffer (grows, never shrinks) for transient scratch such as a
- * bf16 weight converted to f32; slot separates concurrent users. */
-float *op_scratch(int slot, size_t floats);
-enum { SCRATCH_BF16_A, SCRATCH_BF16_B, SCRATCH_ATTN, SCRATCH_COL, SCRATCH_DCOL, SCRATCH_SLOTS };
+/* Transient kernel scratch from c's step arena (counted in its peak, no
+ * global buffers, so contexts on different threads never share one):
+ *   size_t mark = secap_arena_mark(c->step);
+ *   float *buf = op_scratch(c, n, "op");  ...kernel...
+ *   secap_arena_rewind(c->step, mark);
+ * Allocate outputs and gradients (secap_grad) before the mark, record the
+ * node after the rewind. */
+static inline float *op_scratch(secap_ctx *c, size_t floats, const char *op)
+{
+    return (float *)secap_arena_alloc(c->step, floats * sizeof(float), 0, op);
+}
 
 /* Row-major sgemm: C[M,N] = alpha op(A) op(B) + beta C. */
 static inline void op_gemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,

@@ -75,5 +75,15 @@ secap_tensor *secap_arena_header(secap_arena *a, const char *what)
 
 size_t secap_arena_used(const secap_arena *a) { return a->used; }
 size_t secap_arena_peak(const secap_arena *a) { return a->peak; }
+size_t secap_arena_mark(const secap_arena *a) { return a->used; }
+
+void secap_arena_rewind(secap_arena *a, size_t mark)
+{
+    if (mark > a->used)
+        secap_fatal("arena '%s': rewind to %zu past the %zu bytes in use (hint: a mark taken before a "
+                    "reset or another rewind is stale)", a->name, mark, a->used);
+    a->used = mark;
+}
+
 size_t secap_arena_capacity(const secap_arena *a) { return a->cap; }
 uint64_t secap_arena_epoch(const secap_arena *a) { return a->epoch; }
