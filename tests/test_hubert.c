@@ -14,6 +14,8 @@
  *     tensors, naming each. */
 #pragma GCC diagnostic ignored "-Wclobbered"
 #include "testutil.h"
+
+#include <omp.h>
 #include "secap/audio.h"
 #include "secap/autograd.h"
 #include "secap/h5io.h"
@@ -354,6 +356,55 @@ static void test_refusals(void **st)
     secap_ctx_free(c);
 }
 
+/* One frozen model, two threads, a context each: both match the reference
+ * (the model holds no mutable state).  The result is all a frozen forward
+ * leaves in the caller's step arena; its stages count in the peak. */
+static void test_shared_model_threads(void **st)
+{
+    (void)st;
+    secap_ctx *c0 = new_ctx();
+    secap_hubert *m = secap_hubert_load(c0, tu_ref_path("hubert_base_small.h5"), 0);
+    int H = secap_hubert_cfg(m)->hidden_size;
+    hid_t h = h5open(tu_ref_path("hubert_base_io.h5"));
+    arr wave = h5get(h, "batch/wave"), len = h5get(h, "batch/lengths"), last = h5get(h, "batch/last_hidden_state");
+    int B = (int)wave.dims[0];
+    int64_t N = wave.dims[1], F = last.dims[1], n[8];
+    assert_true(B <= 8);
+    for (int b = 0; b < B; b++) n[b] = (int64_t)len.x[b];
+    double diff[2] = {-1, -1};
+    size_t grown[2] = {0, 0}, bytes[2] = {0, 0}, peak[2] = {0, 0};
+#pragma omp parallel num_threads(2)
+    {
+        int k = omp_get_thread_num();
+        secap_ctx *c = new_ctx();
+        int32_t frames[8];
+        size_t before = secap_arena_used(c->step);
+        secap_tensor *y = secap_hubert_forward(c, m, wave.x, n, B, N, -1, frames);
+        grown[k] = secap_arena_used(c->step) - before;
+        bytes[k] = (size_t)y->n * sizeof(float);
+        peak[k] = secap_arena_peak(c->step);
+        double d = 0;
+        for (int b = 0; b < B; b++) {
+            double db = maxdiff(secap_f32(y) + (size_t)b * (size_t)(F * H), last.x + (size_t)b * (size_t)(F * H),
+                                (int64_t)frames[b] * H);
+            d = db > d || db != db ? db : d;
+        }
+        diff[k] = d;
+        secap_ctx_free(c);
+    }
+    for (int k = 0; k < 2; k++) {
+        char what[64];
+        snprintf(what, sizeof what, "base batch, thread %d of 2", k);
+        check(what, diff[k], TOL);
+        assert_int_equal(grown[k], (bytes[k] + 63) & ~(size_t)63);
+        assert_true(peak[k] > 4 * grown[k]);
+    }
+    free(wave.x); free(len.x); free(last.x);
+    H5Fclose(h);
+    secap_hubert_free(m);
+    secap_ctx_free(c0);
+}
+
 /* Too-short input and a bad layer index stop with a clear message. */
 static void test_input_refusals(void **st)
 {
@@ -386,6 +437,7 @@ int main(void)
         cmocka_unit_test(test_real_speech),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_input_refusals),
+        cmocka_unit_test(test_shared_model_threads),
     };
     return cmocka_run_group_tests(tests, tu_tmpdir_setup, tu_tmpdir_teardown);
 }

@@ -16,12 +16,16 @@
  * padded keys: every utterance's valid frames equal what it gives alone.
  *
  * Memory: a frozen forward (model loaded with trainable = 0, or any model
- * under no-grad) records nothing and runs in two private scratch arenas that
- * are recycled between stages, so only the result lands in the caller's step
- * arena; activations of a 30 s clip never all live at once.  A trainable
- * forward outside no-grad keeps every activation on the caller's tape.
- * A model is read-only after loading, but the scratch arenas make concurrent
- * frozen forwards on one model unsafe: use one model per thread.
+ * under no-grad) records nothing and runs in the caller's step arena, moving
+ * the live activation back down to where it started after every stage, so
+ * only the result stays and activations of a 30 s clip never all live at
+ * once (the arena peak counts the largest stage).  A trainable forward
+ * outside no-grad keeps every activation on the caller's tape.
+ * The model holds no mutable state: after loading it is read-only, and
+ * several threads may run one model at once, each with its own context.
+ * Parameters come from the shared parameter table (secap/params.h): frozen
+ * tensors stored as float32 in a converted file point into a read-only
+ * mapping of it.
  */
 #ifndef SECAP_HUBERT_H
 #define SECAP_HUBERT_H
@@ -30,6 +34,7 @@
 #include <stdint.h>
 
 #include "secap/hubert_cfg.h"
+#include "secap/params.h"
 #include "secap/tensor.h"
 
 typedef struct secap_hubert secap_hubert;
@@ -46,10 +51,18 @@ void secap_hubert_free(secap_hubert *m);
 
 const secap_hubert_config *secap_hubert_cfg(const secap_hubert *m);
 int secap_hubert_do_normalize(const secap_hubert *m);
-/* The parameter with this HF state-dict name, or NULL (unknown name, or the
- * positional conv's weight_g / weight_v of a frozen model, which are folded
- * into one weight at load).  For optimizers, checkpoints and tests. */
+/* The parameter with this HF state-dict name, or NULL (unknown name).  A
+ * frozen model also folds weight_g / weight_v of the positional conv into
+ * one weight at load; those two stay in the table.  For tests. */
 secap_tensor *secap_hubert_param(const secap_hubert *m, const char *name);
+/* The model's parameter table (optimizer groups, checkpoints, summaries). */
+const secap_params *secap_hubert_params(const secap_hubert *m);
+/* The name table a config implies (names, shapes; nothing loaded): every
+ * tensor of HF's `HubertModel` state dict, the positional conv's weight norm
+ * as weight_g [1, 1, K] and weight_v [H, H/groups, K].  masked_spec_embed is
+ * not listed (training-only; see SECAP_HUBERT_IGNORABLE).  Free with
+ * secap_params_free. */
+secap_params *secap_hubert_table_new(const secap_hubert_config *c);
 
 /* Runs the encoder on a padded batch.
  *   wave      [B, Nmax] 16 kHz samples, row b valid on [0, nsamples[b]); the

@@ -52,19 +52,6 @@ void secap_hubert_config_validate(const secap_hubert_config *c, const char *wher
  * give 0 or a negative count there). */
 int64_t secap_hubert_frames(int64_t samples, const int *kernel, const int *stride, int nconv);
 
-/* The HF state-dict name table: every tensor a config implies, with its shape
- * (HF `HubertModel` names; the positional conv's weight norm as weight_g
- * [1, 1, K] and weight_v [H, H/groups, K]).  masked_spec_embed [H] is not
- * listed: it is training-only and may or may not be in a file (see
- * SECAP_HUBERT_IGNORABLE).  Returns the count; out may be NULL to size. */
-typedef struct {
-    char name[96];
-    int ndim;
-    int64_t shape[3];
-} secap_hubert_tensor;
-
-int secap_hubert_tensors(const secap_hubert_config *c, secap_hubert_tensor *out, int cap);
-
 /* fnmatch patterns a HuBERT loader passes to secap_weights_close_checked(). */
 extern const char *const SECAP_HUBERT_IGNORABLE[];
 

@@ -14,6 +14,7 @@
 #ifndef SECAP_OPTIM_H
 #define SECAP_OPTIM_H
 
+#include "secap/params.h"
 #include "secap/tensor.h"
 
 #define SECAP_MAX_GROUPS 8
@@ -44,6 +45,15 @@ void secap_adamw_free(secap_adamw *o);
 int secap_adamw_group(secap_adamw *o, float lr_mult, float weight_decay);
 /* Registers a trainable parameter; moments come from c's param arena. */
 void secap_adamw_add(secap_adamw *o, secap_ctx *c, secap_tensor *p, int group);
+/* Registers the trainable entries of a loaded parameter table whose names
+ * match `include` and not `exclude` (comma-separated fnmatch patterns; NULL
+ * include = all, NULL exclude = none), skipping tensors already registered,
+ * so groups are built most specific first:
+ *   secap_adamw_add_params(o, c, p, "*.bias,*norm*,*LayerNorm*", NULL, no_decay);
+ *   secap_adamw_add_params(o, c, p, NULL, NULL, decay);
+ * Returns the number added. */
+int secap_adamw_add_params(secap_adamw *o, secap_ctx *c, const secap_params *p, const char *include,
+                           const char *exclude, int group);
 /* One update with the scheduled learning rate. */
 void secap_adamw_step(secap_adamw *o, float lr);
 void secap_adamw_zero_grad(secap_adamw *o);

@@ -106,6 +106,15 @@ secap_tensor *secap_param(secap_ctx *c, const char *name, int ndim, const int64_
 /* A frozen bf16 parameter (storage only; read by linear and embedding). */
 secap_tensor *secap_param_bf16(secap_ctx *c, const char *name, int ndim, const int64_t *shape);
 
+/* A parameter the caller fills at once (a load): no zero-fill of the data;
+ * trainable ones (float32 only) get a zeroed gradient. */
+secap_tensor *secap_param_uninit(secap_ctx *c, const char *name, int ndim, const int64_t *shape,
+                                 secap_dtype dtype, int trainable);
+/* A frozen parameter whose read-only data lives outside the arenas (a
+ * mapping of a weight file, which must outlive the tensor). */
+secap_tensor *secap_param_external(secap_ctx *c, const char *name, int ndim, const int64_t *shape,
+                                   secap_dtype dtype, const void *data);
+
 /* Convenience shapes: S(2, 3) -> (int64_t[]){2, 3} with ndim 2. */
 #define SECAP_SHAPE(...) (sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (int64_t[]){__VA_ARGS__}
 

@@ -81,6 +81,18 @@ void secap_weights_close_checked(secap_weights *w, const char *const *allow);
  * temporary file is flushed and renamed over the target). */
 void secap_weights_close(secap_weights *w);
 
+/* ---- read-only mapping ---------------------------------------------------- */
+
+/* A read-only mapping of a whole weight file; outlives the reader. */
+typedef struct secap_wmap secap_wmap;
+secap_wmap *secap_weights_mmap(secap_weights *w);
+/* Checks `name` as secap_weights_read does and, when the dataset is stored
+ * contiguously, uncompressed, little-endian and exactly as `want`, marks it
+ * used and returns its data inside the mapping; else NULL (read it instead). */
+const void *secap_wmap_tensor(secap_wmap *m, secap_weights *w, const char *name, int ndim,
+                              const int64_t *shape, secap_wdtype want);
+void secap_wmap_free(secap_wmap *m);
+
 /* ---- writing ------------------------------------------------------------ */
 
 secap_weights *secap_weights_create(const char *path);

@@ -50,56 +50,84 @@ struct secap_hubert {
     conv_layer conv[SECAP_HUBERT_MAX_CONV];  /* [cfg.nconv] */
     secap_tensor *fp_ln_w, *fp_ln_b;  /* [C] or NULL (feat_proj_layer_norm = 0) */
     secap_tensor *fp_w, *fp_b;        /* [H, C], [H] */
-    secap_tensor *pos_g, *pos_v;      /* [1, 1, K], [H, H/G, K]: trainable models only */
-    secap_tensor *pos_w;              /* [H, H/G, K] g v / ||v||, precomputed when frozen */
+    secap_tensor *pos_g, *pos_v;      /* [1, 1, K], [H, H/G, K] weight_g, weight_v */
+    secap_tensor *pos_w;              /* [H, H/G, K] g v / ||v||, precomputed when frozen, else NULL */
     secap_tensor *pos_b;              /* [H] */
     secap_tensor *enc_ln_w, *enc_ln_b;/* [H] encoder.layer_norm */
     enc_layer *layers;                /* [L] */
-    secap_hubert_tensor *names;       /* [nnames] the name table; parameters point into it */
-    secap_tensor **params;            /* [nnames] parallel to names (NULL for g, v when frozen) */
-    int nnames;
-    secap_ctx *ws[2];                 /* scratch contexts of frozen forwards */
+    secap_params *params;             /* the name table; owns names and the file mapping */
 };
 
 /* ---------------------------------------------------------------- loading */
 
-static secap_tensor *param(const secap_hubert *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#define AT(obj, field) ((obj) ? &(obj)->field : NULL)
 
-/* The parameter called fmt..., which the name table must hold. */
-static secap_tensor *param(const secap_hubert *m, const char *fmt, ...)
+/* The HF state-dict name table, in the order HF lists it: every tensor the
+ * config implies, bound to its field of m (m NULL: names and shapes only). */
+static void hubert_table(secap_params *p, const secap_hubert_config *c, secap_hubert *m)
 {
-    char name[96];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(name, sizeof name, fmt, ap);
-    va_end(ap);
-    for (int i = 0; i < m->nnames; i++)
-        if (!strcmp(m->names[i].name, name)) return m->params[i];
-    secap_fatal("hubert %s: no tensor %s in the name table (hint: secap_hubert_tensors and hubert.c disagree)",
-                m->path, name);
+    int64_t H = c->hidden_size, F = c->intermediate_size, cin = 1;
+    for (int i = 0; i < c->nconv; i++) {
+        conv_layer *L = m ? &m->conv[i] : NULL;
+        int64_t d = c->conv_dim[i];
+        secap_params_add(p, AT(L, w), SECAP_SHAPE(d, cin, c->conv_kernel[i]), "feature_extractor.conv_layers.%d.conv.weight", i);
+        if (c->conv_bias) secap_params_add(p, AT(L, b), SECAP_SHAPE(d), "feature_extractor.conv_layers.%d.conv.bias", i);
+        if (c->feat_extract_norm == SECAP_HUBERT_NORM_LAYER || i == 0) {
+            secap_params_add(p, AT(L, norm_w), SECAP_SHAPE(d), "feature_extractor.conv_layers.%d.layer_norm.weight", i);
+            secap_params_add(p, AT(L, norm_b), SECAP_SHAPE(d), "feature_extractor.conv_layers.%d.layer_norm.bias", i);
+        }
+        cin = d;
+    }
+    if (c->feat_proj_layer_norm) {
+        secap_params_add(p, AT(m, fp_ln_w), SECAP_SHAPE(cin), "feature_projection.layer_norm.weight");
+        secap_params_add(p, AT(m, fp_ln_b), SECAP_SHAPE(cin), "feature_projection.layer_norm.bias");
+    }
+    secap_params_add(p, AT(m, fp_w), SECAP_SHAPE(H, cin), "feature_projection.projection.weight");
+    secap_params_add(p, AT(m, fp_b), SECAP_SHAPE(H), "feature_projection.projection.bias");
+    int64_t K = c->num_conv_pos_embeddings, G = c->num_conv_pos_embedding_groups;
+    secap_params_add(p, AT(m, pos_g), SECAP_SHAPE(1, 1, K), "encoder.pos_conv_embed.conv.weight_g");
+    secap_params_add(p, AT(m, pos_v), SECAP_SHAPE(H, H / G, K), "encoder.pos_conv_embed.conv.weight_v");
+    secap_params_add(p, AT(m, pos_b), SECAP_SHAPE(H), "encoder.pos_conv_embed.conv.bias");
+    secap_params_add(p, AT(m, enc_ln_w), SECAP_SHAPE(H), "encoder.layer_norm.weight");
+    secap_params_add(p, AT(m, enc_ln_b), SECAP_SHAPE(H), "encoder.layer_norm.bias");
+    for (int l = 0; l < c->num_hidden_layers; l++) {
+        enc_layer *E = m ? &m->layers[l] : NULL;
+        const char *a = "encoder.layers.%d.attention.%s";
+        secap_params_add(p, AT(E, q_w), SECAP_SHAPE(H, H), a, l, "q_proj.weight");
+        secap_params_add(p, AT(E, q_b), SECAP_SHAPE(H), a, l, "q_proj.bias");
+        secap_params_add(p, AT(E, k_w), SECAP_SHAPE(H, H), a, l, "k_proj.weight");
+        secap_params_add(p, AT(E, k_b), SECAP_SHAPE(H), a, l, "k_proj.bias");
+        secap_params_add(p, AT(E, v_w), SECAP_SHAPE(H, H), a, l, "v_proj.weight");
+        secap_params_add(p, AT(E, v_b), SECAP_SHAPE(H), a, l, "v_proj.bias");
+        secap_params_add(p, AT(E, o_w), SECAP_SHAPE(H, H), a, l, "out_proj.weight");
+        secap_params_add(p, AT(E, o_b), SECAP_SHAPE(H), a, l, "out_proj.bias");
+        secap_params_add(p, AT(E, ln_w), SECAP_SHAPE(H), "encoder.layers.%d.layer_norm.weight", l);
+        secap_params_add(p, AT(E, ln_b), SECAP_SHAPE(H), "encoder.layers.%d.layer_norm.bias", l);
+        secap_params_add(p, AT(E, ff1_w), SECAP_SHAPE(F, H), "encoder.layers.%d.feed_forward.intermediate_dense.weight", l);
+        secap_params_add(p, AT(E, ff1_b), SECAP_SHAPE(F), "encoder.layers.%d.feed_forward.intermediate_dense.bias", l);
+        secap_params_add(p, AT(E, ff2_w), SECAP_SHAPE(H, F), "encoder.layers.%d.feed_forward.output_dense.weight", l);
+        secap_params_add(p, AT(E, ff2_b), SECAP_SHAPE(H), "encoder.layers.%d.feed_forward.output_dense.bias", l);
+        secap_params_add(p, AT(E, fln_w), SECAP_SHAPE(H), "encoder.layers.%d.final_layer_norm.weight", l);
+        secap_params_add(p, AT(E, fln_b), SECAP_SHAPE(H), "encoder.layers.%d.final_layer_norm.bias", l);
+    }
 }
 
-static int is_pos_gv(const char *name)
+secap_params *secap_hubert_table_new(const secap_hubert_config *c)
 {
-    return !strcmp(name, "encoder.pos_conv_embed.conv.weight_g") ||
-           !strcmp(name, "encoder.pos_conv_embed.conv.weight_v");
+    secap_params *p = secap_params_new("hubert");
+    hubert_table(p, c, NULL);
+    return p;
 }
 
-/* weight = g v / ||v|| for a frozen model, once, via the scratch context so
- * the caller's step arena is untouched. */
-static void precompute_pos_weight(secap_ctx *c, secap_hubert *m, secap_weights *w)
+/* weight = g v / ||v|| for a frozen model, once, in step scratch. */
+static void precompute_pos_weight(secap_ctx *c, secap_hubert *m)
 {
-    const secap_hubert_config *cf = &m->cfg;
-    int64_t H = cf->hidden_size, G = cf->num_conv_pos_embedding_groups, K = cf->num_conv_pos_embeddings;
-    secap_ctx *s = m->ws[0];
-    secap_tensor *g = secap_empty(s, 3, (int64_t[]){1, 1, K});
-    secap_tensor *v = secap_empty(s, 3, (int64_t[]){H, H / G, K});
-    secap_weights_read(w, "encoder.pos_conv_embed.conv.weight_g", 3, g->shape, secap_f32(g));
-    secap_weights_read(w, "encoder.pos_conv_embed.conv.weight_v", 3, v->shape, secap_f32(v));
-    secap_tensor *wn = secap_weight_norm(s, g, v, 2);
-    m->pos_w = secap_param(c, "encoder.pos_conv_embed.conv.weight (weight-normed)", 3, v->shape, 0);
+    size_t mark = secap_arena_mark(c->step);
+    secap_tensor *wn = secap_weight_norm(c, m->pos_g, m->pos_v, 2);
+    m->pos_w = secap_param_uninit(c, "encoder.pos_conv_embed.conv.weight (weight-normed)", 3, wn->shape,
+                                  SECAP_F32, 0);
     memcpy(m->pos_w->data, wn->data, (size_t)wn->n * sizeof(float));
-    secap_ctx_reset(s);
+    secap_arena_rewind(c->step, mark);
 }
 
 secap_hubert *secap_hubert_load(secap_ctx *c, const char *path, int trainable)
@@ -116,112 +144,61 @@ secap_hubert *secap_hubert_load(secap_ctx *c, const char *path, int trainable)
             secap_fatal("weights %s: attribute do_normalize = %lld, expected 0 or 1", path, (long long)v);
         m->do_normalize = (int)v;
     }
-    for (int k = 0; k < 2; k++) {
-        /* The scratch param arenas stay empty; the step arenas reserve address
-         * space only (committed as touched). */
-        m->ws[k] = secap_ctx_new((size_t)1 << 20, 0, 0);
-        m->ws[k]->no_grad = 1;
-        m->ws[k]->training = 0;
-    }
-
-    m->nnames = secap_hubert_tensors(cf, NULL, 0);
-    m->names = secap_xcalloc((size_t)m->nnames, sizeof *m->names, "hubert name table");
-    m->params = secap_xcalloc((size_t)m->nnames, sizeof *m->params, "hubert parameters");
-    secap_hubert_tensors(cf, m->names, m->nnames);
-    for (int i = 0; i < m->nnames; i++) {
-        const secap_hubert_tensor *e = &m->names[i];
-        if (!m->trainable && is_pos_gv(e->name)) continue;   /* folded into pos_w below */
-        secap_tensor *t = secap_param(c, e->name, e->ndim, e->shape, m->trainable);
-        secap_weights_read(w, e->name, e->ndim, e->shape, secap_f32(t));
-        m->params[i] = t;
-    }
-    if (!m->trainable) precompute_pos_weight(c, m, w);
-    secap_weights_close_checked(w, SECAP_HUBERT_IGNORABLE);
-
-    for (int i = 0; i < cf->nconv; i++) {
-        conv_layer *L = &m->conv[i];
-        L->w = param(m, "feature_extractor.conv_layers.%d.conv.weight", i);
-        if (cf->conv_bias) L->b = param(m, "feature_extractor.conv_layers.%d.conv.bias", i);
-        if (cf->feat_extract_norm == SECAP_HUBERT_NORM_LAYER || i == 0) {
-            L->norm_w = param(m, "feature_extractor.conv_layers.%d.layer_norm.weight", i);
-            L->norm_b = param(m, "feature_extractor.conv_layers.%d.layer_norm.bias", i);
-        }
-    }
-    if (cf->feat_proj_layer_norm) {
-        m->fp_ln_w = param(m, "feature_projection.layer_norm.weight");
-        m->fp_ln_b = param(m, "feature_projection.layer_norm.bias");
-    }
-    m->fp_w = param(m, "feature_projection.projection.weight");
-    m->fp_b = param(m, "feature_projection.projection.bias");
-    if (m->trainable) {
-        m->pos_g = param(m, "encoder.pos_conv_embed.conv.weight_g");
-        m->pos_v = param(m, "encoder.pos_conv_embed.conv.weight_v");
-    }
-    m->pos_b = param(m, "encoder.pos_conv_embed.conv.bias");
-    m->enc_ln_w = param(m, "encoder.layer_norm.weight");
-    m->enc_ln_b = param(m, "encoder.layer_norm.bias");
     m->layers = secap_xcalloc((size_t)cf->num_hidden_layers, sizeof *m->layers, "hubert layers");
-    for (int l = 0; l < cf->num_hidden_layers; l++) {
-        enc_layer *E = &m->layers[l];
-        const char *a = "encoder.layers.%d.attention.%s";
-        E->q_w = param(m, a, l, "q_proj.weight");   E->q_b = param(m, a, l, "q_proj.bias");
-        E->k_w = param(m, a, l, "k_proj.weight");   E->k_b = param(m, a, l, "k_proj.bias");
-        E->v_w = param(m, a, l, "v_proj.weight");   E->v_b = param(m, a, l, "v_proj.bias");
-        E->o_w = param(m, a, l, "out_proj.weight"); E->o_b = param(m, a, l, "out_proj.bias");
-        E->ln_w = param(m, "encoder.layers.%d.layer_norm.weight", l);
-        E->ln_b = param(m, "encoder.layers.%d.layer_norm.bias", l);
-        E->ff1_w = param(m, "encoder.layers.%d.feed_forward.intermediate_dense.weight", l);
-        E->ff1_b = param(m, "encoder.layers.%d.feed_forward.intermediate_dense.bias", l);
-        E->ff2_w = param(m, "encoder.layers.%d.feed_forward.output_dense.weight", l);
-        E->ff2_b = param(m, "encoder.layers.%d.feed_forward.output_dense.bias", l);
-        E->fln_w = param(m, "encoder.layers.%d.final_layer_norm.weight", l);
-        E->fln_b = param(m, "encoder.layers.%d.final_layer_norm.bias", l);
-    }
+    m->params = secap_params_new("hubert");
+    secap_params_default_trainable(m->params, m->trainable);
+    hubert_table(m->params, cf, m);
+    secap_params_load(m->params, c, w, NULL, 0);
+    secap_weights_close_checked(w, SECAP_HUBERT_IGNORABLE);
+    if (!m->trainable) precompute_pos_weight(c, m);
     return m;
 }
 
 void secap_hubert_free(secap_hubert *m)
 {
     if (!m) return;
-    secap_ctx_free(m->ws[0]);
-    secap_ctx_free(m->ws[1]);
+    secap_params_free(m->params);
     free(m->layers);
-    free(m->params);
-    free(m->names);
     free(m->path);
     free(m);
 }
 
 const secap_hubert_config *secap_hubert_cfg(const secap_hubert *m) { return &m->cfg; }
 int secap_hubert_do_normalize(const secap_hubert *m) { return m->do_normalize; }
+const secap_params *secap_hubert_params(const secap_hubert *m) { return m->params; }
 
 secap_tensor *secap_hubert_param(const secap_hubert *m, const char *name)
 {
-    for (int i = 0; i < m->nnames; i++)
-        if (!strcmp(m->names[i].name, name)) return m->params[i];
-    return NULL;
+    return secap_params_get(m->params, name);
 }
 
 /* ------------------------------------------------------------ run state */
 
+/* Where a forward runs: always the caller's context.  A frozen forward (no
+ * tape) keeps the live activation at `base` in the step arena and, at stage
+ * boundaries, moves it back down there and drops everything above it, so
+ * only one stage's activations exist at a time and two threads can run one
+ * model with a context each.  A trainable forward keeps every activation
+ * for the tape. */
 typedef struct {
-    secap_ctx *ctx;      /* where ops write now */
-    secap_ctx *ws[2];    /* frozen: the scratch pair; trainable: NULL */
-    int k;               /* index of ctx in ws */
+    secap_ctx *ctx;
+    int frozen;
+    size_t base;         /* frozen: arena offset of the live activation */
 } run;
 
-/* Frozen runs: moves x into the other scratch context (reset first) and
- * makes it current, when forced or when the current one holds more than
- * HOP_BYTES.  Every tensor but the returned one is dead afterwards. */
+/* Frozen runs: moves x to r->base and frees what lies above it, when forced
+ * or when more than HOP_BYTES lie above the base.  Every tensor but the
+ * returned one is dead afterwards. */
 static secap_tensor *hop(run *r, secap_tensor *x, int force)
 {
-    if (!r->ws[0]) return x;
-    if (!force && secap_arena_used(r->ctx->step) < HOP_BYTES) return x;
-    secap_ctx *o = r->ws[1 - r->k];
-    secap_ctx_reset(o);
-    secap_tensor *y = secap_from_data(o, x->ndim, x->shape, secap_f32(x));
-    r->k = 1 - r->k;
-    r->ctx = o;
+    if (!r->frozen) return x;
+    if (!force && secap_arena_used(r->ctx->step) - r->base < HOP_BYTES) return x;
+    int64_t shape[SECAP_MAX_DIMS];
+    memcpy(shape, x->shape, sizeof shape);
+    const void *src = x->data;
+    secap_arena_rewind(r->ctx->step, r->base);
+    secap_tensor *y = secap_empty(r->ctx, x->ndim, shape);   /* lands at base, at or below src */
+    memmove(y->data, src, (size_t)y->n * sizeof(float));
     return y;
 }
 
@@ -338,31 +315,22 @@ secap_tensor *secap_hubert_forward(secap_ctx *c, const secap_hubert *m, const fl
     int padded = 0;
     for (int b = 0; b < B; b++) padded |= frames[b] != Fmax;
 
-    int frozen = !m->trainable || c->no_grad > 0;
-    run r = { .ctx = c };
-    if (frozen) {
-        r.ws[0] = m->ws[0];
-        r.ws[1] = m->ws[1];
-        secap_ctx_reset(r.ws[0]);
-        r.ctx = r.ws[0];
-    }
-    int64_t C = cf->conv_dim[cf->nconv - 1], H = cf->hidden_size;
+    run r = { .ctx = c, .frozen = !m->trainable || c->no_grad > 0 };
+    int64_t C = cf->conv_dim[cf->nconv - 1];
 
     /* conv stack per utterance at its own length, gathered into [B, Fmax, C]
      * with zero rows past each utterance's frames */
     secap_tensor *x;
-    if (frozen) {
-        float *feats = secap_xcalloc((size_t)(B * Fmax * C), sizeof(float), "hubert features");
+    if (r.frozen) {
+        size_t base0 = secap_arena_mark(c->step);
+        x = secap_zeros(c, 3, (int64_t[]){B, Fmax, C});   /* at base0 */
+        r.base = secap_arena_mark(c->step);
         for (int b = 0; b < B; b++) {
             secap_tensor *f = feature_encoder(&r, m, wave + (size_t)b * (size_t)Nmax, nsamples[b]);
-            memcpy(feats + (size_t)b * (size_t)(Fmax * C), f->data, (size_t)f->n * sizeof(float));
+            memcpy(secap_f32(x) + (size_t)b * (size_t)(Fmax * C), f->data, (size_t)f->n * sizeof(float));
+            secap_arena_rewind(c->step, r.base);
         }
-        secap_ctx *o = r.ws[1 - r.k];   /* start the transformer in a clean context */
-        secap_ctx_reset(o);
-        r.k = 1 - r.k;
-        r.ctx = o;
-        x = secap_from_data(r.ctx, 3, (int64_t[]){B, Fmax, C}, feats);
-        free(feats);
+        r.base = base0;   /* the transformer keeps its live activation where x is */
     } else {
         secap_tensor **parts = secap_xmalloc((size_t)B * sizeof *parts, "hubert batch parts");
         for (int b = 0; b < B; b++) {
@@ -397,7 +365,7 @@ secap_tensor *secap_hubert_forward(secap_ctx *c, const secap_hubert *m, const fl
     }
     if (cf->do_stable_layer_norm && stop == L)
         x = secap_layernorm(r.ctx, x, m->enc_ln_w, m->enc_ln_b, (float)cf->layer_norm_eps);
-    if (frozen) x = secap_from_data(c, 3, (int64_t[]){B, Fmax, H}, secap_f32(x));
+    x = hop(&r, x, 1);   /* frozen: the result alone, where the batch started */
     if (frames_out) memcpy(frames_out, frames, (size_t)B * sizeof *frames);
     free(frames);
     return x;

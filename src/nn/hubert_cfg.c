@@ -2,7 +2,6 @@
 #include "secap/hubert_cfg.h"
 #include "secap/base.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -110,68 +109,3 @@ void secap_hubert_config_validate(const secap_hubert_config *c, const char *wher
 }
 
 const char *const SECAP_HUBERT_IGNORABLE[] = { "masked_spec_embed", NULL };
-
-typedef struct { secap_hubert_tensor *out; int cap, n; } table;
-
-static void add(table *t, int ndim, int64_t d0, int64_t d1, int64_t d2, const char *fmt, ...)
-    __attribute__((format(printf, 6, 7)));
-
-static void add(table *t, int ndim, int64_t d0, int64_t d1, int64_t d2, const char *fmt, ...)
-{
-    if (t->out) {
-        if (t->n >= t->cap) secap_fatal("secap_hubert_tensors: table capacity %d too small", t->cap);
-        secap_hubert_tensor *e = &t->out[t->n];
-        va_list ap;
-        va_start(ap, fmt);
-        int k = vsnprintf(e->name, sizeof e->name, fmt, ap);
-        va_end(ap);
-        if (k < 0 || (size_t)k >= sizeof e->name) secap_fatal("secap_hubert_tensors: tensor name too long");
-        e->ndim = ndim;
-        e->shape[0] = d0; e->shape[1] = d1; e->shape[2] = d2;
-    }
-    t->n++;
-}
-
-int secap_hubert_tensors(const secap_hubert_config *c, secap_hubert_tensor *out, int cap)
-{
-    table t = { out, cap, 0 };
-    int64_t H = c->hidden_size, F = c->intermediate_size, cin = 1;
-    for (int i = 0; i < c->nconv; i++) {
-        int64_t d = c->conv_dim[i];
-        add(&t, 3, d, cin, c->conv_kernel[i], "feature_extractor.conv_layers.%d.conv.weight", i);
-        if (c->conv_bias) add(&t, 1, d, 0, 0, "feature_extractor.conv_layers.%d.conv.bias", i);
-        if (c->feat_extract_norm == SECAP_HUBERT_NORM_LAYER || i == 0) {
-            add(&t, 1, d, 0, 0, "feature_extractor.conv_layers.%d.layer_norm.weight", i);
-            add(&t, 1, d, 0, 0, "feature_extractor.conv_layers.%d.layer_norm.bias", i);
-        }
-        cin = d;
-    }
-    if (c->feat_proj_layer_norm) {
-        add(&t, 1, cin, 0, 0, "feature_projection.layer_norm.weight");
-        add(&t, 1, cin, 0, 0, "feature_projection.layer_norm.bias");
-    }
-    add(&t, 2, H, cin, 0, "feature_projection.projection.weight");
-    add(&t, 1, H, 0, 0, "feature_projection.projection.bias");
-    int64_t K = c->num_conv_pos_embeddings, G = c->num_conv_pos_embedding_groups;
-    add(&t, 3, 1, 1, K, "encoder.pos_conv_embed.conv.weight_g");
-    add(&t, 3, H, H / G, K, "encoder.pos_conv_embed.conv.weight_v");
-    add(&t, 1, H, 0, 0, "encoder.pos_conv_embed.conv.bias");
-    add(&t, 1, H, 0, 0, "encoder.layer_norm.weight");
-    add(&t, 1, H, 0, 0, "encoder.layer_norm.bias");
-    static const char *const proj[4] = { "q_proj", "k_proj", "v_proj", "out_proj" };
-    for (int l = 0; l < c->num_hidden_layers; l++) {
-        for (int p = 0; p < 4; p++) {
-            add(&t, 2, H, H, 0, "encoder.layers.%d.attention.%s.weight", l, proj[p]);
-            add(&t, 1, H, 0, 0, "encoder.layers.%d.attention.%s.bias", l, proj[p]);
-        }
-        add(&t, 1, H, 0, 0, "encoder.layers.%d.layer_norm.weight", l);
-        add(&t, 1, H, 0, 0, "encoder.layers.%d.layer_norm.bias", l);
-        add(&t, 2, F, H, 0, "encoder.layers.%d.feed_forward.intermediate_dense.weight", l);
-        add(&t, 1, F, 0, 0, "encoder.layers.%d.feed_forward.intermediate_dense.bias", l);
-        add(&t, 2, H, F, 0, "encoder.layers.%d.feed_forward.output_dense.weight", l);
-        add(&t, 1, H, 0, 0, "encoder.layers.%d.feed_forward.output_dense.bias", l);
-        add(&t, 1, H, 0, 0, "encoder.layers.%d.final_layer_norm.weight", l);
-        add(&t, 1, H, 0, 0, "encoder.layers.%d.final_layer_norm.bias", l);
-    }
-    return t.n;
-}

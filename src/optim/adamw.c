@@ -52,6 +52,24 @@ void secap_adamw_add(secap_adamw *o, secap_ctx *c, secap_tensor *p, int group)
     };
 }
 
+int secap_adamw_add_params(secap_adamw *o, secap_ctx *c, const secap_params *p, const char *include,
+                           const char *exclude, int group)
+{
+    int added = 0;
+    for (int i = secap_params_next(p, include, -1); i >= 0; i = secap_params_next(p, include, i)) {
+        const secap_param_entry *e = secap_params_entry(p, i);
+        if (!e->trainable || (exclude && secap_params_match(exclude, e->name))) continue;
+        if (!e->t)
+            secap_fatal("adamw: parameter table entry %s is not loaded (hint: call secap_params_load first)", e->name);
+        int seen = 0;
+        for (int s = 0; s < o->nslots && !seen; s++) seen = o->slots[s].param == e->t;
+        if (seen) continue;
+        secap_adamw_add(o, c, e->t, group);
+        added++;
+    }
+    return added;
+}
+
 void secap_adamw_step(secap_adamw *o, float lr)
 {
     o->step++;

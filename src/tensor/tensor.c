@@ -127,6 +127,38 @@ secap_tensor *secap_param_bf16(secap_ctx *c, const char *name, int ndim, const i
     return t;
 }
 
+secap_tensor *secap_param_uninit(secap_ctx *c, const char *name, int ndim, const int64_t *shape,
+                                 secap_dtype dtype, int trainable)
+{
+    if (trainable && dtype != SECAP_F32)
+        secap_fatal("parameter '%s': a trainable parameter must be float32 (hint: bf16 is a storage type for "
+                    "frozen weights)", name);
+    secap_tensor *t = make(c->param, name, ndim, shape, dtype, 0);
+    t->is_param = 1;
+    if (trainable) {
+        t->requires_grad = 1;
+        t->grad = secap_arena_alloc(c->param, (size_t)t->n * sizeof(float), 1, name);
+    }
+    return t;
+}
+
+secap_tensor *secap_param_external(secap_ctx *c, const char *name, int ndim, const int64_t *shape,
+                                   secap_dtype dtype, const void *data)
+{
+    if (ndim < 0 || ndim > SECAP_MAX_DIMS)
+        secap_fatal("%s: %d dims requested, at most %d supported", name, ndim, SECAP_MAX_DIMS);
+    secap_tensor *t = make(c->param, name, 0, NULL, dtype, 0);   /* header (and one unused element) */
+    t->ndim = ndim;
+    t->n = 1;
+    for (int d = 0; d < SECAP_MAX_DIMS; d++) {
+        t->shape[d] = d < ndim ? shape[d] : 1;
+        if (d < ndim) t->n *= shape[d];
+    }
+    t->data = (void *)data;   /* read-only: only frozen parameters point here */
+    t->is_param = 1;
+    return t;
+}
+
 /* Used by ops: a step-arena output tensor named after the op. */
 secap_tensor *secap_op_out(secap_ctx *c, const char *op, int ndim, const int64_t *shape, int zero)
 {
