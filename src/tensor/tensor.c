@@ -109,9 +109,13 @@ secap_tensor *secap_leaf(secap_ctx *c, int ndim, const int64_t *shape, const flo
     return t;
 }
 
-secap_tensor *secap_param(secap_ctx *c, const char *name, int ndim, const int64_t *shape, int trainable)
+static secap_tensor *param_new(secap_ctx *c, const char *name, int ndim, const int64_t *shape, secap_dtype dt,
+                               int trainable, int zero)
 {
-    secap_tensor *t = make(c->param, name, ndim, shape, SECAP_F32, 1);
+    if (trainable && dt != SECAP_F32)
+        secap_fatal("parameter '%s': a trainable parameter must be float32 (hint: bf16 is a storage type for "
+                    "frozen weights)", name);
+    secap_tensor *t = make(c->param, name, ndim, shape, dt, zero);
     t->is_param = 1;
     if (trainable) {
         t->requires_grad = 1;
@@ -120,26 +124,20 @@ secap_tensor *secap_param(secap_ctx *c, const char *name, int ndim, const int64_
     return t;
 }
 
+secap_tensor *secap_param(secap_ctx *c, const char *name, int ndim, const int64_t *shape, int trainable)
+{
+    return param_new(c, name, ndim, shape, SECAP_F32, trainable, 1);
+}
+
 secap_tensor *secap_param_bf16(secap_ctx *c, const char *name, int ndim, const int64_t *shape)
 {
-    secap_tensor *t = make(c->param, name, ndim, shape, SECAP_BF16, 1);
-    t->is_param = 1;
-    return t;
+    return param_new(c, name, ndim, shape, SECAP_BF16, 0, 1);
 }
 
 secap_tensor *secap_param_uninit(secap_ctx *c, const char *name, int ndim, const int64_t *shape,
                                  secap_dtype dtype, int trainable)
 {
-    if (trainable && dtype != SECAP_F32)
-        secap_fatal("parameter '%s': a trainable parameter must be float32 (hint: bf16 is a storage type for "
-                    "frozen weights)", name);
-    secap_tensor *t = make(c->param, name, ndim, shape, dtype, 0);
-    t->is_param = 1;
-    if (trainable) {
-        t->requires_grad = 1;
-        t->grad = secap_arena_alloc(c->param, (size_t)t->n * sizeof(float), 1, name);
-    }
-    return t;
+    return param_new(c, name, ndim, shape, dtype, trainable, 0);
 }
 
 secap_tensor *secap_param_external(secap_ctx *c, const char *name, int ndim, const int64_t *shape,
