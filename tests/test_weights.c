@@ -9,6 +9,8 @@
 #include "secap/hubert_cfg.h"
 #include "secap/weights.h"
 
+#include <cJSON.h>
+#include <errno.h>
 #include <hdf5.h>
 #include <unistd.h>
 
@@ -110,11 +112,11 @@ static void test_refusals(void **st)
     EXPECT_FATAL(secap_weights_read(w, "enc.a.weight", 1, s6, buf), "expects [6]");
     EXPECT_FATAL(secap_weights_read(w, "enc.a.weight", 1, s6, buf), p);
     EXPECT_FATAL(secap_weights_attr_int(w, "num_hidden_layers"), "missing attribute num_hidden_layers");
-    EXPECT_FATAL(secap_weights_attr_int(w, "layer_norm_eps"), "attribute layer_norm_eps is a float");
-    EXPECT_FATAL(secap_weights_attr_int(w, "conv_dim"), "with 3 value(s), expected one integer");
-    EXPECT_FATAL(secap_weights_attr_string(w, "hidden_size"), "expected one string");
+    EXPECT_FATAL(secap_weights_attr_int(w, "layer_norm_eps"), "attribute layer_norm_eps is a float64 scalar, expected one integer or boolean");
+    EXPECT_FATAL(secap_weights_attr_int(w, "conv_dim"), "attribute conv_dim is an int64 list of 3, expected one integer");
+    EXPECT_FATAL(secap_weights_attr_string(w, "hidden_size"), "attribute hidden_size is an int64 scalar, expected one string");
     int64_t d[2];
-    EXPECT_FATAL(secap_weights_attr_ints(w, "conv_dim", d, 2), "expected 1 to 2 integers");
+    EXPECT_FATAL(secap_weights_attr_ints(w, "conv_dim", d, 2), "conv_dim is an int64 list of 3, expected a list of at most 2 integers or booleans");
     /* the handle survives caught errors */
     secap_weights_read(w, "enc.a.weight", 2, s23, buf);
     /* enc.b and masked_spec_embed never read: both named */
@@ -202,6 +204,162 @@ static void test_ref_config(void **st)
     assert_int_equal(c.num_conv_pos_embeddings, 128);
     assert_int_equal(c.num_conv_pos_embedding_groups, 16);
     secap_weights_close(w);
+}
+
+/* The whole of a small text file, NUL-terminated (freed by the caller). */
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) fail_msg("cannot open %s: %s (run tests/ref_weights.py build/ref)", path, strerror(errno));
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = secap_xmalloc((size_t)n + 1, "file");
+    assert_int_equal(fread(s, 1, (size_t)n, f), (size_t)n);
+    s[n] = 0;
+    fclose(f);
+    return s;
+}
+
+static int64_t json_i64(const cJSON *v)
+{
+    assert_true(cJSON_IsString(v));
+    errno = 0;
+    char *end;
+    long long x = strtoll(v->valuestring, &end, 10);
+    assert_true(errno == 0 && *end == 0);
+    return x;
+}
+
+static double json_f64(const cJSON *v)
+{
+    assert_true(cJSON_IsString(v));
+    char *end;
+    double x = strtod(v->valuestring, &end);
+    assert_true(*end == 0);
+    return x;
+}
+
+/* tests/ref_weights.py: every attribute of a config.json written with plain
+ * h5py (bools as enums, numpy widths, fixed/variable strings, lists) reads
+ * back exactly through the getters its kind allows; None/dict keys are
+ * absent; wrong kinds fail naming file, attribute, expected and found; the
+ * HuBERT config reads from it; the two tensors match. */
+static void test_h5py_attrs(void **st)
+{
+    (void)st;
+    char *text = slurp(tu_ref_path("weights_h5py_expect.json"));
+    cJSON *root = cJSON_Parse(text);
+    assert_non_null(root);
+    const char *path = tu_ref_path("weights_h5py.h5");
+    secap_weights *w = secap_weights_open(path);
+    int checked = 0, nattrs = cJSON_GetArraySize(cJSON_GetObjectItem(root, "attrs"));
+    const cJSON *a;
+    cJSON_ArrayForEach(a, cJSON_GetObjectItem(root, "attrs")) {
+        const char *name = cJSON_GetObjectItem(a, "name")->valuestring;
+        const char *kind = cJSON_GetObjectItem(a, "kind")->valuestring;
+        const cJSON *v = cJSON_GetObjectItem(a, "value");
+        int64_t iv[16];
+        double dv[16];
+        if (!secap_weights_has_attr(w, name)) fail_msg("attribute %s missing", name);
+        if (!strcmp(kind, "int") || !strcmp(kind, "bool")) {
+            int64_t want = json_i64(v), got = secap_weights_attr_int(w, name);
+            if (got != want) fail_msg("%s: attr_int %lld, h5py wrote %lld", name, (long long)got, (long long)want);
+            assert_int_equal(secap_weights_attr_ints(w, name, iv, 16), 1);   /* a scalar is a 1-list */
+            assert_true(iv[0] == want);
+            /* integers widen where a double is asked; booleans are refused */
+            if (kind[0] == 'i') assert_true(secap_weights_attr_double(w, name) == (double)want);
+            else EXPECT_FATAL(secap_weights_attr_double(w, name), "is a boolean scalar, expected one number");
+        } else if (!strcmp(kind, "double")) {
+            double want = json_f64(v), got = secap_weights_attr_double(w, name);
+            if (got != want) fail_msg("%s: attr_double %.17g, h5py wrote %.17g", name, got, want);
+            assert_int_equal(secap_weights_attr_doubles(w, name, dv, 16), 1);
+            assert_true(dv[0] == want);
+        } else if (!strcmp(kind, "string")) {
+            const char *got = secap_weights_attr_string(w, name);
+            if (strcmp(got, v->valuestring)) fail_msg("%s: attr_string \"%s\", h5py wrote \"%s\"", name, got, v->valuestring);
+        } else if (!strcmp(kind, "ints") || !strcmp(kind, "doubles")) {
+            int n = cJSON_GetArraySize(v), isint = kind[0] == 'i';
+            int got = isint ? secap_weights_attr_ints(w, name, iv, 16) : secap_weights_attr_doubles(w, name, dv, 16);
+            if (got != n) fail_msg("%s: %d values, h5py wrote %d", name, got, n);
+            for (int i = 0; i < n; i++) {
+                const cJSON *e = cJSON_GetArrayItem(v, i);
+                if (isint ? iv[i] != json_i64(e) : dv[i] != json_f64(e))
+                    fail_msg("%s[%d]: C read %.17g, h5py wrote %s", name, i, isint ? (double)iv[i] : dv[i],
+                             e->valuestring);
+            }
+        } else {
+            fail_msg("unknown kind %s", kind);
+        }
+        checked++;
+    }
+    printf("h5py attributes checked: %d\n", checked);
+    assert_int_equal(checked, nattrs);
+    assert_true(checked >= 60);
+    cJSON_ArrayForEach(a, cJSON_GetObjectItem(root, "absent"))
+        if (secap_weights_has_attr(w, a->valuestring)) fail_msg("%s should have been skipped", a->valuestring);
+
+    /* wrong kinds: file, attribute, expected vs found, hint */
+    int64_t iv[4];
+    double dv[4];
+    EXPECT_FATAL(secap_weights_attr_int(w, "layer_norm_eps"),
+                 "attribute layer_norm_eps is a float64 scalar, expected one integer or boolean (hint:");
+    EXPECT_FATAL(secap_weights_attr_int(w, "np_float16"), "np_float16 is a float16 scalar, expected one integer");
+    EXPECT_FATAL(secap_weights_attr_int(w, "hidden_act"), "hidden_act is a string scalar, expected one integer");
+    EXPECT_FATAL(secap_weights_attr_int(w, "conv_dim"), "conv_dim is an int64 list of 7, expected one integer");
+    EXPECT_FATAL(secap_weights_attr_int(w, "bad_uint64_big"), "attribute bad_uint64_big on / = 18446744073709551615 does not fit a signed 64-bit integer");
+    EXPECT_FATAL(secap_weights_attr_int(w, "bad_uint64_big"), path);
+    EXPECT_FATAL(secap_weights_attr_double(w, "conv_bias"), "conv_bias is a boolean scalar, expected one number");
+    EXPECT_FATAL(secap_weights_attr_double(w, "model_type"), "model_type is a string scalar, expected one number");
+    EXPECT_FATAL(secap_weights_attr_string(w, "conv_bias"), "conv_bias is a boolean scalar, expected one string");
+    EXPECT_FATAL(secap_weights_attr_string(w, "bad_strings"), "bad_strings is a string list of 2, expected one string");
+    EXPECT_FATAL(secap_weights_attr_ints(w, "layer_weights", iv, 4),
+                 "layer_weights is a float64 list of 3, expected a list of at most 4 integers or booleans");
+    EXPECT_FATAL(secap_weights_attr_ints(w, "conv_dim", iv, 4), "conv_dim is an int64 list of 7, expected a list "
+                 "of at most 4 integers or booleans (hint: the config holds more entries");
+    EXPECT_FATAL(secap_weights_attr_ints(w, "bad_matrix", iv, 4), "bad_matrix is a 2-D int64 array of 4 values");
+    EXPECT_FATAL(secap_weights_attr_doubles(w, "architectures", dv, 4), "architectures is a string list of 1, "
+                 "expected a list of at most 4 numbers");
+    EXPECT_FATAL(secap_weights_attr_doubles(w, "frozen_layers", dv, 4), "frozen_layers is a boolean list of 3");
+    EXPECT_FATAL(secap_weights_attr_int(w, "task_specific_params"), "missing attribute task_specific_params");
+
+    /* the HuBERT config reads from h5py's kinds (conv_bias = True, ...) */
+    secap_hubert_config c;
+    secap_hubert_config_read(&c, w);
+    assert_int_equal(c.conv_bias, 1);
+    assert_int_equal(c.do_stable_layer_norm, 1);
+    assert_int_equal(c.feat_proj_layer_norm, 1);
+    assert_int_equal(c.feat_extract_norm, SECAP_HUBERT_NORM_LAYER);
+    assert_int_equal(c.hidden_size, 32);
+    assert_int_equal(c.num_hidden_layers, 2);
+    assert_int_equal(c.nconv, 7);
+    assert_int_equal(c.conv_dim[6], 40);
+    assert_int_equal(c.conv_kernel[0], 10);
+    assert_int_equal(c.conv_stride[6], 2);
+    assert_int_equal(c.num_conv_pos_embeddings, 16);
+    assert_true(c.layer_norm_eps == 1e-5);
+
+    /* the tensors */
+    const cJSON *t;
+    cJSON_ArrayForEach(t, cJSON_GetObjectItem(root, "tensors")) {
+        const char *name = cJSON_GetObjectItem(t, "name")->valuestring;
+        const cJSON *shp = cJSON_GetObjectItem(t, "shape"), *val = cJSON_GetObjectItem(t, "value");
+        int nd = cJSON_GetArraySize(shp), n = cJSON_GetArraySize(val);
+        int64_t shape[4];
+        for (int i = 0; i < nd; i++) shape[i] = cJSON_GetArrayItem(shp, i)->valueint;
+        float x[64];
+        assert_true(n <= 64);
+        secap_weights_read(w, name, nd, shape, x);
+        int bf = !strcmp(cJSON_GetObjectItem(t, "dtype")->valuestring, "bf16");
+        for (int i = 0; i < n; i++) {
+            const cJSON *e = cJSON_GetArrayItem(val, i);
+            float want = bf ? secap_bf16_to_f32((uint16_t)json_i64(e)) : (float)json_f64(e);
+            if (x[i] != want) fail_msg("%s[%d] = %.9g, h5py wrote %.9g", name, i, x[i], want);
+        }
+    }
+    secap_weights_close_checked(w, NULL);
+    cJSON_Delete(root);
+    free(text);
 }
 
 /* Reads every tensor of the name table; nothing may be left over but the
@@ -332,6 +490,7 @@ int main(void)
         cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_ref_config),
+        cmocka_unit_test(test_h5py_attrs),
         cmocka_unit_test(test_ref_tensors),
         cmocka_unit_test(test_config_refusals),
         cmocka_unit_test(test_frames),

@@ -7,8 +7,10 @@
  * behind under the real name.  Datasets are float32 or uint16 arrays of rank
  * 0 (a scalar) to 8, stored chunked and deflate-compressed when asked; names
  * may contain dots ("encoder.layers.3.attention.q_proj.weight") but not '/',
- * which HDF5 reads as a group separator.  Attributes are strings, int64
- * (scalars or 1-D arrays) or double, on the root (obj NULL) or on a dataset.
+ * which HDF5 reads as a group separator.  Attributes are written as strings,
+ * int64 (scalars or 1-D arrays) or double, on the root (obj NULL) or on a
+ * dataset; they are read back whatever way h5py wrote them (any integer or
+ * float width, booleans, fixed or variable-length strings).
  * Every failure stops through secap_fatal naming the file, the object and a
  * fix, except in the secap_h5_try_* functions and secap_h5_describe*, which
  * print nothing and return NULL or -1 so that a caller can word its own
@@ -68,7 +70,10 @@ int secap_h5_try_read_u16(secap_h5 *h, const char *name, uint16_t *dst);
 
 /* What a dataset or attribute stores, for checks that say what they found. */
 typedef enum {
-    SECAP_H5_INT = 1, SECAP_H5_UINT, SECAP_H5_FLOAT, SECAP_H5_STRING, SECAP_H5_ENUM, SECAP_H5_OTHER
+    SECAP_H5_INT = 1, SECAP_H5_UINT, SECAP_H5_FLOAT, SECAP_H5_STRING,
+    SECAP_H5_BOOL,   /* h5py's bool: an enum FALSE = 0, TRUE = 1 (over int8) */
+    SECAP_H5_ENUM,   /* any other enum */
+    SECAP_H5_OTHER
 } secap_h5_class;
 typedef struct {
     secap_h5_class cls;
@@ -93,13 +98,19 @@ void secap_h5_set_attr_vstr(secap_h5 *h, const char *obj, const char *key, const
 void secap_h5_set_attr_int(secap_h5 *h, const char *obj, const char *key, int64_t value);
 void secap_h5_set_attr_ints(secap_h5 *h, const char *obj, const char *key, const int64_t *value, int n);
 void secap_h5_set_attr_double(secap_h5 *h, const char *obj, const char *key, double value);
-/* Gets return 0 when found, -1 when the attribute is absent.  The string
- * (fixed or variable length) is malloc'ed. */
+/* Gets return 0 when found, -1 when the attribute is absent, and stop
+ * naming file, object and attribute when it holds another kind or more than
+ * one value (a 1-element list counts as one).  The string (fixed or
+ * variable length, ASCII or UTF-8) is malloc'ed.  An int is any signed or
+ * unsigned integer width (unsigned values past INT64_MAX stop) or an h5py
+ * bool (0/1); a double is any float width (float16/32/64) or an integer. */
 int secap_h5_get_attr_str(secap_h5 *h, const char *obj, const char *key, char **value);
 int secap_h5_get_attr_int(secap_h5 *h, const char *obj, const char *key, int64_t *value);
 int secap_h5_get_attr_double(secap_h5 *h, const char *obj, const char *key, double *value);
-/* A scalar or 1-D integer attribute into dst [cap]: returns its count, -1
- * when absent; stops when it is not integers or holds more than cap. */
+/* A scalar or 1-D attribute of the kinds above into dst [cap]: returns its
+ * count (0 for an empty list), -1 when absent; stops when it is of another
+ * kind, has more dimensions, or holds more than cap values. */
 int secap_h5_get_attr_ints(secap_h5 *h, const char *obj, const char *key, int64_t *dst, int cap);
+int secap_h5_get_attr_doubles(secap_h5 *h, const char *obj, const char *key, double *dst, int cap);
 
 #endif

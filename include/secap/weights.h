@@ -7,7 +7,10 @@
  *     string attribute dtype="bfloat16" (the upper half of the float32 bits);
  *   - hyper-parameters as root attributes named as in HF config.json:
  *     strings, int64 scalars (booleans as 0/1), float64 scalars, and 1-D
- *     int64 arrays (conv_dim, ...), plus "model_type".
+ *     int64 arrays (conv_dim, ...), plus "model_type".  Attributes written
+ *     by h5py straight from json.load(config.json) (`f.attrs[k] = v`) read
+ *     the same: booleans as h5py's enum FALSE/TRUE, integers and floats of
+ *     any width, fixed or variable-length strings, lists as 1-D arrays.
  *
  * Reading: every tensor read is checked for presence, shape and dtype and
  * marked used; secap_weights_close_checked() then fails naming every tensor of
@@ -63,14 +66,21 @@ void secap_weights_read_bf16(secap_weights *w, const char *name, int ndim,
 /* Marks a tensor as deliberately unused if present (e.g. masked_spec_embed). */
 void secap_weights_skip(secap_weights *w, const char *name);
 
-/* Root attributes; each fails naming file and attribute when it is missing or
- * of the wrong kind.  Strings are owned by w (valid until close). */
+/* Root attributes; each fails naming file and attribute, what it expected
+ * and what the attribute holds, with a hint, when it is missing or of the
+ * wrong kind.  attr_int takes one integer of any width and signedness or a
+ * boolean (0/1); attr_double one float of any width or an integer;
+ * attr_string one fixed or variable-length string (ASCII or UTF-8; a
+ * 1-element list of strings counts).  A 1-element list counts as a scalar.
+ * Strings are owned by w (valid until close). */
 int64_t secap_weights_attr_int(secap_weights *w, const char *name);
 double secap_weights_attr_double(secap_weights *w, const char *name);
 const char *secap_weights_attr_string(secap_weights *w, const char *name);
-/* A 1-D integer array attribute (a scalar counts as length 1); fails if it has
- * more than cap entries.  Returns the count. */
+/* A 1-D list attribute (a scalar counts as length 1) of integers/booleans
+ * (attr_ints) or of numbers (attr_doubles) into dst [cap]; fails if it has
+ * more than cap entries.  Returns the count; an empty list gives 0. */
 int secap_weights_attr_ints(secap_weights *w, const char *name, int64_t *dst, int cap);
+int secap_weights_attr_doubles(secap_weights *w, const char *name, double *dst, int cap);
 
 /* Closes; fails listing every tensor never read nor skipped, unless it
  * matches one of the NULL-terminated fnmatch patterns in `allow` (may be

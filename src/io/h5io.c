@@ -152,6 +152,19 @@ int secap_h5_has(secap_h5 *h, const char *name)
     return !strchr(name, '/') && H5Lexists(h->file, name, H5P_DEFAULT) > 0;
 }
 
+/* 1 when enum type t is h5py's boolean: exactly the members FALSE and TRUE. */
+static int is_h5py_bool(hid_t t)
+{
+    if (H5Tget_class(t) != H5T_ENUM || H5Tget_nmembers(t) != 2) return 0;
+    int found = 0;
+    for (unsigned i = 0; i < 2; i++) {
+        char *m = H5Tget_member_name(t, i);
+        if (m && (!strcmp(m, "FALSE") || !strcmp(m, "TRUE"))) found |= m[0] == 'F' ? 1 : 2;
+        if (m) H5free_memory(m);
+    }
+    return found == 3;
+}
+
 /* Fills d from a datatype and a dataspace; -1 when HDF5 cannot say. */
 static int describe(hid_t type, hid_t space, secap_h5_desc *d)
 {
@@ -159,7 +172,7 @@ static int describe(hid_t type, hid_t space, secap_h5_desc *d)
     H5T_class_t c = H5Tget_class(type);
     d->cls = c == H5T_INTEGER ? (H5Tget_sign(type) == H5T_SGN_NONE ? SECAP_H5_UINT : SECAP_H5_INT)
            : c == H5T_FLOAT ? SECAP_H5_FLOAT : c == H5T_STRING ? SECAP_H5_STRING
-           : c == H5T_ENUM ? SECAP_H5_ENUM : SECAP_H5_OTHER;
+           : c == H5T_ENUM ? (is_h5py_bool(type) ? SECAP_H5_BOOL : SECAP_H5_ENUM) : SECAP_H5_OTHER;
     d->size = (int)H5Tget_size(type);
     d->rank = H5Sget_simple_extent_ndims(space);
     d->count = H5Sget_simple_extent_npoints(space);
@@ -415,34 +428,102 @@ int secap_h5_get_attr_str(secap_h5 *h, const char *obj, const char *key, char **
     return 0;
 }
 
-static int read_num_attr(secap_h5 *h, const char *obj, const char *key, hid_t type, void *value)
+/* An enum FALSE = 0, TRUE = 1 over int64: HDF5 converts enums by member
+ * name, so reading an h5py bool (over int8) into it gives 0/1 as int64. */
+static hid_t bool_memtype(void)
 {
+    hid_t t = H5Tenum_create(H5T_NATIVE_INT64);
+    int64_t f = 0, tr = 1;
+    H5Tenum_insert(t, "FALSE", &f);
+    H5Tenum_insert(t, "TRUE", &tr);
+    return t;
+}
+
+/* Reads the `count` values of attribute key into dst as int64 (as_double 0)
+ * or double (1), whatever width, signedness or float format the file uses.
+ * Integers, unsigned integers and h5py booleans give int64; floats and
+ * integers give double.  Returns -1 when absent; stops on any other kind,
+ * more than cap values, or an unsigned value past INT64_MAX. */
+static int read_num_attr(secap_h5 *h, const char *obj, const char *key, int as_double, void *dst, int64_t cap)
+{
+    const char *where = obj ? obj : "/";
     hid_t o, a = open_attr(h, obj, key, &o);
     if (a < 0) return -1;
-    herr_t st = H5Aread(a, type, value);
+    hid_t ft = H5Aget_type(a), space = H5Aget_space(a);
+    secap_h5_desc d;
+    int ok = describe(ft, space, &d) == 0;
+    H5Sclose(space);
+    int is_bool = ok && d.cls == SECAP_H5_BOOL;
+    int uns = ok && d.cls == SECAP_H5_UINT;
+    int kind_ok = ok && (d.cls == SECAP_H5_INT || uns || (as_double ? d.cls == SECAP_H5_FLOAT : is_bool));
+    herr_t st = -1;
+    if (kind_ok && d.count <= cap) {
+        hid_t mt = as_double ? H5T_NATIVE_DOUBLE : is_bool ? bool_memtype() : uns ? H5T_NATIVE_UINT64
+                 : H5T_NATIVE_INT64;
+        st = d.count ? H5Aread(a, mt, dst) : 0;
+        if (is_bool) H5Tclose(mt);
+    }
+    H5Tclose(ft);
     H5Aclose(a);
     H5Oclose(o);
-    if (st < 0) secap_fatal("%s: attribute %s on %s is not a number", h->path, key, obj ? obj : "/");
+    if (!kind_ok)
+        secap_fatal("%s: attribute %s on %s holds %s, not %s (hint: write it as %s)", h->path, key, where,
+                    !ok ? "an unreadable type" : d.cls == SECAP_H5_STRING ? "a string"
+                    : d.cls == SECAP_H5_FLOAT ? "floating-point values" : d.cls == SECAP_H5_BOOL ? "booleans"
+                    : d.cls == SECAP_H5_ENUM ? "an enum other than h5py's bool" : "a compound or other type",
+                    as_double ? "numbers" : "integers", as_double ? "a float or integer" : "an integer or bool");
+    if (d.count > cap)
+        secap_fatal("%s: attribute %s on %s holds %lld values, at most %lld fit (hint: check the config value)",
+                    h->path, key, where, (long long)d.count, (long long)cap);
+    if (st < 0) secap_fatal("%s: cannot read attribute %s on %s (hint: the file may be damaged)", h->path, key, where);
+    if (uns && !as_double)
+        for (int64_t i = 0; i < d.count; i++)
+            if (((const uint64_t *)dst)[i] > (uint64_t)INT64_MAX)
+                secap_fatal("%s: attribute %s on %s = %llu does not fit a signed 64-bit integer (hint: "
+                            "no hyper-parameter is that large; check the value in config.json)", h->path, key,
+                            where, (unsigned long long)((const uint64_t *)dst)[i]);
+    return (int)d.count;
+}
+
+/* A scalar getter: the attribute must hold exactly one value. */
+static int read_one(secap_h5 *h, const char *obj, const char *key, int as_double, void *dst)
+{
+    secap_h5_desc d;
+    if (secap_h5_describe_attr(h, obj, key, &d) < 0) return -1;
+    if (d.count != 1)
+        secap_fatal("%s: attribute %s on %s holds %lld values, expected one (hint: write a scalar)",
+                    h->path, key, obj ? obj : "/", (long long)d.count);
+    read_num_attr(h, obj, key, as_double, dst, 1);
     return 0;
 }
 
 int secap_h5_get_attr_int(secap_h5 *h, const char *obj, const char *key, int64_t *value)
 {
-    return read_num_attr(h, obj, key, H5T_NATIVE_INT64, value);
+    return read_one(h, obj, key, 0, value);
 }
 
 int secap_h5_get_attr_double(secap_h5 *h, const char *obj, const char *key, double *value)
 {
-    return read_num_attr(h, obj, key, H5T_NATIVE_DOUBLE, value);
+    return read_one(h, obj, key, 1, value);
+}
+
+/* A list getter: rank 0 or 1. */
+static int read_list(secap_h5 *h, const char *obj, const char *key, int as_double, void *dst, int cap)
+{
+    secap_h5_desc d;
+    if (secap_h5_describe_attr(h, obj, key, &d) < 0) return -1;
+    if (d.rank > 1)
+        secap_fatal("%s: attribute %s on %s has %d dimensions, expected a list (hint: write a 1-D array)",
+                    h->path, key, obj ? obj : "/", d.rank);
+    return read_num_attr(h, obj, key, as_double, dst, cap);
 }
 
 int secap_h5_get_attr_ints(secap_h5 *h, const char *obj, const char *key, int64_t *dst, int cap)
 {
-    secap_h5_desc d;
-    if (secap_h5_describe_attr(h, obj, key, &d) < 0) return -1;
-    if ((d.cls != SECAP_H5_INT && d.cls != SECAP_H5_UINT) || d.rank > 1 || d.count > cap)
-        secap_fatal("%s: attribute %s on %s is not a list of at most %d integers (it holds %lld value(s))",
-                    h->path, key, obj ? obj : "/", cap, (long long)d.count);
-    read_num_attr(h, obj, key, H5T_NATIVE_INT64, dst);
-    return (int)d.count;
+    return read_list(h, obj, key, 0, dst, cap);
+}
+
+int secap_h5_get_attr_doubles(secap_h5 *h, const char *obj, const char *key, double *dst, int cap)
+{
+    return read_list(h, obj, key, 1, dst, cap);
 }

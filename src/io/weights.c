@@ -253,44 +253,67 @@ static void attr_describe(secap_weights *w, const char *name, secap_h5_desc *d)
                     "HF config.json; re-convert with tools/convert_hf.py)", secap_h5_path(w->h), name);
 }
 
-static const char *class_name(secap_h5_class c)
+/* What an attribute holds, for messages: "an int64 scalar", "a float32 list of 3". */
+static void attr_kind(char *buf, size_t cap, const secap_h5_desc *d)
 {
-    switch (c) {
-    case SECAP_H5_INT: case SECAP_H5_UINT: return "an integer";
-    case SECAP_H5_FLOAT: return "a float";
-    case SECAP_H5_STRING: return "a string";
-    case SECAP_H5_ENUM: return "an enum (h5py bool?)";
-    default: return "a compound or other type";
+    const char *t;
+    char tb[32];
+    switch (d->cls) {
+    case SECAP_H5_INT: case SECAP_H5_UINT: case SECAP_H5_FLOAT:
+        snprintf(tb, sizeof tb, "%s%d", d->cls == SECAP_H5_INT ? "int" : d->cls == SECAP_H5_UINT ? "uint" : "float",
+                 8 * d->size);
+        t = tb;
+        break;
+    case SECAP_H5_STRING: t = "string"; break;
+    case SECAP_H5_BOOL: t = "boolean"; break;
+    case SECAP_H5_ENUM: t = "enum (not h5py's bool)"; break;
+    default: t = "compound or other"; break;
     }
+    const char *an = t[0] == 'i' || t[0] == 'e' ? "an" : "a";
+    if (d->rank == 0) snprintf(buf, cap, "%s %s scalar", an, t);
+    else if (d->rank == 1) snprintf(buf, cap, "%s %s list of %lld", an, t, (long long)d->count);
+    else snprintf(buf, cap, "a %d-D %s array of %lld values", d->rank, t, (long long)d->count);
 }
 
-static int is_int(const secap_h5_desc *d) { return d->cls == SECAP_H5_INT || d->cls == SECAP_H5_UINT; }
+static int is_int(const secap_h5_desc *d)
+{
+    return d->cls == SECAP_H5_INT || d->cls == SECAP_H5_UINT || d->cls == SECAP_H5_BOOL;
+}
 
-/* Fails unless root attribute `name` is one integer (or, with want_float,
- * one number). */
-static void check_scalar(secap_weights *w, const char *name, int want_float)
+static int is_num(const secap_h5_desc *d)
+{
+    return d->cls == SECAP_H5_INT || d->cls == SECAP_H5_UINT || d->cls == SECAP_H5_FLOAT;
+}
+
+/* Fails naming file and attribute: what was expected, what it holds, a hint. */
+static _Noreturn void attr_wrong(secap_weights *w, const char *name, const secap_h5_desc *d, const char *want,
+                                 const char *hint)
+{
+    char got[96];
+    attr_kind(got, sizeof got, d);
+    secap_fatal("weights %s: attribute %s is %s, expected %s (hint: %s)", secap_h5_path(w->h), name, got, want, hint);
+}
+
+/* Integers and booleans become int64; a double also takes any integer. */
+int64_t secap_weights_attr_int(secap_weights *w, const char *name)
 {
     secap_h5_desc d;
     attr_describe(w, name, &d);
-    if (!(is_int(&d) || (want_float && d.cls == SECAP_H5_FLOAT)) || d.count != 1 || d.rank > 1)
-        secap_fatal("weights %s: attribute %s is %s with %lld value(s), expected one %s (hint: %s)",
-                    secap_h5_path(w->h), name, class_name(d.cls), (long long)d.count,
-                    want_float ? "number" : "integer",
-                    want_float ? "write numbers as float64" : "write integers and booleans as int64 0/1");
-}
-
-int64_t secap_weights_attr_int(secap_weights *w, const char *name)
-{
+    if (!is_int(&d) || d.count != 1 || d.rank > 1)
+        attr_wrong(w, name, &d, "one integer or boolean",
+                   "config.json holds a different kind of value here; write integers and booleans as scalars");
     int64_t v = 0;
-    check_scalar(w, name, 0);
     secap_h5_get_attr_int(w->h, NULL, name, &v);
     return v;
 }
 
 double secap_weights_attr_double(secap_weights *w, const char *name)
 {
+    secap_h5_desc d;
+    attr_describe(w, name, &d);
+    if (!is_num(&d) || d.count != 1 || d.rank > 1)
+        attr_wrong(w, name, &d, "one number (float or integer)", "write numbers as float or integer scalars");
     double v = 0;
-    check_scalar(w, name, 1);
     secap_h5_get_attr_double(w->h, NULL, name, &v);
     return v;
 }
@@ -299,9 +322,8 @@ const char *secap_weights_attr_string(secap_weights *w, const char *name)
 {
     secap_h5_desc d;
     attr_describe(w, name, &d);
-    if (d.cls != SECAP_H5_STRING || d.count != 1)
-        secap_fatal("weights %s: attribute %s is %s with %lld value(s), expected one string",
-                    secap_h5_path(w->h), name, class_name(d.cls), (long long)d.count);
+    if (d.cls != SECAP_H5_STRING || d.count != 1 || d.rank > 1)
+        attr_wrong(w, name, &d, "one string", "write text as a str (variable length) or bytes (fixed length)");
     char **ns = realloc(w->strs, (size_t)(w->nstrs + 1) * sizeof *ns);
     if (!ns) secap_fatal("weights %s: out of memory for attribute %s", secap_h5_path(w->h), name);
     w->strs = ns;
@@ -309,14 +331,32 @@ const char *secap_weights_attr_string(secap_weights *w, const char *name)
     return w->strs[w->nstrs++];
 }
 
+/* An empty list (h5py writes [] as float64 [0]) has no element kind: 0 of
+ * anything numeric. */
+static void check_list(secap_weights *w, const char *name, const secap_h5_desc *d, int ok, int cap,
+                       const char *what)
+{
+    char want[96];
+    snprintf(want, sizeof want, "a list of at most %d %s", cap, what);
+    if (d->rank > 1 || d->count > cap || !(ok || (d->count == 0 && (is_num(d) || d->cls == SECAP_H5_BOOL))))
+        attr_wrong(w, name, d, want, d->count > cap ? "the config holds more entries than the model supports"
+                                                    : "write lists as 1-D numeric arrays");
+}
+
 int secap_weights_attr_ints(secap_weights *w, const char *name, int64_t *dst, int cap)
 {
     secap_h5_desc d;
     attr_describe(w, name, &d);
-    if (!is_int(&d) || d.rank > 1 || d.count < 1 || d.count > cap)
-        secap_fatal("weights %s: attribute %s is %s with %lld value(s), expected 1 to %d integers",
-                    secap_h5_path(w->h), name, class_name(d.cls), (long long)d.count, cap);
-    return secap_h5_get_attr_ints(w->h, NULL, name, dst, cap);
+    check_list(w, name, &d, is_int(&d), cap, "integers or booleans");
+    return d.count ? secap_h5_get_attr_ints(w->h, NULL, name, dst, cap) : 0;
+}
+
+int secap_weights_attr_doubles(secap_weights *w, const char *name, double *dst, int cap)
+{
+    secap_h5_desc d;
+    attr_describe(w, name, &d);
+    check_list(w, name, &d, is_num(&d), cap, "numbers");
+    return d.count ? secap_h5_get_attr_doubles(w->h, NULL, name, dst, cap) : 0;
 }
 
 void secap_weights_close_checked(secap_weights *w, const char *const *allow)
