@@ -68,6 +68,30 @@ void secap_h5_free_names(char **names, int n);
 int secap_h5_try_read_f32(secap_h5 *h, const char *name, float *dst);
 int secap_h5_try_read_u16(secap_h5 *h, const char *name, uint16_t *dst);
 
+/* Reads the block start[i] .. start[i] + count[i] - 1 in every dimension of
+ * dataset `name` (rank >= 1; the block in row-major order, prod(count)
+ * values) into dst, converted to float32.  0, or -1 when it is absent, not
+ * convertible or the block lies outside it.  Lets a caller read a large
+ * tensor piece by piece without a full-size buffer. */
+int secap_h5_try_read_f32_block(secap_h5 *h, const char *name, const int64_t *start, const int64_t *count,
+                                float *dst);
+
+/* Files made by secap_h5_create put every object (tensors included) on a
+ * multiple of SECAP_H5_ALIGN bytes. */
+#define SECAP_H5_ALIGN 64
+
+/* Where dataset `name` keeps its values in the file, for mapping them in
+ * place: when it is stored contiguously (not chunked, not compact), with no
+ * filter (compression, shuffle, checksum), in this file (no external
+ * storage), already written, non-empty, and of exactly the file type `raw`,
+ * sets *offset (bytes from the start of the file, any user block included)
+ * and *nbytes (count x element size) and returns 0; else returns -1. */
+typedef enum { SECAP_H5_RAW_F32LE = 1, SECAP_H5_RAW_U16LE } secap_h5_raw;
+int secap_h5_raw_extent(secap_h5 *h, const char *name, secap_h5_raw raw, int64_t *offset, int64_t *nbytes);
+/* The operating-system descriptor HDF5 reads the file through (owned by h:
+ * never close it), or -1. */
+int secap_h5_fd(secap_h5 *h);
+
 /* What a dataset or attribute stores, for checks that say what they found. */
 typedef enum {
     SECAP_H5_INT = 1, SECAP_H5_UINT, SECAP_H5_FLOAT, SECAP_H5_STRING,

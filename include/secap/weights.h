@@ -20,11 +20,14 @@
  * After a fatal error caught by a test handler the handle stays usable.
  *
  * Writing: secap_weights_create() writes to "<path>.tmp.<pid>"; close renames
- * it over <path>, so readers never see a half-written file.
+ * it over <path>, so readers never see a half-written file.  Tensors are
+ * stored contiguous, uncompressed and 64-byte aligned, so they can be mapped
+ * (secap_weights_mmap).
  */
 #ifndef SECAP_WEIGHTS_H
 #define SECAP_WEIGHTS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "secap/bf16.h"
@@ -62,6 +65,52 @@ void secap_weights_read(secap_weights *w, const char *name, int ndim,
  * even). */
 void secap_weights_read_bf16(secap_weights *w, const char *name, int ndim,
                              const int64_t *shape, uint16_t *dst);
+
+/* ---- mapping frozen weights ------------------------------------------------
+ *
+ * A frozen model can use its tensors where they lie in the file instead of
+ * copying them: map the file once, then ask for each tensor.  The pages are
+ * the page cache's (shared by every process that maps the file, read only),
+ * and only the pages touched become resident.  Writers (secap_weights_create,
+ * tools/convert_hf.py) store every tensor contiguous, uncompressed and
+ * 64-byte aligned, so each of them maps; a tensor that does not (chunked or
+ * compressed by another writer, misaligned, stored as another dtype) is read
+ * into place by the caller instead:
+ *
+ *     secap_wmap *m = secap_weights_mmap(w);
+ *     const void *p = secap_wmap_tensor(m, w, name, 2, shape, SECAP_WDTYPE_BF16);
+ *     if (!p) { secap_weights_read_bf16(w, name, 2, shape, buf); p = buf; }
+ *     ...
+ *     secap_weights_close_checked(w, NULL);   // the mapping stays valid
+ *     ...
+ *     secap_wmap_free(m);                     // after the model is done
+ *
+ * Writers replace a file by renaming a new one over it, so a mapped file is
+ * never changed underneath its readers. */
+
+/* A read-only mapping of a whole weight file; outlives the reader. */
+typedef struct secap_wmap secap_wmap;
+
+/* Maps (PROT_READ, shared) the file w reads, through w's own descriptor;
+ * fails naming the file. */
+secap_wmap *secap_weights_mmap(secap_weights *w);
+
+/* Checks `name` as secap_weights_read does (present, exactly shape[0..ndim),
+ * float32 or bfloat16; fails otherwise naming file and tensor) and, when the
+ * dataset is contiguous, uncompressed, little-endian, element-aligned and
+ * stored exactly as `want` (float32, or bf16-tagged uint16), marks it used
+ * and returns a pointer to its data inside the mapping (prod(shape) values,
+ * read only, valid until secap_wmap_free); else returns NULL and marks
+ * nothing (the caller reads it into place instead).  m must be the mapping
+ * of w's file. */
+const void *secap_wmap_tensor(secap_wmap *m, secap_weights *w, const char *name, int ndim, const int64_t *shape,
+                              secap_wdtype want);
+
+/* Bytes mapped (the file size). */
+size_t secap_wmap_bytes(const secap_wmap *m);
+
+/* Unmaps; every pointer it gave becomes invalid.  NULL is a no-op. */
+void secap_wmap_free(secap_wmap *m);
 
 /* Marks a tensor as deliberately unused if present (e.g. masked_spec_embed). */
 void secap_weights_skip(secap_weights *w, const char *name);

@@ -35,7 +35,12 @@ secap_h5 *secap_h5_try_create(const char *path)
     size_t n = strlen(path) + 32;
     char *tmp = secap_xmalloc(n, "hdf5 path");
     snprintf(tmp, n, "%s.tmp.%ld", path, (long)getpid());
-    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    /* Every object on a 64-byte boundary: weight tensors can then be mapped
+     * and used in place (secap_weights_mmap) with their elements aligned. */
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    H5Pset_alignment(fapl, 1, SECAP_H5_ALIGN);
+    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    H5Pclose(fapl);
     if (f < 0) {
         int e = errno;
         free(tmp);
@@ -251,6 +256,60 @@ float *secap_h5_read_f32(secap_h5 *h, const char *name, int *rank_out, int64_t *
     if (rank_out) *rank_out = d.rank;
     if (dims_out) memcpy(dims_out, d.dims, (size_t)d.rank * sizeof *dims_out);
     return out;
+}
+
+int secap_h5_try_read_f32_block(secap_h5 *h, const char *name, const int64_t *start, const int64_t *count,
+                                float *dst)
+{
+    if (!secap_h5_has(h, name)) return -1;
+    hid_t ds = H5Dopen2(h->file, name, H5P_DEFAULT);
+    if (ds < 0) return -1;
+    hid_t fs = H5Dget_space(ds), ms = -1;
+    int rank = H5Sget_simple_extent_ndims(fs);
+    herr_t st = -1;
+    if (rank >= 1 && rank <= SECAP_H5_MAX_RANK) {
+        hsize_t s0[SECAP_H5_MAX_RANK], c0[SECAP_H5_MAX_RANK], total = 1;
+        for (int i = 0; i < rank; i++) { s0[i] = (hsize_t)start[i]; c0[i] = (hsize_t)count[i]; total *= c0[i]; }
+        if (total == 0) st = 0;
+        else if (H5Sselect_hyperslab(fs, H5S_SELECT_SET, s0, NULL, c0, NULL) >= 0 && H5Sselect_valid(fs) > 0) {
+            ms = H5Screate_simple(1, &total, NULL);
+            st = H5Dread(ds, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, dst);
+        }
+    }
+    if (ms >= 0) H5Sclose(ms);
+    H5Sclose(fs);
+    H5Dclose(ds);
+    return st < 0 ? -1 : 0;
+}
+
+int secap_h5_raw_extent(secap_h5 *h, const char *name, secap_h5_raw raw, int64_t *offset, int64_t *nbytes)
+{
+    if (!secap_h5_has(h, name)) return -1;
+    hid_t ds = H5Dopen2(h->file, name, H5P_DEFAULT);
+    if (ds < 0) return -1;
+    hid_t type = H5Dget_type(ds), space = H5Dget_space(ds), dcpl = H5Dget_create_plist(ds);
+    hid_t want = raw == SECAP_H5_RAW_F32LE ? H5T_IEEE_F32LE : raw == SECAP_H5_RAW_U16LE ? H5T_STD_U16LE : -1;
+    hssize_t n = H5Sget_simple_extent_npoints(space);
+    int ok = want >= 0 && H5Tequal(type, want) > 0 && n > 0 && dcpl >= 0
+          && H5Pget_layout(dcpl) == H5D_CONTIGUOUS && H5Pget_nfilters(dcpl) == 0 && H5Pget_external_count(dcpl) == 0;
+    haddr_t addr = ok ? H5Dget_offset(ds) : HADDR_UNDEF;
+    ok = ok && addr != HADDR_UNDEF && H5Dget_storage_size(ds) == (hsize_t)n * H5Tget_size(type);
+    if (ok) {
+        *offset = (int64_t)addr;
+        *nbytes = (int64_t)n * (int64_t)H5Tget_size(type);
+    }
+    if (dcpl >= 0) H5Pclose(dcpl);
+    H5Sclose(space);
+    H5Tclose(type);
+    H5Dclose(ds);
+    return ok ? 0 : -1;
+}
+
+int secap_h5_fd(secap_h5 *h)
+{
+    void *handle = NULL;
+    if (H5Fget_vfd_handle(h->file, H5P_DEFAULT, &handle) < 0 || !handle) return -1;
+    return *(int *)handle;   /* the sec2 (POSIX) driver's handle is its descriptor */
 }
 
 static int try_read(secap_h5 *h, const char *name, hid_t memtype, void *dst)
