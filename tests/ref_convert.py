@@ -124,6 +124,19 @@ def read_h5(p):
         return ts, dict(f.attrs)
 
 
+def unmappable(p):
+    """Datasets secap_weights_mmap could not use in place: chunked, filtered
+    or not on a 64-byte boundary."""
+    bad = []
+    with h5py.File(p, "r") as f:
+        for k, ds in f.items():
+            pl = ds.id.get_create_plist()
+            off = ds.id.get_offset()
+            if pl.get_layout() != h5py.h5d.CONTIGUOUS or pl.get_nfilters() or off is None or off % 64:
+                bad.append(k)
+    return bad
+
+
 def same_tensors(got, want, what, exact_fn=lambda x: x):
     ok = set(got) == set(want)
     if not ok:
@@ -167,6 +180,7 @@ def main():
            and json.loads(attrs["config_json"]) == cfg,
            "bin: attributes (config values, HF defaults filled, preprocessor keys, config_json)")
     expect(not [p for p in os.listdir(top) if ".tmp." in p], "no temporary file left behind")
+    expect(rc == 0 and not unmappable(out), "fp32: every tensor contiguous, uncompressed, 64-byte aligned")
 
     out16 = os.path.join(top, "bin_bf16.h5")
     rc, log = run([d1, "--out", out16, "--dtype", "bf16"])
@@ -174,6 +188,7 @@ def main():
     ts16, _ = read_h5(out16) if rc == 0 else ({}, {})
     expect(rc == 0 and all(v[1] == np.uint16 and v[2] == "bfloat16" for v in ts16.values()),
            "bf16: uint16 datasets tagged dtype=bfloat16")
+    expect(rc == 0 and not unmappable(out16), "bf16: every tensor contiguous, uncompressed, 64-byte aligned")
     same_tensors(ts16, sd, "bf16: equals torch's round-to-nearest-even bfloat16",
                  lambda x: torch.from_numpy(x).to(torch.bfloat16).float().numpy())
     edge = np.array([1.0, 1.00390625, 1.01171875, 1.005859375, -0.0, np.inf, 3.4e38, 1e-40], np.float32)

@@ -365,6 +365,9 @@ static void test_shared_model_threads(void **st)
     secap_ctx *c0 = new_ctx();
     secap_hubert *m = secap_hubert_load(c0, tu_ref_path("hubert_base_small.h5"), 0);
     int H = secap_hubert_cfg(m)->hidden_size;
+    const secap_params *p = secap_hubert_params(m);
+    for (int i = 0; i < secap_params_count(p); i++)   /* the converter's file maps whole */
+        if (!secap_params_entry(p, i)->mapped) fail_msg("%s was copied, not mapped", secap_params_entry(p, i)->name);
     hid_t h = h5open(tu_ref_path("hubert_base_io.h5"));
     arr wave = h5get(h, "batch/wave"), len = h5get(h, "batch/lengths"), last = h5get(h, "batch/last_hidden_state");
     int B = (int)wave.dims[0];

@@ -210,8 +210,14 @@ static void test_save_roundtrip_bf16(void **st)
     secap_params_set_dtype(r, "frozen.*", SECAP_BF16);
     secap_params_load(r, c, w, NULL, 0);
     secap_weights_close_checked(w, NULL);
+    /* frozen entries point into the file mapping, which outlives the reader */
+    assert_true(secap_params_entry(r, secap_params_find(r, "frozen.weight"))->mapped);
+    assert_true(secap_params_entry(r, secap_params_find(r, "lora.weight"))->mapped);
     assert_memory_equal(secap_params_get(r, "frozen.weight")->data, secap_params_get(p, "frozen.weight")->data, 15 * 2);
+    assert_memory_equal(secap_params_get(r, "lora.weight")->data, secap_params_get(p, "lora.weight")->data, 15 * 4);
     assert_false(secap_params_get(r, "frozen.weight")->requires_grad);
+    /* trainable entries are never mapped (they change) */
+    assert_false(secap_params_entry(q, 0)->mapped);
     secap_params_free(p);
     secap_params_free(q);
     secap_params_free(r);

@@ -16,7 +16,8 @@ The weight file (SECAP.md section 7):
     `parametrizations.weight.original0` / `original1` spelling is renamed);
   * dtype float32, or bfloat16 stored as a uint16 dataset carrying the
     dataset attribute dtype="bfloat16" (the upper 16 bits of the float32,
-    rounded to nearest even);
+    rounded to nearest even); contiguous, uncompressed, 64-byte aligned, so
+    that the C loader can map them;
   * root attributes: every scalar / numeric-list key of config.json (with the
     HF defaults filled in for missing keys), named as in config.json; strings
     as UTF-8 strings, integers as int64, floats as float64, booleans as int64
@@ -398,7 +399,10 @@ def write_weights(path, tensors, attrs, dtype="fp32", order=None):
     import h5py
     tmp = f"{path}.tmp.{os.getpid()}"
     try:
-        with h5py.File(tmp, "w") as f:
+        # Tensors contiguous and uncompressed (h5py's default without
+        # chunks/compression), every object on a 64-byte boundary: the C
+        # side then maps them in place (secap_weights_mmap).
+        with h5py.File(tmp, "w", alignment_threshold=1, alignment_interval=64) as f:
             for k, v in attrs.items():
                 a = _attr_value(v)
                 if a is not None:

@@ -7,8 +7,10 @@
  * behind under the real name.  Datasets are float32 or uint16 arrays of rank
  * 0 (a scalar) to 8, stored chunked and deflate-compressed when asked; names
  * may contain dots ("encoder.layers.3.attention.q_proj.weight") but not '/',
- * which HDF5 reads as a group separator.  Attributes are strings, int64
- * (scalars or 1-D arrays) or double, on the root (obj NULL) or on a dataset.
+ * which HDF5 reads as a group separator.  Attributes are written as strings,
+ * int64 (scalars or 1-D arrays) or double, on the root (obj NULL) or on a
+ * dataset; they are read back whatever way h5py wrote them (any integer or
+ * float width, booleans, fixed or variable-length strings).
  * Every failure stops through secap_fatal naming the file, the object and a
  * fix, except in the secap_h5_try_* functions and secap_h5_describe*, which
  * print nothing and return NULL or -1 so that a caller can word its own
@@ -66,9 +68,36 @@ void secap_h5_free_names(char **names, int n);
 int secap_h5_try_read_f32(secap_h5 *h, const char *name, float *dst);
 int secap_h5_try_read_u16(secap_h5 *h, const char *name, uint16_t *dst);
 
+/* Reads the block start[i] .. start[i] + count[i] - 1 in every dimension of
+ * dataset `name` (rank >= 1; the block in row-major order, prod(count)
+ * values) into dst, converted to float32.  0, or -1 when it is absent, not
+ * convertible or the block lies outside it.  Lets a caller read a large
+ * tensor piece by piece without a full-size buffer. */
+int secap_h5_try_read_f32_block(secap_h5 *h, const char *name, const int64_t *start, const int64_t *count,
+                                float *dst);
+
+/* Files made by secap_h5_create put every object (tensors included) on a
+ * multiple of SECAP_H5_ALIGN bytes. */
+#define SECAP_H5_ALIGN 64
+
+/* Where dataset `name` keeps its values in the file, for mapping them in
+ * place: when it is stored contiguously (not chunked, not compact), with no
+ * filter (compression, shuffle, checksum), in this file (no external
+ * storage), already written, non-empty, and of exactly the file type `raw`,
+ * sets *offset (bytes from the start of the file, any user block included)
+ * and *nbytes (count x element size) and returns 0; else returns -1. */
+typedef enum { SECAP_H5_RAW_F32LE = 1, SECAP_H5_RAW_U16LE } secap_h5_raw;
+int secap_h5_raw_extent(secap_h5 *h, const char *name, secap_h5_raw raw, int64_t *offset, int64_t *nbytes);
+/* The operating-system descriptor HDF5 reads the file through (owned by h:
+ * never close it), or -1. */
+int secap_h5_fd(secap_h5 *h);
+
 /* What a dataset or attribute stores, for checks that say what they found. */
 typedef enum {
-    SECAP_H5_INT = 1, SECAP_H5_UINT, SECAP_H5_FLOAT, SECAP_H5_STRING, SECAP_H5_ENUM, SECAP_H5_OTHER
+    SECAP_H5_INT = 1, SECAP_H5_UINT, SECAP_H5_FLOAT, SECAP_H5_STRING,
+    SECAP_H5_BOOL,   /* h5py's bool: an enum FALSE = 0, TRUE = 1 (over int8) */
+    SECAP_H5_ENUM,   /* any other enum */
+    SECAP_H5_OTHER
 } secap_h5_class;
 typedef struct {
     secap_h5_class cls;
@@ -93,13 +122,19 @@ void secap_h5_set_attr_vstr(secap_h5 *h, const char *obj, const char *key, const
 void secap_h5_set_attr_int(secap_h5 *h, const char *obj, const char *key, int64_t value);
 void secap_h5_set_attr_ints(secap_h5 *h, const char *obj, const char *key, const int64_t *value, int n);
 void secap_h5_set_attr_double(secap_h5 *h, const char *obj, const char *key, double value);
-/* Gets return 0 when found, -1 when the attribute is absent.  The string
- * (fixed or variable length) is malloc'ed. */
+/* Gets return 0 when found, -1 when the attribute is absent, and stop
+ * naming file, object and attribute when it holds another kind or more than
+ * one value (a 1-element list counts as one).  The string (fixed or
+ * variable length, ASCII or UTF-8) is malloc'ed.  An int is any signed or
+ * unsigned integer width (unsigned values past INT64_MAX stop) or an h5py
+ * bool (0/1); a double is any float width (float16/32/64) or an integer. */
 int secap_h5_get_attr_str(secap_h5 *h, const char *obj, const char *key, char **value);
 int secap_h5_get_attr_int(secap_h5 *h, const char *obj, const char *key, int64_t *value);
 int secap_h5_get_attr_double(secap_h5 *h, const char *obj, const char *key, double *value);
-/* A scalar or 1-D integer attribute into dst [cap]: returns its count, -1
- * when absent; stops when it is not integers or holds more than cap. */
+/* A scalar or 1-D attribute of the kinds above into dst [cap]: returns its
+ * count (0 for an empty list), -1 when absent; stops when it is of another
+ * kind, has more dimensions, or holds more than cap values. */
 int secap_h5_get_attr_ints(secap_h5 *h, const char *obj, const char *key, int64_t *dst, int cap);
+int secap_h5_get_attr_doubles(secap_h5 *h, const char *obj, const char *key, double *dst, int cap);
 
 #endif

@@ -7,7 +7,10 @@
  *     string attribute dtype="bfloat16" (the upper half of the float32 bits);
  *   - hyper-parameters as root attributes named as in HF config.json:
  *     strings, int64 scalars (booleans as 0/1), float64 scalars, and 1-D
- *     int64 arrays (conv_dim, ...), plus "model_type".
+ *     int64 arrays (conv_dim, ...), plus "model_type".  Attributes written
+ *     by h5py straight from json.load(config.json) (`f.attrs[k] = v`) read
+ *     the same: booleans as h5py's enum FALSE/TRUE, integers and floats of
+ *     any width, fixed or variable-length strings, lists as 1-D arrays.
  *
  * Reading: every tensor read is checked for presence, shape and dtype and
  * marked used; secap_weights_close_checked() then fails naming every tensor of
@@ -17,11 +20,14 @@
  * After a fatal error caught by a test handler the handle stays usable.
  *
  * Writing: secap_weights_create() writes to "<path>.tmp.<pid>"; close renames
- * it over <path>, so readers never see a half-written file.
+ * it over <path>, so readers never see a half-written file.  Tensors are
+ * stored contiguous, uncompressed and 64-byte aligned, so they can be mapped
+ * (secap_weights_mmap).
  */
 #ifndef SECAP_WEIGHTS_H
 #define SECAP_WEIGHTS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "secap/bf16.h"
@@ -60,17 +66,70 @@ void secap_weights_read(secap_weights *w, const char *name, int ndim,
 void secap_weights_read_bf16(secap_weights *w, const char *name, int ndim,
                              const int64_t *shape, uint16_t *dst);
 
+/* ---- mapping frozen weights ------------------------------------------------
+ *
+ * A frozen model can use its tensors where they lie in the file instead of
+ * copying them: map the file once, then ask for each tensor.  The pages are
+ * the page cache's (shared by every process that maps the file, read only),
+ * and only the pages touched become resident.  Writers (secap_weights_create,
+ * tools/convert_hf.py) store every tensor contiguous, uncompressed and
+ * 64-byte aligned, so each of them maps; a tensor that does not (chunked or
+ * compressed by another writer, misaligned, stored as another dtype) is read
+ * into place by the caller instead:
+ *
+ *     secap_wmap *m = secap_weights_mmap(w);
+ *     const void *p = secap_wmap_tensor(m, w, name, 2, shape, SECAP_WDTYPE_BF16);
+ *     if (!p) { secap_weights_read_bf16(w, name, 2, shape, buf); p = buf; }
+ *     ...
+ *     secap_weights_close_checked(w, NULL);   // the mapping stays valid
+ *     ...
+ *     secap_wmap_free(m);                     // after the model is done
+ *
+ * Writers replace a file by renaming a new one over it, so a mapped file is
+ * never changed underneath its readers. */
+
+/* A read-only mapping of a whole weight file; outlives the reader. */
+typedef struct secap_wmap secap_wmap;
+
+/* Maps (PROT_READ, shared) the file w reads, through w's own descriptor;
+ * fails naming the file. */
+secap_wmap *secap_weights_mmap(secap_weights *w);
+
+/* Checks `name` as secap_weights_read does (present, exactly shape[0..ndim),
+ * float32 or bfloat16; fails otherwise naming file and tensor) and, when the
+ * dataset is contiguous, uncompressed, little-endian, element-aligned and
+ * stored exactly as `want` (float32, or bf16-tagged uint16), marks it used
+ * and returns a pointer to its data inside the mapping (prod(shape) values,
+ * read only, valid until secap_wmap_free); else returns NULL and marks
+ * nothing (the caller reads it into place instead).  m must be the mapping
+ * of w's file. */
+const void *secap_wmap_tensor(secap_wmap *m, secap_weights *w, const char *name, int ndim, const int64_t *shape,
+                              secap_wdtype want);
+
+/* Bytes mapped (the file size). */
+size_t secap_wmap_bytes(const secap_wmap *m);
+
+/* Unmaps; every pointer it gave becomes invalid.  NULL is a no-op. */
+void secap_wmap_free(secap_wmap *m);
+
 /* Marks a tensor as deliberately unused if present (e.g. masked_spec_embed). */
 void secap_weights_skip(secap_weights *w, const char *name);
 
-/* Root attributes; each fails naming file and attribute when it is missing or
- * of the wrong kind.  Strings are owned by w (valid until close). */
+/* Root attributes; each fails naming file and attribute, what it expected
+ * and what the attribute holds, with a hint, when it is missing or of the
+ * wrong kind.  attr_int takes one integer of any width and signedness or a
+ * boolean (0/1); attr_double one float of any width or an integer;
+ * attr_string one fixed or variable-length string (ASCII or UTF-8; a
+ * 1-element list of strings counts).  A 1-element list counts as a scalar.
+ * Strings are owned by w (valid until close). */
 int64_t secap_weights_attr_int(secap_weights *w, const char *name);
 double secap_weights_attr_double(secap_weights *w, const char *name);
 const char *secap_weights_attr_string(secap_weights *w, const char *name);
-/* A 1-D integer array attribute (a scalar counts as length 1); fails if it has
- * more than cap entries.  Returns the count. */
+/* A 1-D list attribute (a scalar counts as length 1) of integers/booleans
+ * (attr_ints) or of numbers (attr_doubles) into dst [cap]; fails if it has
+ * more than cap entries.  Returns the count; an empty list gives 0. */
 int secap_weights_attr_ints(secap_weights *w, const char *name, int64_t *dst, int cap);
+int secap_weights_attr_doubles(secap_weights *w, const char *name, double *dst, int cap);
 
 /* Closes; fails listing every tensor never read nor skipped, unless it
  * matches one of the NULL-terminated fnmatch patterns in `allow` (may be
@@ -80,18 +139,6 @@ void secap_weights_close_checked(secap_weights *w, const char *const *allow);
 /* Closes a reader without the unused-tensor check, or a writer (then the
  * temporary file is flushed and renamed over the target). */
 void secap_weights_close(secap_weights *w);
-
-/* ---- read-only mapping ---------------------------------------------------- */
-
-/* A read-only mapping of a whole weight file; outlives the reader. */
-typedef struct secap_wmap secap_wmap;
-secap_wmap *secap_weights_mmap(secap_weights *w);
-/* Checks `name` as secap_weights_read does and, when the dataset is stored
- * contiguously, uncompressed, little-endian and exactly as `want`, marks it
- * used and returns its data inside the mapping; else NULL (read it instead). */
-const void *secap_wmap_tensor(secap_wmap *m, secap_weights *w, const char *name, int ndim,
-                              const int64_t *shape, secap_wdtype want);
-void secap_wmap_free(secap_wmap *m);
 
 /* ---- writing ------------------------------------------------------------ */
 

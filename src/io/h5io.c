@@ -35,7 +35,12 @@ secap_h5 *secap_h5_try_create(const char *path)
     size_t n = strlen(path) + 32;
     char *tmp = secap_xmalloc(n, "hdf5 path");
     snprintf(tmp, n, "%s.tmp.%ld", path, (long)getpid());
-    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    /* Every object on a 64-byte boundary: weight tensors can then be mapped
+     * and used in place (secap_weights_mmap) with their elements aligned. */
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    H5Pset_alignment(fapl, 1, SECAP_H5_ALIGN);
+    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    H5Pclose(fapl);
     if (f < 0) {
         int e = errno;
         free(tmp);
@@ -152,6 +157,19 @@ int secap_h5_has(secap_h5 *h, const char *name)
     return !strchr(name, '/') && H5Lexists(h->file, name, H5P_DEFAULT) > 0;
 }
 
+/* 1 when enum type t is h5py's boolean: exactly the members FALSE and TRUE. */
+static int is_h5py_bool(hid_t t)
+{
+    if (H5Tget_class(t) != H5T_ENUM || H5Tget_nmembers(t) != 2) return 0;
+    int found = 0;
+    for (unsigned i = 0; i < 2; i++) {
+        char *m = H5Tget_member_name(t, i);
+        if (m && (!strcmp(m, "FALSE") || !strcmp(m, "TRUE"))) found |= m[0] == 'F' ? 1 : 2;
+        if (m) H5free_memory(m);
+    }
+    return found == 3;
+}
+
 /* Fills d from a datatype and a dataspace; -1 when HDF5 cannot say. */
 static int describe(hid_t type, hid_t space, secap_h5_desc *d)
 {
@@ -159,7 +177,7 @@ static int describe(hid_t type, hid_t space, secap_h5_desc *d)
     H5T_class_t c = H5Tget_class(type);
     d->cls = c == H5T_INTEGER ? (H5Tget_sign(type) == H5T_SGN_NONE ? SECAP_H5_UINT : SECAP_H5_INT)
            : c == H5T_FLOAT ? SECAP_H5_FLOAT : c == H5T_STRING ? SECAP_H5_STRING
-           : c == H5T_ENUM ? SECAP_H5_ENUM : SECAP_H5_OTHER;
+           : c == H5T_ENUM ? (is_h5py_bool(type) ? SECAP_H5_BOOL : SECAP_H5_ENUM) : SECAP_H5_OTHER;
     d->size = (int)H5Tget_size(type);
     d->rank = H5Sget_simple_extent_ndims(space);
     d->count = H5Sget_simple_extent_npoints(space);
@@ -238,6 +256,60 @@ float *secap_h5_read_f32(secap_h5 *h, const char *name, int *rank_out, int64_t *
     if (rank_out) *rank_out = d.rank;
     if (dims_out) memcpy(dims_out, d.dims, (size_t)d.rank * sizeof *dims_out);
     return out;
+}
+
+int secap_h5_try_read_f32_block(secap_h5 *h, const char *name, const int64_t *start, const int64_t *count,
+                                float *dst)
+{
+    if (!secap_h5_has(h, name)) return -1;
+    hid_t ds = H5Dopen2(h->file, name, H5P_DEFAULT);
+    if (ds < 0) return -1;
+    hid_t fs = H5Dget_space(ds), ms = -1;
+    int rank = H5Sget_simple_extent_ndims(fs);
+    herr_t st = -1;
+    if (rank >= 1 && rank <= SECAP_H5_MAX_RANK) {
+        hsize_t s0[SECAP_H5_MAX_RANK], c0[SECAP_H5_MAX_RANK], total = 1;
+        for (int i = 0; i < rank; i++) { s0[i] = (hsize_t)start[i]; c0[i] = (hsize_t)count[i]; total *= c0[i]; }
+        if (total == 0) st = 0;
+        else if (H5Sselect_hyperslab(fs, H5S_SELECT_SET, s0, NULL, c0, NULL) >= 0 && H5Sselect_valid(fs) > 0) {
+            ms = H5Screate_simple(1, &total, NULL);
+            st = H5Dread(ds, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, dst);
+        }
+    }
+    if (ms >= 0) H5Sclose(ms);
+    H5Sclose(fs);
+    H5Dclose(ds);
+    return st < 0 ? -1 : 0;
+}
+
+int secap_h5_raw_extent(secap_h5 *h, const char *name, secap_h5_raw raw, int64_t *offset, int64_t *nbytes)
+{
+    if (!secap_h5_has(h, name)) return -1;
+    hid_t ds = H5Dopen2(h->file, name, H5P_DEFAULT);
+    if (ds < 0) return -1;
+    hid_t type = H5Dget_type(ds), space = H5Dget_space(ds), dcpl = H5Dget_create_plist(ds);
+    hid_t want = raw == SECAP_H5_RAW_F32LE ? H5T_IEEE_F32LE : raw == SECAP_H5_RAW_U16LE ? H5T_STD_U16LE : -1;
+    hssize_t n = H5Sget_simple_extent_npoints(space);
+    int ok = want >= 0 && H5Tequal(type, want) > 0 && n > 0 && dcpl >= 0
+          && H5Pget_layout(dcpl) == H5D_CONTIGUOUS && H5Pget_nfilters(dcpl) == 0 && H5Pget_external_count(dcpl) == 0;
+    haddr_t addr = ok ? H5Dget_offset(ds) : HADDR_UNDEF;
+    ok = ok && addr != HADDR_UNDEF && H5Dget_storage_size(ds) == (hsize_t)n * H5Tget_size(type);
+    if (ok) {
+        *offset = (int64_t)addr;
+        *nbytes = (int64_t)n * (int64_t)H5Tget_size(type);
+    }
+    if (dcpl >= 0) H5Pclose(dcpl);
+    H5Sclose(space);
+    H5Tclose(type);
+    H5Dclose(ds);
+    return ok ? 0 : -1;
+}
+
+int secap_h5_fd(secap_h5 *h)
+{
+    void *handle = NULL;
+    if (H5Fget_vfd_handle(h->file, H5P_DEFAULT, &handle) < 0 || !handle) return -1;
+    return *(int *)handle;   /* the sec2 (POSIX) driver's handle is its descriptor */
 }
 
 static int try_read(secap_h5 *h, const char *name, hid_t memtype, void *dst)
@@ -415,34 +487,102 @@ int secap_h5_get_attr_str(secap_h5 *h, const char *obj, const char *key, char **
     return 0;
 }
 
-static int read_num_attr(secap_h5 *h, const char *obj, const char *key, hid_t type, void *value)
+/* An enum FALSE = 0, TRUE = 1 over int64: HDF5 converts enums by member
+ * name, so reading an h5py bool (over int8) into it gives 0/1 as int64. */
+static hid_t bool_memtype(void)
 {
+    hid_t t = H5Tenum_create(H5T_NATIVE_INT64);
+    int64_t f = 0, tr = 1;
+    H5Tenum_insert(t, "FALSE", &f);
+    H5Tenum_insert(t, "TRUE", &tr);
+    return t;
+}
+
+/* Reads the `count` values of attribute key into dst as int64 (as_double 0)
+ * or double (1), whatever width, signedness or float format the file uses.
+ * Integers, unsigned integers and h5py booleans give int64; floats and
+ * integers give double.  Returns -1 when absent; stops on any other kind,
+ * more than cap values, or an unsigned value past INT64_MAX. */
+static int read_num_attr(secap_h5 *h, const char *obj, const char *key, int as_double, void *dst, int64_t cap)
+{
+    const char *where = obj ? obj : "/";
     hid_t o, a = open_attr(h, obj, key, &o);
     if (a < 0) return -1;
-    herr_t st = H5Aread(a, type, value);
+    hid_t ft = H5Aget_type(a), space = H5Aget_space(a);
+    secap_h5_desc d;
+    int ok = describe(ft, space, &d) == 0;
+    H5Sclose(space);
+    int is_bool = ok && d.cls == SECAP_H5_BOOL;
+    int uns = ok && d.cls == SECAP_H5_UINT;
+    int kind_ok = ok && (d.cls == SECAP_H5_INT || uns || (as_double ? d.cls == SECAP_H5_FLOAT : is_bool));
+    herr_t st = -1;
+    if (kind_ok && d.count <= cap) {
+        hid_t mt = as_double ? H5T_NATIVE_DOUBLE : is_bool ? bool_memtype() : uns ? H5T_NATIVE_UINT64
+                 : H5T_NATIVE_INT64;
+        st = d.count ? H5Aread(a, mt, dst) : 0;
+        if (is_bool) H5Tclose(mt);
+    }
+    H5Tclose(ft);
     H5Aclose(a);
     H5Oclose(o);
-    if (st < 0) secap_fatal("%s: attribute %s on %s is not a number", h->path, key, obj ? obj : "/");
+    if (!kind_ok)
+        secap_fatal("%s: attribute %s on %s holds %s, not %s (hint: write it as %s)", h->path, key, where,
+                    !ok ? "an unreadable type" : d.cls == SECAP_H5_STRING ? "a string"
+                    : d.cls == SECAP_H5_FLOAT ? "floating-point values" : d.cls == SECAP_H5_BOOL ? "booleans"
+                    : d.cls == SECAP_H5_ENUM ? "an enum other than h5py's bool" : "a compound or other type",
+                    as_double ? "numbers" : "integers", as_double ? "a float or integer" : "an integer or bool");
+    if (d.count > cap)
+        secap_fatal("%s: attribute %s on %s holds %lld values, at most %lld fit (hint: check the config value)",
+                    h->path, key, where, (long long)d.count, (long long)cap);
+    if (st < 0) secap_fatal("%s: cannot read attribute %s on %s (hint: the file may be damaged)", h->path, key, where);
+    if (uns && !as_double)
+        for (int64_t i = 0; i < d.count; i++)
+            if (((const uint64_t *)dst)[i] > (uint64_t)INT64_MAX)
+                secap_fatal("%s: attribute %s on %s = %llu does not fit a signed 64-bit integer (hint: "
+                            "no hyper-parameter is that large; check the value in config.json)", h->path, key,
+                            where, (unsigned long long)((const uint64_t *)dst)[i]);
+    return (int)d.count;
+}
+
+/* A scalar getter: the attribute must hold exactly one value. */
+static int read_one(secap_h5 *h, const char *obj, const char *key, int as_double, void *dst)
+{
+    secap_h5_desc d;
+    if (secap_h5_describe_attr(h, obj, key, &d) < 0) return -1;
+    if (d.count != 1)
+        secap_fatal("%s: attribute %s on %s holds %lld values, expected one (hint: write a scalar)",
+                    h->path, key, obj ? obj : "/", (long long)d.count);
+    read_num_attr(h, obj, key, as_double, dst, 1);
     return 0;
 }
 
 int secap_h5_get_attr_int(secap_h5 *h, const char *obj, const char *key, int64_t *value)
 {
-    return read_num_attr(h, obj, key, H5T_NATIVE_INT64, value);
+    return read_one(h, obj, key, 0, value);
 }
 
 int secap_h5_get_attr_double(secap_h5 *h, const char *obj, const char *key, double *value)
 {
-    return read_num_attr(h, obj, key, H5T_NATIVE_DOUBLE, value);
+    return read_one(h, obj, key, 1, value);
+}
+
+/* A list getter: rank 0 or 1. */
+static int read_list(secap_h5 *h, const char *obj, const char *key, int as_double, void *dst, int cap)
+{
+    secap_h5_desc d;
+    if (secap_h5_describe_attr(h, obj, key, &d) < 0) return -1;
+    if (d.rank > 1)
+        secap_fatal("%s: attribute %s on %s has %d dimensions, expected a list (hint: write a 1-D array)",
+                    h->path, key, obj ? obj : "/", d.rank);
+    return read_num_attr(h, obj, key, as_double, dst, cap);
 }
 
 int secap_h5_get_attr_ints(secap_h5 *h, const char *obj, const char *key, int64_t *dst, int cap)
 {
-    secap_h5_desc d;
-    if (secap_h5_describe_attr(h, obj, key, &d) < 0) return -1;
-    if ((d.cls != SECAP_H5_INT && d.cls != SECAP_H5_UINT) || d.rank > 1 || d.count > cap)
-        secap_fatal("%s: attribute %s on %s is not a list of at most %d integers (it holds %lld value(s))",
-                    h->path, key, obj ? obj : "/", cap, (long long)d.count);
-    read_num_attr(h, obj, key, H5T_NATIVE_INT64, dst);
-    return (int)d.count;
+    return read_list(h, obj, key, 0, dst, cap);
+}
+
+int secap_h5_get_attr_doubles(secap_h5 *h, const char *obj, const char *key, double *dst, int cap)
+{
+    return read_list(h, obj, key, 1, dst, cap);
 }

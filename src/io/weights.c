@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 struct secap_weights {
@@ -189,8 +191,52 @@ static secap_wdtype check_tensor(secap_weights *w, const char *name, int ndim, c
     return dt;
 }
 
+/* Float32 tensor `name` [ndim] into bf16 bits dst (rounded to nearest even)
+ * a block of at most BLOCK values at a time, so no full-size float32 copy is
+ * made.  A block is a run of indices along the outermost dimension k whose
+ * inner extent (stride[k] values) fits in BLOCK, at fixed outer indices:
+ * blocks come in row-major order and tile the tensor.  0 or -1. */
+static int read_f32_as_bf16(secap_weights *w, const char *name, int ndim, const int64_t *shape, size_t n,
+                            uint16_t *dst)
+{
+    enum { BLOCK = 1 << 18 };   /* 1 MiB of float32 */
+    float *tmp = malloc((n < BLOCK ? (n ? n : 1) : BLOCK) * sizeof *tmp);
+    if (!tmp) secap_fatal("weights %s: out of memory reading tensor %s", secap_h5_path(w->h), name);
+    int rc = 0;
+    if (n == 0) { free(tmp); return 0; }
+    if (ndim == 0) {
+        rc = secap_h5_try_read_f32(w->h, name, tmp);
+        if (rc == 0) dst[0] = secap_f32_to_bf16(tmp[0]);
+        free(tmp);
+        return rc;
+    }
+    int64_t stride = 1;   /* values per index of dimension k */
+    int k = ndim - 1;
+    while (k > 0 && stride * shape[k] <= BLOCK) stride *= shape[k--];
+    int64_t per = BLOCK / stride > 0 ? BLOCK / stride : 1, outer = 1;
+    for (int i = 0; i < k; i++) outer *= shape[i];
+    int64_t start[SECAP_WEIGHTS_MAX_DIMS], count[SECAP_WEIGHTS_MAX_DIMS];
+    for (int i = 0; i < ndim; i++) { start[i] = 0; count[i] = i < k ? 1 : shape[i]; }
+    size_t at = 0;
+    for (int64_t o = 0; o < outer && rc == 0; o++) {
+        for (int64_t q = o, i = k - 1; i >= 0; i--) { start[i] = q % shape[i]; q /= shape[i]; }
+        for (int64_t j = 0; j < shape[k] && rc == 0; j += per) {
+            start[k] = j;
+            count[k] = shape[k] - j < per ? shape[k] - j : per;
+            rc = secap_h5_try_read_f32_block(w->h, name, start, count, tmp);
+            size_t m = (size_t)(count[k] * stride);
+            for (size_t i = 0; rc == 0 && i < m; i++) dst[at + i] = secap_f32_to_bf16(tmp[i]);
+            at += m;
+        }
+    }
+    free(tmp);
+    return rc;
+}
+
 /* Reads tensor `name` of shape [ndim] into dst as `want`: float32 (bfloat16
- * widened exactly) or bfloat16 bits (float32 rounded to nearest even). */
+ * widened exactly) or bfloat16 bits (float32 rounded to nearest even).
+ * HDF5 reads straight into dst (bf16 widened in place); only float32 to
+ * bfloat16 goes through a block-sized buffer. */
 static void read_tensor(secap_weights *w, const char *fn, const char *name, int ndim, const int64_t *shape,
                         secap_wdtype want, void *dst)
 {
@@ -203,13 +249,7 @@ static void read_tensor(secap_weights *w, const char *fn, const char *name, int 
     } else if (want == SECAP_WDTYPE_F32) {
         rc = secap_h5_try_read_f32(w->h, name, dst);
     } else {
-        float *tmp = malloc(n ? n * sizeof *tmp : 1);
-        if (!tmp)
-            secap_fatal("weights %s: out of memory reading tensor %s (%zu floats)", secap_h5_path(w->h), name, n);
-        rc = secap_h5_try_read_f32(w->h, name, tmp);
-        uint16_t *h = dst;
-        for (size_t i = 0; rc == 0 && i < n; i++) h[i] = secap_f32_to_bf16(tmp[i]);
-        free(tmp);
+        rc = read_f32_as_bf16(w, name, ndim, shape, n, dst);
     }
     if (rc < 0)
         secap_fatal("weights %s: reading tensor %s failed (hint: truncated or corrupt file?)",
@@ -237,6 +277,91 @@ void secap_weights_read_bf16(secap_weights *w, const char *name, int ndim, const
     read_tensor(w, "secap_weights_read_bf16", name, ndim, shape, SECAP_WDTYPE_BF16, dst);
 }
 
+/* ---- mapping ------------------------------------------------------------ */
+
+struct secap_wmap {
+    const unsigned char *base;   /* [size] the whole file, PROT_READ */
+    size_t size;
+    dev_t dev;                   /* which file: tensors are looked up through a */
+    ino_t ino;                   /* reader of this same file */
+    char path[1024];
+};
+
+/* The reader's own descriptor and its identity; fails naming the file. */
+static int reader_fd(secap_weights *w, struct stat *st)
+{
+    int fd = secap_h5_fd(w->h);
+    if (fd < 0 || fstat(fd, st) != 0)
+        secap_fatal("weights %s: cannot find the file HDF5 reads (hint: the file must be opened by "
+                    "secap_weights_open, which uses HDF5's default POSIX driver)", secap_h5_path(w->h));
+    return fd;
+}
+
+secap_wmap *secap_weights_mmap(secap_weights *w)
+{
+    check_reader(w, "secap_weights_mmap");
+    const char *path = secap_h5_path(w->h);
+    struct stat st;
+    /* HDF5's own descriptor: the mapping is of the very file the reader
+     * describes, even if the path was renamed over since it was opened. */
+    int fd = reader_fd(w, &st);
+    if (st.st_size <= 0 || (uint64_t)st.st_size > SIZE_MAX)
+        secap_fatal("weights %s: cannot map a file of %lld bytes", path, (long long)st.st_size);
+    void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED)
+        secap_fatal("weights %s: cannot map its %lld bytes: %s (hint: is the address space limited, ulimit -v?)",
+                    path, (long long)st.st_size, strerror(errno));
+    secap_wmap *m = secap_xcalloc(1, sizeof *m, "weight mapping");
+    m->base = p;
+    m->size = (size_t)st.st_size;
+    m->dev = st.st_dev;
+    m->ino = st.st_ino;
+    snprintf(m->path, sizeof m->path, "%s", path);
+    return m;
+}
+
+const void *secap_wmap_tensor(secap_wmap *m, secap_weights *w, const char *name, int ndim, const int64_t *shape,
+                              secap_wdtype want)
+{
+    check_reader(w, "secap_wmap_tensor");
+    const char *path = secap_h5_path(w->h);
+    if (!m) secap_fatal("weights %s: secap_wmap_tensor(%s): mapping is NULL", path, name);
+    struct stat st;
+    reader_fd(w, &st);
+    if (st.st_dev != m->dev || st.st_ino != m->ino)
+        secap_fatal("weights %s: tensor %s: the mapping is of another file (%s) (hint: pass the reader the "
+                    "mapping was made from)", path, name, m->path);
+    if (want != SECAP_WDTYPE_F32 && want != SECAP_WDTYPE_BF16)
+        secap_fatal("weights %s: tensor %s: unknown dtype %d", path, name, (int)want);
+    size_t n;
+    secap_wdtype have = check_tensor(w, name, ndim, shape, &n);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+    return NULL;   /* the file's little-endian bytes are not this host's values */
+#endif
+    if (have != want) return NULL;
+    int64_t off, nb;
+    size_t esize = want == SECAP_WDTYPE_F32 ? 4 : 2;
+    if (secap_h5_raw_extent(w->h, name, want == SECAP_WDTYPE_F32 ? SECAP_H5_RAW_F32LE : SECAP_H5_RAW_U16LE,
+                            &off, &nb) < 0)
+        return NULL;   /* chunked, compressed, external, big-endian or empty: read it */
+    if ((size_t)nb != n * esize || off % (int64_t)esize) return NULL;   /* misaligned elements: read it */
+    if (off < 0 || (uint64_t)off > m->size || (uint64_t)nb > m->size - (uint64_t)off)
+        secap_fatal("weights %s: tensor %s lies at bytes %lld..%lld, past the end of the %zu-byte file (hint: the "
+                    "file is truncated; convert it again)", path, name, (long long)off, (long long)(off + nb),
+                    m->size);
+    w->used[find(w, name)] = 1;
+    return m->base + off;
+}
+
+size_t secap_wmap_bytes(const secap_wmap *m) { return m ? m->size : 0; }
+
+void secap_wmap_free(secap_wmap *m)
+{
+    if (!m) return;
+    munmap((void *)m->base, m->size);
+    free(m);
+}
+
 void secap_weights_skip(secap_weights *w, const char *name)
 {
     check_reader(w, "secap_weights_skip");
@@ -253,44 +378,67 @@ static void attr_describe(secap_weights *w, const char *name, secap_h5_desc *d)
                     "HF config.json; re-convert with tools/convert_hf.py)", secap_h5_path(w->h), name);
 }
 
-static const char *class_name(secap_h5_class c)
+/* What an attribute holds, for messages: "an int64 scalar", "a float32 list of 3". */
+static void attr_kind(char *buf, size_t cap, const secap_h5_desc *d)
 {
-    switch (c) {
-    case SECAP_H5_INT: case SECAP_H5_UINT: return "an integer";
-    case SECAP_H5_FLOAT: return "a float";
-    case SECAP_H5_STRING: return "a string";
-    case SECAP_H5_ENUM: return "an enum (h5py bool?)";
-    default: return "a compound or other type";
+    const char *t;
+    char tb[32];
+    switch (d->cls) {
+    case SECAP_H5_INT: case SECAP_H5_UINT: case SECAP_H5_FLOAT:
+        snprintf(tb, sizeof tb, "%s%d", d->cls == SECAP_H5_INT ? "int" : d->cls == SECAP_H5_UINT ? "uint" : "float",
+                 8 * d->size);
+        t = tb;
+        break;
+    case SECAP_H5_STRING: t = "string"; break;
+    case SECAP_H5_BOOL: t = "boolean"; break;
+    case SECAP_H5_ENUM: t = "enum (not h5py's bool)"; break;
+    default: t = "compound or other"; break;
     }
+    const char *an = t[0] == 'i' || t[0] == 'e' ? "an" : "a";
+    if (d->rank == 0) snprintf(buf, cap, "%s %s scalar", an, t);
+    else if (d->rank == 1) snprintf(buf, cap, "%s %s list of %lld", an, t, (long long)d->count);
+    else snprintf(buf, cap, "a %d-D %s array of %lld values", d->rank, t, (long long)d->count);
 }
 
-static int is_int(const secap_h5_desc *d) { return d->cls == SECAP_H5_INT || d->cls == SECAP_H5_UINT; }
+static int is_int(const secap_h5_desc *d)
+{
+    return d->cls == SECAP_H5_INT || d->cls == SECAP_H5_UINT || d->cls == SECAP_H5_BOOL;
+}
 
-/* Fails unless root attribute `name` is one integer (or, with want_float,
- * one number). */
-static void check_scalar(secap_weights *w, const char *name, int want_float)
+static int is_num(const secap_h5_desc *d)
+{
+    return d->cls == SECAP_H5_INT || d->cls == SECAP_H5_UINT || d->cls == SECAP_H5_FLOAT;
+}
+
+/* Fails naming file and attribute: what was expected, what it holds, a hint. */
+static _Noreturn void attr_wrong(secap_weights *w, const char *name, const secap_h5_desc *d, const char *want,
+                                 const char *hint)
+{
+    char got[96];
+    attr_kind(got, sizeof got, d);
+    secap_fatal("weights %s: attribute %s is %s, expected %s (hint: %s)", secap_h5_path(w->h), name, got, want, hint);
+}
+
+/* Integers and booleans become int64; a double also takes any integer. */
+int64_t secap_weights_attr_int(secap_weights *w, const char *name)
 {
     secap_h5_desc d;
     attr_describe(w, name, &d);
-    if (!(is_int(&d) || (want_float && d.cls == SECAP_H5_FLOAT)) || d.count != 1 || d.rank > 1)
-        secap_fatal("weights %s: attribute %s is %s with %lld value(s), expected one %s (hint: %s)",
-                    secap_h5_path(w->h), name, class_name(d.cls), (long long)d.count,
-                    want_float ? "number" : "integer",
-                    want_float ? "write numbers as float64" : "write integers and booleans as int64 0/1");
-}
-
-int64_t secap_weights_attr_int(secap_weights *w, const char *name)
-{
+    if (!is_int(&d) || d.count != 1 || d.rank > 1)
+        attr_wrong(w, name, &d, "one integer or boolean",
+                   "config.json holds a different kind of value here; write integers and booleans as scalars");
     int64_t v = 0;
-    check_scalar(w, name, 0);
     secap_h5_get_attr_int(w->h, NULL, name, &v);
     return v;
 }
 
 double secap_weights_attr_double(secap_weights *w, const char *name)
 {
+    secap_h5_desc d;
+    attr_describe(w, name, &d);
+    if (!is_num(&d) || d.count != 1 || d.rank > 1)
+        attr_wrong(w, name, &d, "one number (float or integer)", "write numbers as float or integer scalars");
     double v = 0;
-    check_scalar(w, name, 1);
     secap_h5_get_attr_double(w->h, NULL, name, &v);
     return v;
 }
@@ -299,9 +447,8 @@ const char *secap_weights_attr_string(secap_weights *w, const char *name)
 {
     secap_h5_desc d;
     attr_describe(w, name, &d);
-    if (d.cls != SECAP_H5_STRING || d.count != 1)
-        secap_fatal("weights %s: attribute %s is %s with %lld value(s), expected one string",
-                    secap_h5_path(w->h), name, class_name(d.cls), (long long)d.count);
+    if (d.cls != SECAP_H5_STRING || d.count != 1 || d.rank > 1)
+        attr_wrong(w, name, &d, "one string", "write text as a str (variable length) or bytes (fixed length)");
     char **ns = realloc(w->strs, (size_t)(w->nstrs + 1) * sizeof *ns);
     if (!ns) secap_fatal("weights %s: out of memory for attribute %s", secap_h5_path(w->h), name);
     w->strs = ns;
@@ -309,14 +456,32 @@ const char *secap_weights_attr_string(secap_weights *w, const char *name)
     return w->strs[w->nstrs++];
 }
 
+/* An empty list (h5py writes [] as float64 [0]) has no element kind: 0 of
+ * anything numeric. */
+static void check_list(secap_weights *w, const char *name, const secap_h5_desc *d, int ok, int cap,
+                       const char *what)
+{
+    char want[96];
+    snprintf(want, sizeof want, "a list of at most %d %s", cap, what);
+    if (d->rank > 1 || d->count > cap || !(ok || (d->count == 0 && (is_num(d) || d->cls == SECAP_H5_BOOL))))
+        attr_wrong(w, name, d, want, d->count > cap ? "the config holds more entries than the model supports"
+                                                    : "write lists as 1-D numeric arrays");
+}
+
 int secap_weights_attr_ints(secap_weights *w, const char *name, int64_t *dst, int cap)
 {
     secap_h5_desc d;
     attr_describe(w, name, &d);
-    if (!is_int(&d) || d.rank > 1 || d.count < 1 || d.count > cap)
-        secap_fatal("weights %s: attribute %s is %s with %lld value(s), expected 1 to %d integers",
-                    secap_h5_path(w->h), name, class_name(d.cls), (long long)d.count, cap);
-    return secap_h5_get_attr_ints(w->h, NULL, name, dst, cap);
+    check_list(w, name, &d, is_int(&d), cap, "integers or booleans");
+    return d.count ? secap_h5_get_attr_ints(w->h, NULL, name, dst, cap) : 0;
+}
+
+int secap_weights_attr_doubles(secap_weights *w, const char *name, double *dst, int cap)
+{
+    secap_h5_desc d;
+    attr_describe(w, name, &d);
+    check_list(w, name, &d, is_num(&d), cap, "numbers");
+    return d.count ? secap_h5_get_attr_doubles(w->h, NULL, name, dst, cap) : 0;
 }
 
 void secap_weights_close_checked(secap_weights *w, const char *const *allow)
