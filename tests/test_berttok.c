@@ -6,7 +6,8 @@
  * control characters / missing characters / over-long words and input, both
  * lower-cased and cased; the vocab loader's corners (line ends, repeats,
  * empty lines); every code point Python knows through the basic tokenizer.
- * Then the refusals (bad vocab files, bad text, bad lengths).
+ * Then the refusals (bad vocab files, bad text, bad lengths) and the vocab
+ * builder (tools/secap-vocab).
  *
  * Fixtures come from tests/ref_berttok.py via tests/run.sh (build/ref).
  */
@@ -548,6 +549,77 @@ static void test_bad_input(void **st)
     free(ids);
 }
 
+/* ---- the vocab builder -------------------------------------------------- */
+
+static const char *const builder_corpus[] = {
+    "她的声音很高兴，语速较快。",
+    "Hello world! Hello again, hello BERT.",
+    "说话人情绪激动，音调较高，2023年12月。",
+    "naïve Café: hellos and worlds, 12345 67890 2023",
+    "カタカナ テスト 😀",
+};
+
+static void test_vocab_builder(void **st)
+{
+    (void)st;
+    int nt = (int)(sizeof builder_corpus / sizeof *builder_corpus);
+    secap_bertvocab_opts o;
+    secap_bertvocab_opts_default(&o);
+    secap_bertvocab *v = secap_bertvocab_new(&o);
+    for (int i = 0; i < nt; i++) secap_bertvocab_add(v, builder_corpus[i], "builder corpus");
+    char **lines, **again;
+    int n = secap_bertvocab_build(v, &lines);
+    int n2 = secap_bertvocab_build(v, &again);
+    assert_int_equal(n, n2);                       /* deterministic */
+    for (int i = 0; i < n; i++) { assert_string_equal(lines[i], again[i]); free(again[i]); }
+    free(again);
+    assert_string_equal(lines[0], "[PAD]");
+    assert_string_equal(lines[1], "[unused1]");
+    assert_string_equal(lines[99], "[unused99]");
+    assert_string_equal(lines[100], "[UNK]");
+    assert_string_equal(lines[101], "[CLS]");
+    assert_string_equal(lines[102], "[SEP]");
+    assert_string_equal(lines[103], "[MASK]");
+    for (int i = 0; i < n; i++)
+        for (int j = i + 1; j < n; j++)
+            if (!strcmp(lines[i], lines[j])) fail_msg("builder: \"%s\" on lines %d and %d", lines[i], i + 1, j + 1);
+
+    const char *path = tu_tmp("built_vocab.txt");
+    assert_int_equal(secap_bertvocab_write(v, path), n);
+    secap_bertvocab_free(v);
+    secap_berttok *t = secap_berttok_load(path, 1);
+    assert_int_equal(secap_berttok_size(t), n);
+    for (int i = 0; i < n; i++) assert_int_equal(secap_berttok_id(t, lines[i], strlen(lines[i])), i);
+    for (int i = 0; i < n; i++) free(lines[i]);
+    free(lines);
+
+    /* every corpus text tokenises without [UNK]; frequent words are one piece */
+    int32_t unk = secap_berttok_special_id(t, SECAP_BERT_UNK), *ids;
+    for (int i = 0; i < nt; i++) {
+        int k = secap_berttok_tokenize(t, builder_corpus[i], &ids);
+        for (int j = 0; j < k; j++)
+            if (ids[j] == unk) fail_msg("builder: corpus text %d has [UNK] at piece %d", i, j);
+        free(ids);
+    }
+    assert_int_equal(secap_berttok_tokenize(t, "HELLO", &ids), 1);
+    assert_string_equal(secap_berttok_token(t, ids[0], NULL), "hello");
+    free(ids);
+    assert_true(secap_berttok_id(t, "##é", strlen("##é")) < 0);     /* lower-cased: accents stripped */
+    assert_true(secap_berttok_id(t, "##e", 3) >= 0);
+    /* unseen Latin words still split into known characters, unseen CJK is [UNK] */
+    int k = secap_berttok_tokenize(t, "zebra 龘", &ids);
+    assert_true(k >= 2);
+    assert_int_not_equal(ids[0], unk);
+    assert_int_equal(ids[k - 1], unk);
+    free(ids);
+    secap_berttok_free(t);
+
+    secap_bertvocab_opts bad = o;
+    bad.min_count = 0;
+    EXPECT_FATAL(secap_bertvocab_new(&bad), "min_count 0");
+    EXPECT_FATAL(secap_bertvocab_write(NULL, NULL), "path is NULL");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -560,6 +632,7 @@ int main(void)
         cmocka_unit_test(test_truncation_properties),
         cmocka_unit_test(test_bad_vocab),
         cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_vocab_builder),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

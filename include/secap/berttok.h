@@ -134,4 +134,36 @@ void secap_berttok_encode_batch(const secap_berttok *t, int n, const char *const
                                 const char *const *b, int max_len, secap_bert_batch *out);
 void secap_bert_batch_free(secap_bert_batch *bb);
 
+/* ---- building a vocab.txt from a corpus (src/text/bertvocab.c) --------- */
+
+typedef struct {
+    int lower_case;   /* basic tokenisation as the tokenizer will use it (1) */
+    int min_count;    /* a learned piece occurs at least this often (2) */
+    int max_pieces;   /* at most this many learned word pieces (2000) */
+} secap_bertvocab_opts;
+
+void secap_bertvocab_opts_default(secap_bertvocab_opts *o);
+
+typedef struct secap_bertvocab secap_bertvocab;
+
+secap_bertvocab *secap_bertvocab_new(const secap_bertvocab_opts *o);
+/* Counts the basic tokens of one text (what names it in errors). */
+void secap_bertvocab_add(secap_bertvocab *v, const char *text, const char *what);
+/* The vocabulary, one token per line, bert-base-chinese's layout:
+ *   0 [PAD], 1-99 [unused1]..[unused99], 100 [UNK], 101 [CLS], 102 [SEP],
+ *   103 [MASK], 104 <S>, 105 <T>, then single characters by code point
+ *   (ASCII punctuation, digits and a-z always; every character of the
+ *   corpus), then the learned pieces in the order learned, then "##c" for
+ *   every digit, letter and non-CJK corpus character, by code point.
+ * Pieces are learned on the corpus' non-CJK words by byte-pair merges (the
+ * most frequent adjacent pair of pieces, weighted by word count, becomes a
+ * new piece, "##"-prefixed unless word-initial) until max_pieces or until no
+ * pair occurs min_count times.  Returns the line count; *lines (malloc'ed
+ * strings, free each and the array) receives them. */
+int secap_bertvocab_build(const secap_bertvocab *v, char ***lines);
+/* Writes the vocabulary atomically (temp file, then rename); returns the
+ * line count. */
+int secap_bertvocab_write(const secap_bertvocab *v, const char *path);
+void secap_bertvocab_free(secap_bertvocab *v);
+
 #endif
