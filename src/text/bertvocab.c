@@ -188,6 +188,49 @@ typedef struct {
     int64_t count;
 } word;
 
+/* Pair of piece ids (x << 32 | y) -> count; open addressing, -1 = empty. */
+typedef struct {
+    int64_t *key, *val;
+    size_t n, cap;
+} pairmap;
+
+static void pair_clear(pairmap *m)
+{
+    for (size_t i = 0; i < m->cap; i++) m->key[i] = -1;
+    m->n = 0;
+}
+
+static size_t pair_slot(const pairmap *m, int64_t k)
+{
+    size_t i = (size_t)((uint64_t)k * 0x9E3779B97F4A7C15ull >> 20) & (m->cap - 1);
+    while (m->key[i] >= 0 && m->key[i] != k) i = (i + 1) & (m->cap - 1);
+    return i;
+}
+
+static int64_t *pair_get(pairmap *m, int x, int y)
+{
+    if (2 * (m->n + 1) > m->cap) {
+        pairmap g = {0};
+        g.cap = m->cap ? 2 * m->cap : 4096;
+        g.key = secap_xmalloc(g.cap * sizeof *g.key, "vocab builder pairs");
+        g.val = secap_xmalloc(g.cap * sizeof *g.val, "vocab builder pairs");
+        pair_clear(&g);
+        for (size_t i = 0; i < m->cap; i++) {
+            if (m->key[i] < 0) continue;
+            size_t s = pair_slot(&g, m->key[i]);
+            g.key[s] = m->key[i];
+            g.val[s] = m->val[i];
+            g.n++;
+        }
+        free(m->key); free(m->val);
+        *m = g;
+    }
+    int64_t k = (int64_t)x << 32 | (int64_t)(uint32_t)y;
+    size_t s = pair_slot(m, k);
+    if (m->key[s] < 0) { m->key[s] = k; m->val[s] = 0; m->n++; }
+    return &m->val[s];
+}
+
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 /* Learned pieces, in the order learned (*n of them, malloc'ed strings). */
@@ -223,38 +266,33 @@ static char **learn_pieces(const secap_bertvocab *v, int *nlearned)
 
     char **learned = NULL;
     int nl = 0;
-    strmap pairs;
+    pairmap pm = {0};
     while (nl < v->o.max_pieces) {
-        /* pair counts, keyed "x y" by piece ids */
-        map_init(&pairs, 1024);
-        char key[32];
+        /* pair counts over the words, weighted by word count */
+        pair_clear(&pm);
         for (int i = 0; i < nw; i++)
-            for (int j = 0; j + 1 < w[i].n; j++) {
-                snprintf(key, sizeof key, "%d %d", w[i].sym[j], w[i].sym[j + 1]);
-                *map_get(&pairs, key, NULL) += w[i].count;
-            }
+            for (int j = 0; j + 1 < w[i].n; j++)
+                *pair_get(&pm, w[i].sym[j], w[i].sym[j + 1]) += w[i].count;
         int bx = -1, by = -1;
         int64_t best = 0;
         char *bestm = NULL;
-        for (size_t s = 0; s < pairs.cap; s++) {
-            if (!pairs.key[s] || pairs.val[s] < v->o.min_count || pairs.val[s] < best) continue;
-            int x, y;
-            sscanf(pairs.key[s], "%d %d", &x, &y);
+        for (size_t s = 0; s < pm.cap; s++) {
+            if (pm.key[s] < 0 || pm.val[s] < v->o.min_count || pm.val[s] < best) continue;
+            int x = (int)(pm.key[s] >> 32), y = (int)(pm.key[s] & 0xFFFFFFFF);
             const char *tx = p.text[x], *ty = p.text[y] + 2;          /* y is always "##..." */
             size_t lx = strlen(tx), ly = strlen(ty);
             char *m = secap_xmalloc(lx + ly + 1, "vocab builder piece");
             memcpy(m, tx, lx);
             memcpy(m + lx, ty, ly + 1);
-            if (pairs.val[s] > best || strcmp(m, bestm) < 0) {
+            if (pm.val[s] > best || strcmp(m, bestm) < 0) {
                 free(bestm);
                 bestm = m;
-                best = pairs.val[s];
+                best = pm.val[s];
                 bx = x; by = y;
             } else {
                 free(m);
             }
         }
-        map_free(&pairs);
         if (bx < 0) break;
         int before = p.n;
         int z = piece_id(&p, bestm);
@@ -279,6 +317,7 @@ static char **learn_pieces(const secap_bertvocab *v, int *nlearned)
             w[i].n = k;
         }
     }
+    free(pm.key); free(pm.val);
     for (int i = 0; i < nw; i++) free(w[i].sym);
     free(w);
     for (int i = 0; i < p.n; i++) free(p.text[i]);
