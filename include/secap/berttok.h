@@ -32,6 +32,11 @@
  * do_lower_case=False, what HF's from_pretrained("bert-base-chinese") uses
  * (its vocab has no capital Latin letters, so "A" is then [UNK]).
  *
+ * Character properties come from utf8proc (Unicode 15.0 in Debian 12); the
+ * Python reference's are Unicode 14.0.  The two agree on every code point
+ * assigned in 14.0 (tests/test_berttok.c checks them all); a character new
+ * in 15.0 is kept here where Python 3.11 would drop it as unassigned.
+ *
  * A loaded tokenizer is read-only: any number of threads may tokenize with it
  * at once.  Bad input (unreadable or invalid vocab, invalid UTF-8 in a text,
  * a too small max_len) stops through secap_fatal() naming the file and line.
