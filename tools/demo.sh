@@ -6,7 +6,9 @@
 # 2. makes a random-weight HuBERT of the large layout at demo width
 #    (tools/convert_hf.py --init random --config hubert-demo; the paper's
 #    chinese-hubert-large cannot be downloaded here) and extracts the
-#    features of every utterance into the feature cache build/demo/features.h5.
+#    features of every utterance into the feature cache build/demo/features.h5;
+# 3. builds the BERT vocab.txt of the corpus (transcripts and captions) for the
+#    Q-Former's text side: build/demo/vocab.txt (bin/secap-vocab).
 # Stage 1 (Q-Former) and stage 2 (captioner) land with the training issues.
 # SECAP_DEMO_NUM sets the corpus size (default 1500).
 set -euo pipefail
@@ -26,5 +28,7 @@ if [[ ! -e $hubert ]]; then
 fi
 echo "secap demo: extracting HuBERT features into build/demo/features.h5"
 "$bin/secap-extract" --hubert "$hubert" --data data/demo --out build/demo/features.h5
+echo "secap demo: BERT vocab of the corpus' transcripts and captions -> build/demo/vocab.txt"
+"$bin/secap-vocab" --data data/demo --out build/demo/vocab.txt
 echo "secap demo: next stages (Q-Former stage 1, captioner stage 2, decoding and scoring the"
 echo "test split with configs/q7x2.ini) land with the training issues."
