@@ -34,7 +34,8 @@
  *      the last pair queued for it, recursively;
  *   5. ids: a string with no piece is <unk>; with byte_fallback an <unk>
  *      becomes the <0xNN> pieces of its UTF-8 bytes, otherwise a run of
- *      consecutive <unk> becomes one.
+ *      consecutive <unk> becomes one.  A string that is a CONTROL piece
+ *      (only in hand-made models) fails the encode, as in the library.
  */
 #include "secap/spm.h"
 #include "secap/base.h"
@@ -94,6 +95,7 @@ typedef struct {
     raw_norm ns, dns;
     raw_sample *samples;
     size_t nsamples, scap;
+    int has_trainer;
 } raw_model;
 
 /* ---- the loaded model ---------------------------------------------------- */
@@ -486,7 +488,7 @@ static void parse_model(const uint8_t *data, size_t size, const char *file, raw_
             parse_piece(&s, &rm->pieces[rm->npieces], rm->npieces);
             rm->npieces++;
             break;
-        case 2: parse_trainer(&s, &rm->ts); break;
+        case 2: parse_trainer(&s, &rm->ts); rm->has_trainer = 1; break;
         case 3: parse_norm(&s, &rm->ns, "normalizer_spec"); break;
         case 4: parse_samples(&s, rm); break;
         case 5: parse_norm(&s, &rm->dns, "denormalizer_spec"); break;
@@ -876,9 +878,11 @@ static inline void emit_piece(const secap_spm *m, secap_spm_scratch *s, const ch
 {
     int t = m->type[id];
     int is_unk = t == SECAP_SPM_UNKNOWN;
-    if (t == SECAP_SPM_CONTROL) {
-        emit_id(s, id, start, len);
-    } else if (is_unk && m->byte_fallback) {
+    if (t == SECAP_SPM_CONTROL) /* has no surface: the library's "all normalized characters are not consumed" */
+        spm_fail(m->file, "encode: the text yields \"%.*s\", which is a CONTROL piece (id %d); sentencepiece "
+                 "refuses such input (its python binding returns no ids) (hint: the model makes a character or "
+                 "a merge a CONTROL piece; remove it from the text)", (int)len, text + start, id);
+    if (is_unk && m->byte_fallback) {
         for (uint32_t k = 0; k < len; k++) emit_id(s, m->byte_id[(uint8_t)text[start + k]], 0, 0);
     } else if (is_unk && st->prev_unk) {
         if (s->want_pieces) s->plen[s->ids_n - 1] += len; /* one <unk> for the run */
@@ -1135,11 +1139,13 @@ static void self_test(secap_spm *m, const raw_model *rm);
 
 static secap_spm *build_model(const raw_model *rm, const char *file)
 {
+    if (!rm->has_trainer)
+        spm_fail(file, "the model has no trainer_spec, so its model_type is protobuf's default, UNIGRAM, which is "
+                 "not implemented (hint: %s)", rm->npieces ? "the file looks truncated: sentencepiece writes "
+                 "trainer_spec after the pieces" : "not a sentencepiece model?");
     if (rm->ts.model_type != 2)
         spm_fail(file, "trainer_spec.model_type is %s; only sentencepiece's BPE model is implemented "
-                 "(hint: LLaMA's tokenizer.model is BPE; train with --model_type=bpe)%s",
-                 MODEL_NAME[rm->ts.model_type],
-                 rm->ts.model_type == 1 && !rm->npieces ? " - this file holds no pieces at all, is it a model?" : "");
+                 "(hint: LLaMA's tokenizer.model is BPE; train with --model_type=bpe)", MODEL_NAME[rm->ts.model_type]);
     if (rm->npieces == 0) spm_fail(file, "the model has no pieces (hint: not a sentencepiece model?)");
     if (rm->npieces > INT32_MAX / 2) spm_fail(file, "%zu pieces is more than supported", rm->npieces);
 
