@@ -600,7 +600,7 @@ static void test_corrupted(void **state)
         } else {
             secap_spm_scratch *s = secap_spm_scratch_new();
             const int32_t *ids;
-            size_t n = secap_spm_encode(m, "Hello 世界 123 😀\t x", 27, 0, s, &ids);
+            size_t n = secap_spm_encode(m, "Hello 世界 123 😀\t x", strlen("Hello 世界 123 😀\t x"), 0, s, &ids);
             for (size_t i = 0; i < n; i++) assert_true(ids[i] >= 0 && ids[i] < secap_spm_vocab_size(m));
             free(secap_spm_decode(m, ids, n, NULL));
             secap_spm_scratch_free(s);
