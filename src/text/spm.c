@@ -129,6 +129,7 @@ struct secap_spm {
     uint8_t *byte_val; /* [n] byte of a BYTE piece */
     spm_map normal;    /* NORMAL, USER_DEFINED, UNUSED pieces */
     spm_map reserved;  /* CONTROL, UNKNOWN, BYTE pieces */
+    spm_map lookup;    /* every string once, as PieceToId resolves it */
     uint32_t max_normal_len;
     int unk;           /* the UNKNOWN piece */
     int bos, eos, pad, unk_api;
@@ -147,6 +148,7 @@ struct secap_spm {
 typedef struct {
     int32_t prev, next; /* -1 at the ends */
     uint32_t start, len; /* bytes of the normalised text */
+    int32_t id;          /* the piece a merge made, -1 for a single character */
     uint8_t freeze;      /* user-defined symbol: never merged */
 } spm_sym;
 
@@ -154,6 +156,7 @@ typedef struct {
     float score;
     int32_t left, right;
     uint32_t size;
+    int32_t id;          /* the piece left + right makes */
 } spm_pair;
 
 struct secap_spm_scratch {
@@ -536,21 +539,45 @@ static inline int utf8_valid(const uint8_t *s, size_t n, size_t *mb)
 
 /* ---- piece maps ----------------------------------------------------------- */
 
+/* Loads of 8 / 4 bytes (unaligned, little-endian as the host). */
+static inline uint64_t ld8(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v; }
+static inline uint32_t ld4(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
+
+/* A multiply-xorshift hash; short strings are read with overlapping loads
+ * instead of a byte loop. */
 static inline uint64_t hash_bytes(const uint8_t *p, size_t n)
 {
-    uint64_t h = 0x9E3779B97F4A7C15ull ^ ((uint64_t)n * 0xff51afd7ed558ccdull);
-    while (n >= 8) {
-        uint64_t v;
-        memcpy(&v, p, 8);
-        h = (h ^ v) * 0xff51afd7ed558ccdull;
-        h ^= h >> 32;
-        p += 8; n -= 8;
+    uint64_t h = 0x9E3779B97F4A7C15ull ^ ((uint64_t)n * 0xff51afd7ed558ccdull), v;
+    if (n >= 8) {
+        size_t k = 0;
+        for (; k + 8 < n; k += 8) {
+            h = (h ^ ld8(p + k)) * 0xff51afd7ed558ccdull;
+            h ^= h >> 32;
+        }
+        v = ld8(p + n - 8);
+    } else if (n >= 4) {
+        v = (uint64_t)ld4(p) << 32 | ld4(p + n - 4);
+    } else if (n) {
+        v = (uint64_t)p[0] << 16 | (uint64_t)p[n >> 1] << 8 | p[n - 1];
+    } else {
+        v = 0;
     }
-    uint64_t v = 0;
-    for (size_t i = 0; i < n; i++) v |= (uint64_t)p[i] << (8 * i);
     h = (h ^ v) * 0xc4ceb9fe1a85ec53ull;
     h ^= h >> 29;
     return h;
+}
+
+static inline int eq_bytes(const uint8_t *a, const uint8_t *b, size_t n)
+{
+    if (n >= 8) {
+        for (size_t k = 0; k + 8 < n; k += 8)
+            if (ld8(a + k) != ld8(b + k)) return 0;
+        return ld8(a + n - 8) == ld8(b + n - 8);
+    }
+    if (n >= 4) return ld4(a) == ld4(b) && ld4(a + n - 4) == ld4(b + n - 4);
+    for (size_t k = 0; k < n; k++)
+        if (a[k] != b[k]) return 0;
+    return 1;
 }
 
 static void map_init(spm_map *mp, size_t count)
@@ -570,7 +597,7 @@ static inline int map_find(const secap_spm *m, const spm_map *mp, const uint8_t 
     for (size_t i = (size_t)h & mp->mask;; i = (i + 1) & mp->mask) {
         int32_t id = mp->slot[i];
         if (id < 0) return -1;
-        if (mp->tag[i] == tag && m->plen[id] == n && !memcmp(m->blob + m->off[id], p, n)) return id;
+        if (mp->tag[i] == tag && m->plen[id] == n && eq_bytes((const uint8_t *)m->blob + m->off[id], p, n)) return id;
     }
 }
 
@@ -593,11 +620,18 @@ static int map_insert(secap_spm *m, spm_map *mp, int id)
 }
 
 /* PieceToId: reserved pieces first, then the others, else <unk>. */
-static inline int piece_to_id(const secap_spm *m, const uint8_t *p, size_t n)
+static int piece_to_id_slow(const secap_spm *m, const uint8_t *p, size_t n)
 {
     int id = map_find(m, &m->reserved, p, n);
     if (id >= 0) return id;
     id = map_find(m, &m->normal, p, n);
+    return id >= 0 ? id : m->unk;
+}
+
+/* The same in one probe of the merged map. */
+static inline int piece_to_id(const secap_spm *m, const uint8_t *p, size_t n)
+{
+    int id = map_find(m, &m->lookup, p, n);
     return id >= 0 ? id : m->unk;
 }
 
@@ -857,7 +891,7 @@ static inline void maybe_add(const secap_spm *m, secap_spm_scratch *s, const cha
     if (size > m->max_normal_len) return;
     int id = map_find(m, &m->normal, (const uint8_t *)text + a->start, size);
     if (id < 0) return;
-    spm_pair p = {m->score[id], l, r, size};
+    spm_pair p = {m->score[id], l, r, size, id};
     heap_push(s, p);
     if (m->type[id] == SECAP_SPM_UNUSED) { /* rev_merge[piece] = (a, b), last one wins */
         if (s->rev_left[id] < 0) {
@@ -892,14 +926,16 @@ static inline void emit_piece(const secap_spm *m, secap_spm_scratch *s, const ch
     st->prev_unk = is_unk;
 }
 
+/* Output of one final symbol; known: the id of its string when a merge made
+ * it (-1: look it up). */
 static void resegment(const secap_spm *m, secap_spm_scratch *s, const char *text, uint32_t start, uint32_t len,
-                      emit_state *st)
+                      int known, emit_state *st)
 {
-    int id = piece_to_id(m, (const uint8_t *)text + start, len);
+    int id = known >= 0 ? m->canon[known] : piece_to_id(m, (const uint8_t *)text + start, len);
     if (m->type[id] == SECAP_SPM_UNUSED && s->rev_left[id] >= 0) {
         uint32_t l = (uint32_t)s->rev_left[id];
-        resegment(m, s, text, start, l, st);
-        resegment(m, s, text, start + l, len - l, st);
+        resegment(m, s, text, start, l, -1, st);
+        resegment(m, s, text, start + l, len - l, -1, st);
         return;
     }
     emit_piece(m, s, text, start, len, id, st);
@@ -940,6 +976,7 @@ static void encode_core(const secap_spm *m, const char *text, size_t len, secap_
         y->start = (uint32_t)pos;
         y->len = (uint32_t)l;
         y->freeze = (uint8_t)found;
+        y->id = -1;
         pos += l;
         y->next = pos < n ? ns + 1 : -1;
         ns++;
@@ -952,6 +989,7 @@ static void encode_core(const secap_spm *m, const char *text, size_t len, secap_
         spm_sym *a = &s->sym[top.left], *c = &s->sym[top.right];
         if (a->len == 0 || c->len == 0 || a->len + c->len != top.size) continue; /* stale */
         a->len += c->len;
+        a->id = top.id;
         a->next = c->next;
         if (c->next >= 0) s->sym[c->next].prev = top.left;
         c->len = 0;
@@ -960,7 +998,8 @@ static void encode_core(const secap_spm *m, const char *text, size_t len, secap_
     }
 
     emit_state st = {0};
-    for (int32_t i = 0; i != -1; i = s->sym[i].next) resegment(m, s, t, s->sym[i].start, s->sym[i].len, &st);
+    for (int32_t i = 0; i != -1; i = s->sym[i].next)
+        resegment(m, s, t, s->sym[i].start, s->sym[i].len, s->sym[i].id, &st);
 }
 
 size_t secap_spm_encode(const secap_spm *m, const char *text, size_t len, unsigned flags, secap_spm_scratch *s,
@@ -1233,7 +1272,10 @@ static secap_spm *build_model(const raw_model *rm, const char *file)
                 spm_fail(file, "trainer_spec.byte_fallback is true but there is no byte piece <0x%02X> "
                          "(hint: byte fallback needs all 256)", b);
     for (int i = 0; i < m->n; i++)
-        m->canon[i] = piece_to_id(m, (const uint8_t *)m->blob + m->off[i], m->plen[i]);
+        m->canon[i] = piece_to_id_slow(m, (const uint8_t *)m->blob + m->off[i], m->plen[i]);
+    map_init(&m->lookup, (size_t)m->n);
+    for (int i = 0; i < m->n; i++)
+        if (m->canon[i] == i) map_insert(m, &m->lookup, i);
 
     /* User-defined symbols: grouped by first byte, longest first. */
     m->n_ud = n_ud;
@@ -1361,6 +1403,7 @@ void secap_spm_free(secap_spm *m)
     free(m->file); free(m->blob); free(m->off); free(m->plen); free(m->score); free(m->type);
     free(m->canon); free(m->byte_val);
     free(m->normal.slot); free(m->normal.tag); free(m->reserved.slot); free(m->reserved.tag);
+    free(m->lookup.slot); free(m->lookup.tag);
     free(m->ud); free(m->unk_surface);
     free(m->norm.trie); free(m->norm.strs); free(m->denorm.trie); free(m->denorm.strs);
     free(m);
