@@ -656,7 +656,60 @@ static void test_threads(void **state)
     secap_spm_free(m);
 }
 
-int main(void)
+/* bin/secap-tokenize end to end: the encbe records of llama_m through
+ * --bos --eos, then --decode back to the lines. */
+static char tool_path[1024];
+
+static void test_tool(void **state)
+{
+    (void)state;
+    if (access(tool_path, X_OK)) fail_msg("%s is missing (hint: make builds it next to bin/tests)", tool_path);
+    size_t size;
+    char *text = read_all(tu_ref_path("spm_llama_m.ref"), &size);
+    FILE *in = fopen(tu_tmp("in.txt"), "wb"), *want = fopen(tu_tmp("want.txt"), "wb");
+    assert_non_null(in);
+    assert_non_null(want);
+    int n = 0;
+    char *save = NULL;
+    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        if (strncmp(line, "encbe\t", 6)) continue;
+        char *hex = line + 6, *tab = strchr(hex, '\t');
+        *tab = '\0';
+        size_t len = unhex(hex);
+        if (memchr(hex, '\n', len)) continue; /* a line of the program cannot hold one */
+        fwrite(hex, 1, len, in);
+        fputc('\n', in);
+        fprintf(want, "%s\n", tab + 1);
+        n++;
+    }
+    fclose(in);
+    fclose(want);
+    assert_true(n > 40);
+    char cmd[16384];
+    snprintf(cmd, sizeof cmd, "'%s' --model '%s' --bos --eos < '%s' > '%s'", tool_path,
+             tu_ref_path("spm_llama_m.model"), tu_tmp("in.txt"), tu_tmp("ids.txt"));
+    assert_int_equal(system(cmd), 0);
+    snprintf(cmd, sizeof cmd, "cmp -s '%s' '%s'", tu_tmp("ids.txt"), tu_tmp("want.txt"));
+    if (system(cmd)) fail_msg("secap-tokenize ids differ from sentencepiece's: diff %s %s", tu_tmp("ids.txt"), tu_tmp("want.txt"));
+    snprintf(cmd, sizeof cmd, "'%s' --model '%s' --decode < '%s' > '%s'", tool_path,
+             tu_ref_path("spm_llama_m.model"), tu_tmp("ids.txt"), tu_tmp("back.txt"));
+    assert_int_equal(system(cmd), 0);
+    /* the encbe lines include malformed UTF-8 only past the first 60 lines,
+     * and none with U+2581: the decode is the input */
+    snprintf(cmd, sizeof cmd, "cmp -s '%s' '%s'", tu_tmp("in.txt"), tu_tmp("back.txt"));
+    if (system(cmd)) fail_msg("secap-tokenize --decode does not give the input back: diff %s %s", tu_tmp("in.txt"), tu_tmp("back.txt"));
+    /* bad ids are an error naming the line */
+    snprintf(cmd, sizeof cmd, "printf '1 2\\n5 99999\\n' | '%s' --model '%s' --decode > /dev/null 2> '%s'", tool_path,
+             tu_ref_path("spm_llama_m.model"), tu_tmp("err.txt"));
+    assert_int_not_equal(system(cmd), 0);
+    size_t en;
+    char *err = read_all(tu_tmp("err.txt"), &en);
+    if (!strstr(err, "line 2: id 99999 is outside the vocabulary")) fail_msg("unexpected error: %s", err);
+    free(err);
+    free(text);
+}
+
+int main(int argc, char **argv)
 {
     static const char *refs[] = {"llama_s", "llama_m", "llama_l", "llama_noesc", "nfkc_user", "nfkc_cf_suffix",
                                  "nfkc_unused", "noprefix", "rules", "hand", "hand_noesc"};
@@ -675,5 +728,13 @@ int main(void)
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_truncated);
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_corrupted);
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_threads);
-    return _cmocka_run_group_tests("spm", tests, (size_t)n, NULL, NULL);
+    tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_tool);
+    /* argv[0] is BIN/tests/test_spm: the program is BIN/secap-tokenize */
+    snprintf(tool_path, sizeof tool_path, "%s", argc > 0 ? argv[0] : "bin/tests/test_spm");
+    char *slash = strrchr(tool_path, '/');
+    if (slash) *slash = '\0';
+    slash = strrchr(tool_path, '/');
+    if (slash) slash[1] = '\0'; else snprintf(tool_path, sizeof tool_path, "./");
+    strncat(tool_path, "secap-tokenize", sizeof tool_path - strlen(tool_path) - 1);
+    return _cmocka_run_group_tests("spm", tests, (size_t)n, tu_tmpdir_setup, tu_tmpdir_teardown);
 }
