@@ -2,7 +2,8 @@
 # tools/deps.sh GROUP... - install the Debian packages a make target needs.
 #
 # Groups: build (compiler libraries), test (the PyTorch reference stack of the
-# parity tests, and espeak-ng + sox for the speech they run on), demo (the
+# parity tests, sentencepiece's python binding and spm_train for the tokenizer
+# tests, and espeak-ng + sox for the speech they run on), demo (the
 # demo-corpus generator).
 # Checks each package with dpkg-query and installs only what is missing, with
 # apt-get, as root.  Prints nothing when everything is present.
