@@ -13,7 +13,6 @@
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <math.h>
 
 #define REPS 5
@@ -21,15 +20,6 @@
 static void randn(secap_tensor *t, secap_rng *r, float s)
 {
     for (int64_t i = 0; i < t->n; i++) secap_f32(t)[i] = s * secap_rng_normal(r);
-}
-
-/* Runs backward from `out` with a given output gradient (no scalar loss). */
-static void backward_from(secap_ctx *c, secap_tensor *out, const float *dy)
-{
-    float *g = secap_grad(c, out);
-    memcpy(g, dy, (size_t)out->n * sizeof(float));
-    for (secap_node *n = c->tape; n; n = n->prev)
-        if (n->out->grad) n->backward(c, n);
 }
 
 static void bench_linear(void)
@@ -56,7 +46,7 @@ static void bench_linear(void)
         secap_tensor *x = secap_leaf(c, SECAP_SHAPE(M, K), X);
         t0 = secap_now();
         secap_tensor *y = secap_linear(c, x, w, b);
-        backward_from(c, y, DY);
+        secap_backward_from(c, y, DY);
         t1 = secap_now();
         if (rep) best_op = t1 - t0 < best_op ? t1 - t0 : best_op;
         secap_ctx_reset(c);
@@ -107,7 +97,7 @@ static void bench_attention(void)
             double t0 = secap_now();
             secap_tensor *o = mode == 0 ? secap_attention(c, q, k, v, H, NULL, 0, 1.0f / sqrtf((float)d))
                                         : attention_unfused(c, q, k, v, H);
-            backward_from(c, o, DO);
+            secap_backward_from(c, o, DO);
             double t1 = secap_now();
             if (rep) best[mode] = t1 - t0 < best[mode] ? t1 - t0 : best[mode];
             size_t used = secap_arena_used(c->step) - base;
