@@ -126,6 +126,19 @@ static void test_bad_input(void **st)
     EXPECT_FATAL(secap_attention(c, secap_zeros(c, SECAP_SHAPE(1, 2, 6)), secap_zeros(c, SECAP_SHAPE(1, 2, 6)),
                                  secap_zeros(c, SECAP_SHAPE(1, 2, 6)), 4, NULL, 0, 1.0f),
                  "does not split into 4 heads");
+    secap_tensor *q8 = secap_zeros(c, SECAP_SHAPE(1, 2, 8)), *k4 = secap_zeros(c, SECAP_SHAPE(1, 3, 4));
+    secap_attn_opts o = {.heads = 4, .kv_heads = 3, .scale = 1.0f};
+    EXPECT_FATAL(secap_attention_ex(c, q8, k4, k4, &o), "4 query heads do not share 3 kv heads evenly");
+    o.kv_heads = 1; /* head_dim 2, one kv head: k must be 2 wide */
+    EXPECT_FATAL(secap_attention_ex(c, q8, k4, k4, &o), "k's width must be kv_heads*head_dim");
+    o.kv_heads = 2;
+    EXPECT_FATAL(secap_attention_ex(c, q8, k4, secap_zeros(c, SECAP_SHAPE(1, 2, 4)), &o),
+                 "k and v must have the same shape");
+    o.q_pos = (int32_t[]){-1};
+    EXPECT_FATAL(secap_attention_ex(c, q8, k4, k4, &o), "query position -1 for batch item 0 is negative");
+    o.q_pos = NULL; o.key_len = (int32_t[]){4};
+    EXPECT_FATAL(secap_attention_ex(c, q8, k4, k4, &o), "key length 4 for batch item 0 outside [0, 3]");
+    EXPECT_FATAL(secap_attention_ex(c, q8, k4, k4, NULL), "attention: options are NULL");
     int32_t bad[1] = {7};
     EXPECT_FATAL(secap_cross_entropy(c, a, bad, -100), "target 7 at row 0 is outside [0, 3)");
     EXPECT_FATAL(secap_embedding(c, b, bad, 1), "id 7 at position 0 outside the table [0, 4)");

@@ -1,7 +1,7 @@
 /* Finite-difference gradient tests: one or more cases per op. */
 #include "gradcheck.h"
 
-typedef struct { int i[6]; float f[4]; const int32_t *ids; } gca;
+typedef struct { int i[6]; float f[4]; const int32_t *ids, *pos; } gca;
 
 #define BUILD(name) static secap_tensor *name(secap_ctx *c, secap_tensor **in, void *argp)
 #define A ((gca *)argp)
@@ -33,6 +33,12 @@ BUILD(b_ce) { return secap_cross_entropy(c, in[0], A->ids, -100); }
 BUILD(b_attention)
 {
     return secap_attention(c, in[0], in[1], in[2], A->i[0], A->ids, A->i[1], A->f[0]);
+}
+BUILD(b_attention_ex)
+{
+    secap_attn_opts o = {.heads = A->i[0], .kv_heads = A->i[2], .key_len = A->ids, .q_pos = A->pos,
+                         .causal = A->i[1], .scale = A->f[0]};
+    return secap_attention_ex(c, in[0], in[1], in[2], &o);
 }
 BUILD(b_embedding) { return secap_embedding_bt(c, in[0], A->ids, A->i[0], A->i[1]); }
 BUILD(b_rope) { return secap_rope(c, in[0], A->i[0], A->ids, 10000.0f); }
@@ -211,6 +217,30 @@ T(test_attention)
     int32_t klen2[2] = {6, 0}; /* second item: every key masked -> zeros */
     a.i[1] = 0; a.ids = klen2;
     gradcheck("attention cross, empty keys", b_attention, &a, 3, cross, 1e-2f, 3e-3f);
+
+    /* grouped-query: 4 query heads of size 4 on 2 and on 1 kv heads; the
+     * shared dK, dV sum over their query heads */
+    gca g = {.i = {4, 0, 2}, .f = {0.5f}};
+    gc_input gqa[3] = {GC_IN(-1, 1, 2, 5, 16), GC_IN(-1, 1, 2, 6, 8), GC_IN(-1, 1, 2, 6, 8)};
+    gradcheck("attention gqa 4/2", b_attention_ex, &g, 3, gqa, 1e-2f, 3e-3f);
+    int32_t gl[2] = {6, 2};
+    g.i[1] = 1; g.ids = gl;
+    gradcheck("attention gqa 4/2 causal pad", b_attention_ex, &g, 3, gqa, 1e-2f, 3e-3f);
+    gca m = {.i = {4, 1, 1}, .f = {0.5f}, .ids = gl};
+    gc_input mqa[3] = {GC_IN(-1, 1, 2, 5, 16), GC_IN(-1, 1, 2, 6, 4), GC_IN(-1, 1, 2, 6, 4)};
+    gradcheck("attention gqa 4/1 causal pad", b_attention_ex, &m, 3, mqa, 1e-2f, 3e-3f);
+
+    /* new queries against a cache [B, Tmax=8]: row 0 at positions 5..7 of
+     * 8 keys, row 1 at 1..3 of 4 (its last query sees all), row 2 sees no
+     * key; keys past a row's length must get exactly zero gradient */
+    int32_t ck[3] = {8, 4, 0}, cp[3] = {5, 1, 0};
+    gca o = {.i = {4, 1, 2}, .f = {0.5f}, .ids = ck, .pos = cp};
+    gc_input cache[3] = {GC_IN(-1, 1, 3, 3, 16), GC_IN(-1, 1, 3, 8, 8), GC_IN(-1, 1, 3, 8, 8)};
+    gradcheck("attention cache offset causal", b_attention_ex, &o, 3, cache, 1e-2f, 3e-3f);
+    int32_t dk[3] = {3, 8, 6}, dp[3] = {2, 7, 5};
+    gca s1 = {.i = {4, 1, 2}, .f = {0.5f}, .ids = dk, .pos = dp};
+    gc_input step[3] = {GC_IN(-1, 1, 3, 1, 16), GC_IN(-1, 1, 3, 8, 8), GC_IN(-1, 1, 3, 8, 8)};
+    gradcheck("attention cache decode step", b_attention_ex, &s1, 3, step, 1e-2f, 3e-3f);
 }
 
 T(test_embeddings)
