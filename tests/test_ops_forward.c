@@ -247,6 +247,40 @@ static void test_rope_matches_rotate_half(void **st)
     secap_ctx_free(c);
 }
 
+/* Per-row positions [B, T] against the rotate-half formula in double, and
+ * secap_rope_bt with every row at the shared positions equals secap_rope. */
+static void test_rope_per_row_positions(void **st)
+{
+    (void)st;
+    secap_ctx *c = secap_ctx_new(64u << 20, 64u << 20, 1);
+    enum { B = 3, T = 4, H = 2, d = 8, W = H * d, half = d / 2 };
+    int32_t pos[B * T] = {5, 6, 7, 8, 0, 1, 2, 2, 300, 301, 302, 303};
+    secap_tensor *x = rnd(c, SECAP_SHAPE(B, T, W), -1, 1);
+    secap_tensor *y = secap_rope_bt(c, x, H, pos, 10000.0f);
+    double ref[B * T * W];
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++)
+            for (int h = 0; h < H; h++) {
+                const float *xv = secap_f32(x) + (b * T + t) * W + h * d;
+                for (int i = 0; i < d; i++) {
+                    double inv = 1.0 / pow(10000.0, (double)(2 * (i % half)) / d), a = pos[b * T + t] * inv;
+                    double rot = i < half ? -xv[i + half] : xv[i - half];
+                    ref[(b * T + t) * W + h * d + i] = xv[i] * cos(a) + rot * sin(a);
+                }
+            }
+    /* float32 angles (as HF) at position ~300 are off by ~1e-6 */
+    expect_close("rope per-row positions", secap_f32(y), ref, B * T * W, 2e-5);
+    int32_t shared[T] = {4, 9, 10, 11}, rows[B * T];
+    for (int b = 0; b < B; b++) memcpy(rows + b * T, shared, sizeof shared);
+    secap_tensor *ys = secap_rope(c, x, H, shared, 10000.0f), *yb = secap_rope_bt(c, x, H, rows, 10000.0f);
+    if (memcmp(secap_f32(ys), secap_f32(yb), sizeof(float) * B * T * W))
+        fail_msg("rope_bt with every row at the shared positions differs from rope");
+    secap_tensor *y0 = secap_rope(c, x, H, NULL, 10000.0f), *y0b = secap_rope_bt(c, x, H, NULL, 10000.0f);
+    if (memcmp(secap_f32(y0), secap_f32(y0b), sizeof(float) * B * T * W))
+        fail_msg("rope_bt with NULL positions differs from rope with NULL positions");
+    secap_ctx_free(c);
+}
+
 static void test_weight_norm_values(void **st)
 {
     (void)st;
@@ -307,7 +341,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matmul_linear),    cmocka_unit_test(test_attention_values),
         cmocka_unit_test(test_conv_and_norms),   cmocka_unit_test(test_pointwise_values),
-        cmocka_unit_test(test_rope_matches_rotate_half), cmocka_unit_test(test_weight_norm_values),
+        cmocka_unit_test(test_rope_matches_rotate_half),
+        cmocka_unit_test(test_rope_per_row_positions), cmocka_unit_test(test_weight_norm_values),
         cmocka_unit_test(test_transpose_tiled),  cmocka_unit_test(test_conv1d_tm_matches_conv1d),
     };
     return cmocka_run_group_tests_name("op values", tests, NULL, NULL);

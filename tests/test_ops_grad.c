@@ -42,6 +42,7 @@ BUILD(b_attention_ex)
 }
 BUILD(b_embedding) { return secap_embedding_bt(c, in[0], A->ids, A->i[0], A->i[1]); }
 BUILD(b_rope) { return secap_rope(c, in[0], A->i[0], A->ids, 10000.0f); }
+BUILD(b_rope_bt) { return secap_rope_bt(c, in[0], A->i[0], A->ids, A->f[0]); }
 BUILD(b_conv1d)
 {
     return secap_conv1d(c, in[0], in[1], A->i[3] ? in[2] : NULL, A->i[0], A->i[1], A->i[2]);
@@ -256,6 +257,14 @@ T(test_embeddings)
     gradcheck("rope offset positions", b_rope, &r, 1, &x, 1e-2f, 2e-3f);
     r.ids = NULL;
     gradcheck("rope", b_rope, &r, 1, &x, 1e-2f, 2e-3f);
+    /* a position per row and step: rows at different offsets, a padded row
+     * repeating its last position, a beam far along */
+    int32_t pbt[12] = {0, 1, 2, 3, 7, 8, 9, 9, 500, 501, 502, 503};
+    gca rb = {.i = {2}, .f = {10000.0f}, .ids = pbt};
+    gc_input xb = GC_IN(-1, 1, 3, 4, 8);
+    gradcheck("rope per-row positions", b_rope_bt, &rb, 1, &xb, 1e-2f, 2e-3f);
+    rb.f[0] = 500000.0f; rb.i[0] = 1;
+    gradcheck("rope per-row theta 5e5", b_rope_bt, &rb, 1, &xb, 1e-2f, 2e-3f);
 }
 
 T(test_conv1d)

@@ -108,6 +108,10 @@ secap_tensor *secap_embedding_bt(secap_ctx *c, secap_tensor *w, const int32_t *i
 /* Rotary embedding, Hugging Face rotate-half layout: x [B, T, H*d], head
  * pairs (i, i + d/2); pos [T] (or NULL for 0..T-1) positions; theta base. */
 secap_tensor *secap_rope(secap_ctx *c, secap_tensor *x, int heads, const int32_t *pos, float theta);
+/* The same with a position per row and step: pos_bt [B, T] (row b's step t
+ * sits at pos_bt[b * T + t]; padded batches and beams at different
+ * lengths), or NULL for 0..T-1 in every row. */
+secap_tensor *secap_rope_bt(secap_ctx *c, secap_tensor *x, int heads, const int32_t *pos_bt, float theta);
 
 /* ---- shape (src/ops/shape.c) --------------------------------------------- */
 
