@@ -105,6 +105,10 @@ secap_tensor *secap_param(secap_ctx *c, const char *name, int ndim, const int64_
                           int trainable);
 /* A frozen bf16 parameter (storage only; read by linear and embedding). */
 secap_tensor *secap_param_bf16(secap_ctx *c, const char *name, int ndim, const int64_t *shape);
+/* A step-arena header over float32 memory the caller owns (e.g. a KV
+ * cache's buffers, secap/kvcache.h): no copy, no gradient.  The header is
+ * stale after secap_ctx_reset(); the memory must outlive it. */
+secap_tensor *secap_wrap_f32(secap_ctx *c, const char *name, int ndim, const int64_t *shape, float *data);
 
 /* Convenience shapes: S(2, 3) -> (int64_t[]){2, 3} with ndim 2. */
 #define SECAP_SHAPE(...) (sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (int64_t[]){__VA_ARGS__}
