@@ -40,6 +40,13 @@ BUILD(b_attention_ex)
                          .causal = A->i[1], .scale = A->f[0]};
     return secap_attention_ex(c, in[0], in[1], in[2], &o);
 }
+/* a small decoder block: rope on q and k, GQA attention, a linear, gelu */
+BUILD(b_block)
+{
+    secap_tensor *q = secap_rope_bt(c, in[0], 4, A->pos, 10000.0f), *k = secap_rope_bt(c, in[1], 2, A->pos, 10000.0f);
+    secap_attn_opts o = {.heads = 4, .kv_heads = 2, .key_len = A->ids, .causal = 1, .scale = 0.5f};
+    return secap_gelu(c, secap_linear(c, secap_attention_ex(c, q, k, in[2], &o), in[3], NULL));
+}
 BUILD(b_embedding) { return secap_embedding_bt(c, in[0], A->ids, A->i[0], A->i[1]); }
 BUILD(b_rope) { return secap_rope(c, in[0], A->i[0], A->ids, 10000.0f); }
 BUILD(b_rope_bt) { return secap_rope_bt(c, in[0], A->i[0], A->ids, A->f[0]); }
@@ -244,6 +251,27 @@ T(test_attention)
     gradcheck("attention cache decode step", b_attention_ex, &s1, 3, step, 1e-2f, 3e-3f);
 }
 
+/* The analytic gradients from secap_backward_from(out, dout) with a
+ * non-scalar out, against finite differences of sum(out * dout). */
+T(test_backward_from)
+{
+    (void)state;
+    gc_from_dout = 1;
+    gca m = {.i = {0, 1}};
+    gc_input mm[2] = {GC_IN(-1, 1, 3, 4), GC_IN(-1, 1, 5, 4)};
+    gradcheck("backward_from matmul", b_matmul, &m, 2, mm, 1e-2f, 2e-3f);
+    int32_t ck[3] = {8, 4, 0}, cp[3] = {5, 1, 0};
+    gca o = {.i = {4, 1, 2}, .f = {0.5f}, .ids = ck, .pos = cp};
+    gc_input cache[3] = {GC_IN(-1, 1, 3, 3, 16), GC_IN(-1, 1, 3, 8, 8), GC_IN(-1, 1, 3, 8, 8)};
+    gradcheck("backward_from cache attention", b_attention_ex, &o, 3, cache, 1e-2f, 3e-3f);
+    int32_t kl[2] = {5, 3}, pbt[10] = {0, 1, 2, 3, 4, 6, 7, 8, 8, 8};
+    gca bl = {.ids = kl, .pos = pbt};
+    gc_input blk[4] = {GC_IN(-1, 1, 2, 5, 16), GC_IN(-1, 1, 2, 5, 8), GC_IN(-1, 1, 2, 5, 8), GC_IN(-1, 1, 6, 16)};
+    gradcheck("backward_from rope+gqa+linear+gelu", b_block, &bl, 4, blk, 1e-2f, 3e-3f);
+    gc_from_dout = 0;
+    gradcheck("same block via backward(sum)", b_block, &bl, 4, blk, 1e-2f, 3e-3f);
+}
+
 T(test_embeddings)
 {
     (void)state;
@@ -330,6 +358,7 @@ int main(void)
         cmocka_unit_test(test_broadcast_binary), cmocka_unit_test(test_pointwise),
         cmocka_unit_test(test_dropout),       cmocka_unit_test(test_norms),
         cmocka_unit_test(test_softmax_family), cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_backward_from),
         cmocka_unit_test(test_embeddings),    cmocka_unit_test(test_conv1d),
         cmocka_unit_test(test_shape_ops),     cmocka_unit_test(test_reductions),
     };
