@@ -124,6 +124,9 @@ static void test_attention_values(void **st)
     check_attention_ex(c, 3, 1, 12, 4, 4, 4, klen4, qpos4, 1, "cache decode step");
     check_attention_ex(c, 3, 140, 150, 4, 2, 8, (int32_t[]){150, 77, 140}, (int32_t[]){10, 0, 3}, 1,
                        "cache offset 140 x 150");
+    /* 3 query heads per kv head at 600 x 600 exceed one stack of S (2^20
+     * floats): stacks of 2 heads and 1 */
+    check_attention_ex(c, 1, 600, 600, 3, 1, 4, (int32_t[]){590}, NULL, 1, "gqa 3/1 600 x 600 split stacks");
     secap_ctx_free(c);
 }
 

@@ -237,6 +237,12 @@ T(test_attention)
     gca m = {.i = {4, 1, 1}, .f = {0.5f}, .ids = gl};
     gc_input mqa[3] = {GC_IN(-1, 1, 2, 5, 16), GC_IN(-1, 1, 2, 6, 4), GC_IN(-1, 1, 2, 6, 4)};
     gradcheck("attention gqa 4/1 causal pad", b_attention_ex, &m, 3, mqa, 1e-2f, 3e-3f);
+    /* 3 query heads on one kv head at 600 x 600: S of a whole group exceeds
+     * a stack (2^20 floats), so stacks of 2 heads and 1 share dK, dV */
+    int32_t bl[1] = {590};
+    gca big = {.i = {3, 1, 1}, .f = {0.5f}, .ids = bl};
+    gc_input bin[3] = {GC_IN(-1, 1, 1, 600, 6), GC_IN(-1, 1, 1, 600, 2), GC_IN(-1, 1, 1, 600, 2)};
+    gradcheck("attention gqa 3/1 600 split stacks", b_attention_ex, &big, 3, bin, 1e-2f, 3e-3f);
 
     /* new queries against a cache [B, Tmax=8]: row 0 at positions 5..7 of
      * 8 keys, row 1 at 1..3 of 4 (its last query sees all), row 2 sees no
