@@ -85,7 +85,7 @@ static int attn_inplace(const attn_dims *a, int64_t hn) { return hn == 1 || a->T
 /* S [M, n] (row stride n, n = attn_keys > 0) = scale Qs K^T with masks, for
  * the M = hn*Tq stacked rows (row m is query m % Tq).  Backward (rz NULL):
  * reads the row log-sum-exp lse[M] and overwrites S with P = e^(S - lse).
- * Forward: writes lse and leaves S = e^(S - m) unnormalised, with the row
+ * Forward: writes lse and leaves S = e^(S - max) unnormalised, with the row
  * factors 1/z in rz[M]; the caller scales the M x d output rather than the
  * M x n probabilities. */
 static void attn_probs(const attn_dims *a, int64_t b, int64_t M, int64_t n, const float *Qs, int64_t ldq,
@@ -101,7 +101,7 @@ static void attn_probs(const attn_dims *a, int64_t b, int64_t M, int64_t n, cons
         if (!rz) { /* backward: P = e^(S - lse) */
             float l = lse[m];
             for (int64_t j = 0; j < lim; j++) s[j] = op_expf(s[j] - l);
-        } else {   /* forward: e^(S - m), z = its sum, lse = m + log z */
+        } else {   /* forward: e^(S - mx), z = its sum, lse = mx + log z */
             float mx = -INFINITY, z = 0.0f;
 #pragma omp simd reduction(max : mx)
             for (int64_t j = 0; j < lim; j++) mx = s[j] > mx ? s[j] : mx;
