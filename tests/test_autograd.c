@@ -60,6 +60,43 @@ static void test_second_backward_on_same_tape(void **st)
     secap_ctx_free(c);
 }
 
+/* backward_from(y, dy) on an intermediate y that a later node consumes, after
+ * a first backward through that later node: the result is exactly dy . dy/dw
+ * added to what was there, with nothing from the first pass leaking in. */
+static void test_backward_from_intermediate(void **st)
+{
+    (void)st;
+    secap_ctx *c = new_ctx();
+    secap_tensor *w = secap_param(c, "w", SECAP_SHAPE(3), 1);
+    fill(w, 1.0f);                                            /* w = 1.0, 1.1, 1.2 */
+    secap_tensor *y = secap_mul(c, w, w);                     /* y = w^2, dy/dw = 2w */
+    secap_tensor *z = secap_scale(c, y, 5.0f, 0.0f);
+    secap_backward(c, secap_sum_all(c, z));                   /* dw = 10 w */
+    const float dy[3] = {1.0f, -2.0f, 0.5f};
+    secap_backward_from(c, y, dy);                            /* dw += 2 w dy */
+    for (int i = 0; i < 3; i++) {
+        float wi = 1.0f + 0.1f * (float)i;
+        assert_float_equal(w->grad[i], 10.0f * wi + 2.0f * wi * dy[i], 1e-5);
+    }
+    /* a parameter leaf itself: its gradient receives dout */
+    secap_backward_from(c, w, dy);
+    assert_float_equal(w->grad[1], 10.0f * 1.1f + 2.0f * 1.1f * dy[1] + dy[1], 1e-5);
+    /* scalar special case: backward(loss) == backward_from(loss, 1) */
+    secap_tensor *v = secap_param(c, "v", SECAP_SHAPE(2), 1);
+    fill(v, 2.0f);
+    const float one = 1.0f;
+    secap_backward_from(c, secap_sum_all(c, secap_mul(c, v, v)), &one);
+    assert_float_equal(v->grad[0], 4.0f, 1e-6);
+    assert_float_equal(v->grad[1], 4.2f, 1e-6);
+
+    secap_tensor *nog = secap_zeros(c, SECAP_SHAPE(3));
+    EXPECT_FATAL(secap_backward_from(c, nog, dy), "backward_from: the output does not depend");
+    EXPECT_FATAL(secap_backward_from(c, y, NULL), "backward_from: the output gradient is NULL");
+    secap_ctx_reset(c);
+    EXPECT_FATAL(secap_backward_from(c, y, dy), "backward_from: input tensor was made before its arena was reset");
+    secap_ctx_free(c);
+}
+
 static void test_frozen_param_no_grad(void **st)
 {
     (void)st;
@@ -89,6 +126,19 @@ static void test_bad_input(void **st)
     EXPECT_FATAL(secap_attention(c, secap_zeros(c, SECAP_SHAPE(1, 2, 6)), secap_zeros(c, SECAP_SHAPE(1, 2, 6)),
                                  secap_zeros(c, SECAP_SHAPE(1, 2, 6)), 4, NULL, 0, 1.0f),
                  "does not split into 4 heads");
+    secap_tensor *q8 = secap_zeros(c, SECAP_SHAPE(1, 2, 8)), *k4 = secap_zeros(c, SECAP_SHAPE(1, 3, 4));
+    secap_attn_opts o = {.heads = 4, .kv_heads = 3, .scale = 1.0f};
+    EXPECT_FATAL(secap_attention_ex(c, q8, k4, k4, &o), "4 query heads do not share 3 kv heads evenly");
+    o.kv_heads = 1; /* head_dim 2, one kv head: k must be 2 wide */
+    EXPECT_FATAL(secap_attention_ex(c, q8, k4, k4, &o), "k's width must be kv_heads*head_dim");
+    o.kv_heads = 2;
+    EXPECT_FATAL(secap_attention_ex(c, q8, k4, secap_zeros(c, SECAP_SHAPE(1, 2, 4)), &o),
+                 "k and v must have the same shape");
+    o.q_pos = (int32_t[]){-1};
+    EXPECT_FATAL(secap_attention_ex(c, q8, k4, k4, &o), "query position -1 for batch item 0 is negative");
+    o.q_pos = NULL; o.key_len = (int32_t[]){4};
+    EXPECT_FATAL(secap_attention_ex(c, q8, k4, k4, &o), "key length 4 for batch item 0 outside [0, 3]");
+    EXPECT_FATAL(secap_attention_ex(c, q8, k4, k4, NULL), "attention: options are NULL");
     int32_t bad[1] = {7};
     EXPECT_FATAL(secap_cross_entropy(c, a, bad, -100), "target 7 at row 0 is outside [0, 3)");
     EXPECT_FATAL(secap_embedding(c, b, bad, 1), "id 7 at position 0 outside the table [0, 4)");
@@ -132,6 +182,7 @@ int main(void)
         cmocka_unit_test(test_no_grad_records_nothing),
         cmocka_unit_test(test_gradients_accumulate),
         cmocka_unit_test(test_second_backward_on_same_tape),
+        cmocka_unit_test(test_backward_from_intermediate),
         cmocka_unit_test(test_frozen_param_no_grad),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_arena_out_of_memory),

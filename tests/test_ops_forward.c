@@ -55,39 +55,51 @@ static void test_matmul_linear(void **st)
     secap_ctx_free(c);
 }
 
-/* secap_attention against softmax(QK^T scale) V in double, masks included. */
-static void check_attention(secap_ctx *c, int B, int Tq, int Tk, int H, int d, const int32_t *klen, int causal,
-                            const char *what)
+/* Attention against softmax(QK^T scale) V in double, masks included: G kv
+ * heads (query head h reads kv head h / (H/G)), per-row query positions
+ * qpos (NULL: Tk - Tq).  G == H goes through secap_attention (the wrapper),
+ * otherwise through secap_attention_ex. */
+static void check_attention_ex(secap_ctx *c, int B, int Tq, int Tk, int H, int G, int d, const int32_t *klen,
+                               const int32_t *qpos, int causal, const char *what)
 {
-    int HD = H * d;
-    secap_tensor *q = rnd(c, SECAP_SHAPE(B, Tq, HD), -1, 1), *k = rnd(c, SECAP_SHAPE(B, Tk, HD), -1, 1),
-                 *v = rnd(c, SECAP_SHAPE(B, Tk, HD), -1, 1);
+    int HD = H * d, GD = G * d, r = H / G;
+    secap_tensor *q = rnd(c, SECAP_SHAPE(B, Tq, HD), -1, 1), *k = rnd(c, SECAP_SHAPE(B, Tk, GD), -1, 1),
+                 *v = rnd(c, SECAP_SHAPE(B, Tk, GD), -1, 1);
     float scale = 1.0f / sqrtf((float)d);
-    secap_tensor *o = secap_attention(c, q, k, v, H, klen, causal, scale);
-    double *ref = malloc(sizeof(double) * (size_t)o->n), *sc = malloc(sizeof(double) * (size_t)Tk);
+    secap_attn_opts o = {.heads = H, .kv_heads = G, .key_len = klen, .q_pos = qpos, .causal = causal,
+                         .scale = scale};
+    secap_tensor *out = G == H && !qpos ? secap_attention(c, q, k, v, H, klen, causal, scale)
+                                        : secap_attention_ex(c, q, k, v, &o);
+    double *ref = malloc(sizeof(double) * (size_t)out->n), *sc = malloc(sizeof(double) * (size_t)Tk);
     const float *Q = secap_f32(q), *K = secap_f32(k), *V = secap_f32(v);
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++)
             for (int i = 0; i < Tq; i++) {
                 double mx = -1e300, z = 0.0;
-                int lim = klen ? klen[b] : Tk;
-                if (causal && i + (Tk - Tq) + 1 < lim) lim = i + (Tk - Tq) + 1;
+                int lim = klen ? klen[b] : Tk, p = (qpos ? qpos[b] : Tk - Tq) + i, g = h / r;
+                if (causal && p + 1 < lim) lim = p + 1;
                 for (int j = 0; j < lim; j++) {
                     sc[j] = 0.0;
-                    for (int e = 0; e < d; e++) sc[j] += (double)Q[(b * Tq + i) * HD + h * d + e] * K[(b * Tk + j) * HD + h * d + e];
+                    for (int e = 0; e < d; e++) sc[j] += (double)Q[(b * Tq + i) * HD + h * d + e] * K[(b * Tk + j) * GD + g * d + e];
                     sc[j] *= scale;
                     if (sc[j] > mx) mx = sc[j];
                 }
                 for (int j = 0; j < lim; j++) z += exp(sc[j] - mx);
                 for (int e = 0; e < d; e++) {
                     double acc = 0.0;
-                    for (int j = 0; j < lim; j++) acc += exp(sc[j] - mx) / z * V[(b * Tk + j) * HD + h * d + e];
-                    ref[(b * Tq + i) * HD + h * d + e] = acc;
+                    for (int j = 0; j < lim; j++) acc += exp(sc[j] - mx) / z * V[(b * Tk + j) * GD + g * d + e];
+                    ref[(b * Tq + i) * HD + h * d + e] = acc; /* 0 when no key is visible */
                 }
             }
-    expect_close(what, secap_f32(o), ref, o->n, 1e-5);
+    expect_close(what, secap_f32(out), ref, out->n, 1e-5);
     free(ref);
     free(sc);
+}
+
+static void check_attention(secap_ctx *c, int B, int Tq, int Tk, int H, int d, const int32_t *klen, int causal,
+                            const char *what)
+{
+    check_attention_ex(c, B, Tq, Tk, H, H, d, klen, NULL, causal, what);
 }
 
 static void test_attention_values(void **st)
@@ -101,6 +113,20 @@ static void test_attention_values(void **st)
     int32_t klen2[2] = {300, 170};
     check_attention(c, 2, 300, 300, 2, 8, klen2, 1, "attention 300 causal+pad");
     check_attention(c, 1, 260, 90, 1, 8, NULL, 0, "attention 260 x 90 cross");
+    /* grouped-query: 6 query heads on 2 and on 1 kv heads */
+    check_attention_ex(c, 2, 5, 7, 6, 2, 4, klen, NULL, 1, "gqa 6/2 causal+pad");
+    check_attention_ex(c, 2, 5, 7, 6, 1, 4, NULL, NULL, 0, "gqa 6/1 (multi-query)");
+    /* new queries against a cache: per-row offsets and lengths, one row
+     * with no visible key (its output must be zeros) */
+    int32_t klen3[3] = {9, 4, 0}, qpos3[3] = {6, 1, 0};
+    check_attention_ex(c, 3, 3, 12, 4, 2, 4, klen3, qpos3, 1, "cache offset gqa causal");
+    int32_t klen4[3] = {1, 12, 5}, qpos4[3] = {0, 11, 3};
+    check_attention_ex(c, 3, 1, 12, 4, 4, 4, klen4, qpos4, 1, "cache decode step");
+    check_attention_ex(c, 3, 140, 150, 4, 2, 8, (int32_t[]){150, 77, 140}, (int32_t[]){10, 0, 3}, 1,
+                       "cache offset 140 x 150");
+    /* 3 query heads per kv head at 600 x 600 exceed one stack of S (2^20
+     * floats): stacks of 2 heads and 1 */
+    check_attention_ex(c, 1, 600, 600, 3, 1, 4, (int32_t[]){590}, NULL, 1, "gqa 3/1 600 x 600 split stacks");
     secap_ctx_free(c);
 }
 
@@ -224,6 +250,40 @@ static void test_rope_matches_rotate_half(void **st)
     secap_ctx_free(c);
 }
 
+/* Per-row positions [B, T] against the rotate-half formula in double, and
+ * secap_rope_bt with every row at the shared positions equals secap_rope. */
+static void test_rope_per_row_positions(void **st)
+{
+    (void)st;
+    secap_ctx *c = secap_ctx_new(64u << 20, 64u << 20, 1);
+    enum { B = 3, T = 4, H = 2, d = 8, W = H * d, half = d / 2 };
+    int32_t pos[B * T] = {5, 6, 7, 8, 0, 1, 2, 2, 300, 301, 302, 303};
+    secap_tensor *x = rnd(c, SECAP_SHAPE(B, T, W), -1, 1);
+    secap_tensor *y = secap_rope_bt(c, x, H, pos, 10000.0f);
+    double ref[B * T * W];
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++)
+            for (int h = 0; h < H; h++) {
+                const float *xv = secap_f32(x) + (b * T + t) * W + h * d;
+                for (int i = 0; i < d; i++) {
+                    double inv = 1.0 / pow(10000.0, (double)(2 * (i % half)) / d), a = pos[b * T + t] * inv;
+                    double rot = i < half ? -xv[i + half] : xv[i - half];
+                    ref[(b * T + t) * W + h * d + i] = xv[i] * cos(a) + rot * sin(a);
+                }
+            }
+    /* float32 angles (as HF) at position ~300 are off by ~1e-6 */
+    expect_close("rope per-row positions", secap_f32(y), ref, B * T * W, 2e-5);
+    int32_t shared[T] = {4, 9, 10, 11}, rows[B * T];
+    for (int b = 0; b < B; b++) memcpy(rows + b * T, shared, sizeof shared);
+    secap_tensor *ys = secap_rope(c, x, H, shared, 10000.0f), *yb = secap_rope_bt(c, x, H, rows, 10000.0f);
+    if (memcmp(secap_f32(ys), secap_f32(yb), sizeof(float) * B * T * W))
+        fail_msg("rope_bt with every row at the shared positions differs from rope");
+    secap_tensor *y0 = secap_rope(c, x, H, NULL, 10000.0f), *y0b = secap_rope_bt(c, x, H, NULL, 10000.0f);
+    if (memcmp(secap_f32(y0), secap_f32(y0b), sizeof(float) * B * T * W))
+        fail_msg("rope_bt with NULL positions differs from rope with NULL positions");
+    secap_ctx_free(c);
+}
+
 static void test_weight_norm_values(void **st)
 {
     (void)st;
@@ -284,7 +344,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matmul_linear),    cmocka_unit_test(test_attention_values),
         cmocka_unit_test(test_conv_and_norms),   cmocka_unit_test(test_pointwise_values),
-        cmocka_unit_test(test_rope_matches_rotate_half), cmocka_unit_test(test_weight_norm_values),
+        cmocka_unit_test(test_rope_matches_rotate_half),
+        cmocka_unit_test(test_rope_per_row_positions), cmocka_unit_test(test_weight_norm_values),
         cmocka_unit_test(test_transpose_tiled),  cmocka_unit_test(test_conv1d_tm_matches_conv1d),
     };
     return cmocka_run_group_tests_name("op values", tests, NULL, NULL);

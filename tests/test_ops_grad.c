@@ -1,7 +1,7 @@
 /* Finite-difference gradient tests: one or more cases per op. */
 #include "gradcheck.h"
 
-typedef struct { int i[6]; float f[4]; const int32_t *ids; } gca;
+typedef struct { int i[6]; float f[4]; const int32_t *ids, *pos; } gca;
 
 #define BUILD(name) static secap_tensor *name(secap_ctx *c, secap_tensor **in, void *argp)
 #define A ((gca *)argp)
@@ -34,8 +34,22 @@ BUILD(b_attention)
 {
     return secap_attention(c, in[0], in[1], in[2], A->i[0], A->ids, A->i[1], A->f[0]);
 }
+BUILD(b_attention_ex)
+{
+    secap_attn_opts o = {.heads = A->i[0], .kv_heads = A->i[2], .key_len = A->ids, .q_pos = A->pos,
+                         .causal = A->i[1], .scale = A->f[0]};
+    return secap_attention_ex(c, in[0], in[1], in[2], &o);
+}
+/* a small decoder block: rope on q and k, GQA attention, a linear, gelu */
+BUILD(b_block)
+{
+    secap_tensor *q = secap_rope_bt(c, in[0], 4, A->pos, 10000.0f), *k = secap_rope_bt(c, in[1], 2, A->pos, 10000.0f);
+    secap_attn_opts o = {.heads = 4, .kv_heads = 2, .key_len = A->ids, .causal = 1, .scale = 0.5f};
+    return secap_gelu(c, secap_linear(c, secap_attention_ex(c, q, k, in[2], &o), in[3], NULL));
+}
 BUILD(b_embedding) { return secap_embedding_bt(c, in[0], A->ids, A->i[0], A->i[1]); }
 BUILD(b_rope) { return secap_rope(c, in[0], A->i[0], A->ids, 10000.0f); }
+BUILD(b_rope_bt) { return secap_rope_bt(c, in[0], A->i[0], A->ids, A->f[0]); }
 BUILD(b_conv1d)
 {
     return secap_conv1d(c, in[0], in[1], A->i[3] ? in[2] : NULL, A->i[0], A->i[1], A->i[2]);
@@ -211,6 +225,57 @@ T(test_attention)
     int32_t klen2[2] = {6, 0}; /* second item: every key masked -> zeros */
     a.i[1] = 0; a.ids = klen2;
     gradcheck("attention cross, empty keys", b_attention, &a, 3, cross, 1e-2f, 3e-3f);
+
+    /* grouped-query: 4 query heads of size 4 on 2 and on 1 kv heads; the
+     * shared dK, dV sum over their query heads */
+    gca g = {.i = {4, 0, 2}, .f = {0.5f}};
+    gc_input gqa[3] = {GC_IN(-1, 1, 2, 5, 16), GC_IN(-1, 1, 2, 6, 8), GC_IN(-1, 1, 2, 6, 8)};
+    gradcheck("attention gqa 4/2", b_attention_ex, &g, 3, gqa, 1e-2f, 3e-3f);
+    int32_t gl[2] = {6, 2};
+    g.i[1] = 1; g.ids = gl;
+    gradcheck("attention gqa 4/2 causal pad", b_attention_ex, &g, 3, gqa, 1e-2f, 3e-3f);
+    gca m = {.i = {4, 1, 1}, .f = {0.5f}, .ids = gl};
+    gc_input mqa[3] = {GC_IN(-1, 1, 2, 5, 16), GC_IN(-1, 1, 2, 6, 4), GC_IN(-1, 1, 2, 6, 4)};
+    gradcheck("attention gqa 4/1 causal pad", b_attention_ex, &m, 3, mqa, 1e-2f, 3e-3f);
+    /* 3 query heads on one kv head at 600 x 600: S of a whole group exceeds
+     * a stack (2^20 floats), so stacks of 2 heads and 1 share dK, dV */
+    int32_t bl[1] = {590};
+    gca big = {.i = {3, 1, 1}, .f = {0.5f}, .ids = bl};
+    gc_input bin[3] = {GC_IN(-1, 1, 1, 600, 6), GC_IN(-1, 1, 1, 600, 2), GC_IN(-1, 1, 1, 600, 2)};
+    gradcheck("attention gqa 3/1 600 split stacks", b_attention_ex, &big, 3, bin, 1e-2f, 3e-3f);
+
+    /* new queries against a cache [B, Tmax=8]: row 0 at positions 5..7 of
+     * 8 keys, row 1 at 1..3 of 4 (its last query sees all), row 2 sees no
+     * key; keys past a row's length must get exactly zero gradient */
+    int32_t ck[3] = {8, 4, 0}, cp[3] = {5, 1, 0};
+    gca o = {.i = {4, 1, 2}, .f = {0.5f}, .ids = ck, .pos = cp};
+    gc_input cache[3] = {GC_IN(-1, 1, 3, 3, 16), GC_IN(-1, 1, 3, 8, 8), GC_IN(-1, 1, 3, 8, 8)};
+    gradcheck("attention cache offset causal", b_attention_ex, &o, 3, cache, 1e-2f, 3e-3f);
+    int32_t dk[3] = {3, 8, 6}, dp[3] = {2, 7, 5};
+    gca s1 = {.i = {4, 1, 2}, .f = {0.5f}, .ids = dk, .pos = dp};
+    gc_input step[3] = {GC_IN(-1, 1, 3, 1, 16), GC_IN(-1, 1, 3, 8, 8), GC_IN(-1, 1, 3, 8, 8)};
+    gradcheck("attention cache decode step", b_attention_ex, &s1, 3, step, 1e-2f, 3e-3f);
+}
+
+/* The analytic gradients from secap_backward_from(out, dout) with a
+ * non-scalar out, against finite differences of sum(out * dout). */
+T(test_backward_from)
+{
+    (void)state;
+    gc_from_dout = 1;
+    gca m = {.i = {0, 1}};
+    gc_input mm[2] = {GC_IN(-1, 1, 3, 4), GC_IN(-1, 1, 5, 4)};
+    gradcheck("backward_from matmul", b_matmul, &m, 2, mm, 1e-2f, 2e-3f);
+    int32_t ck[3] = {8, 4, 0}, cp[3] = {5, 1, 0};
+    gca o = {.i = {4, 1, 2}, .f = {0.5f}, .ids = ck, .pos = cp};
+    gc_input cache[3] = {GC_IN(-1, 1, 3, 3, 16), GC_IN(-1, 1, 3, 8, 8), GC_IN(-1, 1, 3, 8, 8)};
+    gradcheck("backward_from cache attention", b_attention_ex, &o, 3, cache, 1e-2f, 3e-3f);
+    int32_t kl[2] = {5, 3}, pbt[10] = {0, 1, 2, 3, 4, 6, 7, 8, 8, 8};
+    gca bl = {.ids = kl, .pos = pbt};
+    gc_input blk[4] = {GC_IN(-1, 1, 2, 5, 16), GC_IN(-1, 1, 2, 5, 8), GC_IN(-1, 1, 2, 5, 8), GC_IN(-1, 1, 6, 16)};
+    gradcheck("backward_from rope+gqa+linear+gelu", b_block, &bl, 4, blk, 1e-2f, 3e-3f);
+    gc_from_dout = 0;
+    gradcheck("same block via backward(sum)", b_block, &bl, 4, blk, 1e-2f, 3e-3f);
 }
 
 T(test_embeddings)
@@ -226,6 +291,14 @@ T(test_embeddings)
     gradcheck("rope offset positions", b_rope, &r, 1, &x, 1e-2f, 2e-3f);
     r.ids = NULL;
     gradcheck("rope", b_rope, &r, 1, &x, 1e-2f, 2e-3f);
+    /* a position per row and step: rows at different offsets, a padded row
+     * repeating its last position, a beam far along */
+    int32_t pbt[12] = {0, 1, 2, 3, 7, 8, 9, 9, 500, 501, 502, 503};
+    gca rb = {.i = {2}, .f = {10000.0f}, .ids = pbt};
+    gc_input xb = GC_IN(-1, 1, 3, 4, 8);
+    gradcheck("rope per-row positions", b_rope_bt, &rb, 1, &xb, 1e-2f, 2e-3f);
+    rb.f[0] = 500000.0f; rb.i[0] = 1;
+    gradcheck("rope per-row theta 5e5", b_rope_bt, &rb, 1, &xb, 1e-2f, 2e-3f);
 }
 
 T(test_conv1d)
@@ -291,6 +364,7 @@ int main(void)
         cmocka_unit_test(test_broadcast_binary), cmocka_unit_test(test_pointwise),
         cmocka_unit_test(test_dropout),       cmocka_unit_test(test_norms),
         cmocka_unit_test(test_softmax_family), cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_backward_from),
         cmocka_unit_test(test_embeddings),    cmocka_unit_test(test_conv1d),
         cmocka_unit_test(test_shape_ops),     cmocka_unit_test(test_reductions),
     };

@@ -4,7 +4,8 @@
  * input requires a gradient and no-grad mode is off, records a node: the op's
  * name, its inputs, its output, whatever the backward rule needs, and a
  * pointer to that rule.  secap_backward(loss) walks the tape from the newest
- * node to the oldest; each rule *adds* into its inputs' gradients, so a tensor
+ * node to the oldest (secap_backward_from: from any tensor, with a given output
+ * gradient); each rule *adds* into its inputs' gradients, so a tensor
  * used twice accumulates both contributions.  Parameter gradients accumulate
  * across calls until the optimizer zeroes them (gradient accumulation).
  */
@@ -37,7 +38,16 @@ secap_node *secap_record(secap_ctx *c, const char *op, secap_backward_fn bw,
  * takes no gradient (frozen parameter, constant). */
 float *secap_grad(secap_ctx *c, secap_tensor *t);
 
-/* d loss / d everything: loss must be a scalar (one element). */
+/* d loss / d everything: loss must be a scalar (one element).  The same as
+ * secap_backward_from(c, loss, &1.0f). */
 void secap_backward(secap_ctx *c, secap_tensor *loss);
+/* Reverse pass from any taped tensor `out` with a given output gradient
+ * dout [out->n] (the vector in a vector-Jacobian product): adds dout into
+ * out's gradient and replays the tape, so every input receives
+ * sum_i dout[i] * d out[i] / d input.  Nodes recorded after `out` take no
+ * part.  Intermediate gradients from an earlier backward over the same tape
+ * are cleared first; parameter gradients accumulate as with
+ * secap_backward. */
+void secap_backward_from(secap_ctx *c, secap_tensor *out, const float *dout);
 
 #endif

@@ -72,9 +72,32 @@ secap_tensor *secap_cross_entropy(secap_ctx *c, secap_tensor *logits, const int3
  * positions >= key_len[b] are masked (padding).  causal: query i sees keys
  * j <= i + (Tk - Tq).  scale: usually 1/sqrt(d).  A query row with no visible
  * key outputs zeros.  Backward recomputes the probabilities from the saved
- * row log-sum-exp [B, H, Tq]; no Tq x Tk tensor is kept. */
+ * row log-sum-exp [B, H, Tq]; no Tq x Tk tensor is kept.  The same as
+ * secap_attention_ex with kv_heads = heads and no q_pos. */
 secap_tensor *secap_attention(secap_ctx *c, secap_tensor *q, secap_tensor *k, secap_tensor *v,
                               int heads, const int32_t *key_len, int causal, float scale);
+
+typedef struct {
+    int heads;              /* H query heads */
+    int kv_heads;           /* G key/value heads; 0 means H.  H % G == 0 */
+    const int32_t *key_len; /* [B] valid keys per row (keys >= key_len[b] masked), or NULL: all Tk */
+    const int32_t *q_pos;   /* [B] absolute position of row b's first query (query i sits at
+                               q_pos[b] + i), or NULL: Tk - Tq.  Only read when causal */
+    int causal;             /* a query at position p sees keys j <= p */
+    float scale;            /* usually 1/sqrt(d) */
+} secap_attn_opts;
+
+/* Grouped-query attention, also against a KV cache.
+ * q [B, Tq, H*d], k and v [B, Tk, G*d] -> [B, Tq, H*d].  Query head h reads
+ * kv head h / (H/G) (Hugging Face repeat_kv order) in place: K and V are
+ * not copied per query head.  Query i of row b (position p = q_pos[b] + i)
+ * sees key j when j < key_len[b] and, if causal, j <= p; a row with no
+ * visible key outputs zeros.  Keys at or past the last one any query of a
+ * row can see are never read, so k and v may be a cache's [B, Tmax, G*d]
+ * buffers with key_len its row lengths (secap/kvcache.h).  Backward adds the
+ * gradients of a shared kv head from all of its query heads. */
+secap_tensor *secap_attention_ex(secap_ctx *c, secap_tensor *q, secap_tensor *k, secap_tensor *v,
+                                 const secap_attn_opts *o);
 
 /* ---- embeddings (src/ops/embed.c) ---------------------------------------- */
 
@@ -85,6 +108,10 @@ secap_tensor *secap_embedding_bt(secap_ctx *c, secap_tensor *w, const int32_t *i
 /* Rotary embedding, Hugging Face rotate-half layout: x [B, T, H*d], head
  * pairs (i, i + d/2); pos [T] (or NULL for 0..T-1) positions; theta base. */
 secap_tensor *secap_rope(secap_ctx *c, secap_tensor *x, int heads, const int32_t *pos, float theta);
+/* The same with a position per row and step: pos_bt [B, T] (row b's step t
+ * sits at pos_bt[b * T + t]; padded batches and beams at different
+ * lengths), or NULL for 0..T-1 in every row. */
+secap_tensor *secap_rope_bt(secap_ctx *c, secap_tensor *x, int heads, const int32_t *pos_bt, float theta);
 
 /* ---- shape (src/ops/shape.c) --------------------------------------------- */
 

@@ -105,6 +105,10 @@ secap_tensor *secap_param(secap_ctx *c, const char *name, int ndim, const int64_
                           int trainable);
 /* A frozen bf16 parameter (storage only; read by linear and embedding). */
 secap_tensor *secap_param_bf16(secap_ctx *c, const char *name, int ndim, const int64_t *shape);
+/* A step-arena header over float32 memory the caller owns (e.g. a KV
+ * cache's buffers, secap/kvcache.h): no copy, no gradient.  The header is
+ * stale after secap_ctx_reset(); the memory must outlive it. */
+secap_tensor *secap_wrap_f32(secap_ctx *c, const char *name, int ndim, const int64_t *shape, float *data);
 
 /* A parameter the caller fills at once (a load): no zero-fill of the data;
  * trainable ones (float32 only) get a zeroed gradient. */

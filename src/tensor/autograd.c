@@ -37,22 +37,37 @@ float *secap_grad(secap_ctx *c, secap_tensor *t)
     return t->grad;
 }
 
+void secap_backward_from(secap_ctx *c, secap_tensor *out, const float *dout)
+{
+    secap_check_live(out, "backward_from");
+    if (!dout)
+        secap_fatal("backward_from: the output gradient is NULL (hint: pass [%lld] floats shaped like the "
+                    "output, or call secap_backward on a scalar loss)", (long long)out->n);
+    if (!out->requires_grad)
+        secap_fatal("backward_from: the output does not depend on any tensor that takes a gradient "
+                    "(hint: was it computed under no_grad, or are all parameters frozen?)");
+    /* Intermediate gradients from an earlier backward over the same tape
+     * (e.g. a second loss in one step) must not leak into this one; nodes
+     * newer than out keep a NULL gradient and are skipped. */
+    for (secap_node *n = c->tape; n; n = n->prev) n->out->grad = NULL;
+    float *g = secap_grad(c, out);
+    for (int64_t i = 0; i < out->n; i++) g[i] += dout[i];
+    for (secap_node *n = c->tape; n; n = n->prev)
+        if (n->out->grad) n->backward(c, n);
+}
+
 void secap_backward(secap_ctx *c, secap_tensor *loss)
 {
     char s[64];
     secap_check_live(loss, "backward");
     if (loss->n != 1)
         secap_fatal("backward: loss has shape %s (%lld elements); backward needs a scalar "
-                    "(hint: reduce it with secap_mean_all or secap_sum_all first)",
+                    "(hint: reduce it with secap_mean_all or secap_sum_all first, or give the output "
+                    "gradient to secap_backward_from)",
                     secap_shape_str(loss, s, sizeof s), (long long)loss->n);
     if (!loss->requires_grad)
         secap_fatal("backward: loss does not depend on any tensor that takes a gradient "
                     "(hint: was it computed under no_grad, or are all parameters frozen?)");
-    /* Intermediate gradients from an earlier backward over the same tape
-     * (e.g. a second loss in one step) must not leak into this one. */
-    for (secap_node *n = c->tape; n; n = n->prev) n->out->grad = NULL;
-    float *g = secap_grad(c, loss);
-    g[0] += 1.0f;
-    for (secap_node *n = c->tape; n; n = n->prev)
-        if (n->out->grad) n->backward(c, n);
+    const float one = 1.0f;
+    secap_backward_from(c, loss, &one);
 }

@@ -157,6 +157,27 @@ secap_tensor *secap_param_external(secap_ctx *c, const char *name, int ndim, con
     return t;
 }
 
+secap_tensor *secap_wrap_f32(secap_ctx *c, const char *name, int ndim, const int64_t *shape, float *data)
+{
+    if (!data) secap_fatal("%s: wrapping NULL memory as a tensor (hint: allocate the buffer first)", name);
+    if (ndim < 0 || ndim > SECAP_MAX_DIMS)
+        secap_fatal("%s: %d dims requested, at most %d supported (hint: reshape to fewer dims)",
+                    name, ndim, SECAP_MAX_DIMS);
+    secap_tensor *t = secap_arena_header(c->step, name);
+    int64_t n = 1;
+    for (int d = 0; d < SECAP_MAX_DIMS; d++) {
+        if (d < ndim && shape[d] < 0) secap_fatal("%s: negative size %lld in dim %d", name, (long long)shape[d], d);
+        t->shape[d] = d < ndim ? shape[d] : 1;
+        if (d < ndim) n *= shape[d];
+    }
+    t->ndim = ndim;
+    t->n = n;
+    t->dtype = SECAP_F32;
+    t->data = data;
+    t->name = name;
+    return t;
+}
+
 /* Used by ops: a step-arena output tensor named after the op. */
 secap_tensor *secap_op_out(secap_ctx *c, const char *op, int ndim, const int64_t *shape, int zero)
 {

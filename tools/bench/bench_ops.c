@@ -4,6 +4,10 @@
  *    backward (dx, dW, db) against the three raw sgemm calls they make.
  * 2. attention, B=8, heads=12, T=256, d=64: the fused op against the same
  *    math done as separate ops (permute, batched matmul, softmax, matmul).
+ * 3. one decoding step against a KV cache (secap_attention_ex, Tq = 1,
+ *    LLaMA-7B heads: 32 x 128), 4 rows at 256 valid positions, kv heads 32
+ *    and 8, in caches of Tmax 256 and 2048: the unused tail must cost
+ *    nothing.  GB/s counts the K and V bytes a step must read.
  * Times are the best of 5 after a warm-up; GFLOP/s counts model FLOPs
  * (2 per multiply-add of the matrix products). */
 #include "secap/autograd.h"
@@ -13,7 +17,6 @@
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <math.h>
 
 #define REPS 5
@@ -21,15 +24,6 @@
 static void randn(secap_tensor *t, secap_rng *r, float s)
 {
     for (int64_t i = 0; i < t->n; i++) secap_f32(t)[i] = s * secap_rng_normal(r);
-}
-
-/* Runs backward from `out` with a given output gradient (no scalar loss). */
-static void backward_from(secap_ctx *c, secap_tensor *out, const float *dy)
-{
-    float *g = secap_grad(c, out);
-    memcpy(g, dy, (size_t)out->n * sizeof(float));
-    for (secap_node *n = c->tape; n; n = n->prev)
-        if (n->out->grad) n->backward(c, n);
 }
 
 static void bench_linear(void)
@@ -56,7 +50,7 @@ static void bench_linear(void)
         secap_tensor *x = secap_leaf(c, SECAP_SHAPE(M, K), X);
         t0 = secap_now();
         secap_tensor *y = secap_linear(c, x, w, b);
-        backward_from(c, y, DY);
+        secap_backward_from(c, y, DY);
         t1 = secap_now();
         if (rep) best_op = t1 - t0 < best_op ? t1 - t0 : best_op;
         secap_ctx_reset(c);
@@ -107,7 +101,7 @@ static void bench_attention(void)
             double t0 = secap_now();
             secap_tensor *o = mode == 0 ? secap_attention(c, q, k, v, H, NULL, 0, 1.0f / sqrtf((float)d))
                                         : attention_unfused(c, q, k, v, H);
-            backward_from(c, o, DO);
+            secap_backward_from(c, o, DO);
             double t1 = secap_now();
             if (rep) best[mode] = t1 - t0 < best[mode] ? t1 - t0 : best[mode];
             size_t used = secap_arena_used(c->step) - base;
@@ -123,11 +117,48 @@ static void bench_attention(void)
     secap_ctx_free(c);
 }
 
+static void bench_decode(void)
+{
+    const int B = 4, H = 32, d = 128, len = 256, steps = 50;
+    secap_ctx *c = secap_ctx_new(64u << 20, 1024u << 20, 1);
+    secap_rng r;
+    secap_rng_seed(&r, 3);
+    printf("attention decode step B=%d heads=%d d=%d, %d cached positions (median of %d steps)\n", B, H, d, len,
+           steps);
+    for (int gi = 0; gi < 2; gi++)
+        for (int ti = 0; ti < 2; ti++) {
+            int G = gi ? 8 : 32, Tmax = ti ? 2048 : len;
+            float *K = malloc(sizeof(float) * (size_t)B * Tmax * G * d), *V = malloc(sizeof(float) * (size_t)B * Tmax * G * d);
+            for (int64_t i = 0; i < (int64_t)B * Tmax * G * d; i++) { K[i] = secap_rng_normal(&r); V[i] = secap_rng_normal(&r); }
+            int32_t klen[4] = {len, len, len, len}, qpos[4] = {len - 1, len - 1, len - 1, len - 1};
+            secap_attn_opts o = {.heads = H, .kv_heads = G, .key_len = klen, .q_pos = qpos, .causal = 1,
+                                 .scale = 1.0f / sqrtf((float)d)};
+            double t[64];
+            for (int s = 0; s <= steps; s++) {
+                secap_tensor *q = secap_empty(c, SECAP_SHAPE(B, 1, H * d));
+                randn(q, &r, 1.0f);
+                secap_tensor *k = secap_wrap_f32(c, "k", SECAP_SHAPE(B, Tmax, G * d), K),
+                             *v = secap_wrap_f32(c, "v", SECAP_SHAPE(B, Tmax, G * d), V);
+                double t0 = secap_now();
+                secap_attention_ex(c, q, k, v, &o);
+                if (s) t[s - 1] = secap_now() - t0;
+                secap_ctx_reset(c);
+            }
+            for (int i = 1; i < steps; i++) /* insertion sort for the median */
+                for (int j = i; j > 0 && t[j] < t[j - 1]; j--) { double x = t[j]; t[j] = t[j - 1]; t[j - 1] = x; }
+            double med = t[steps / 2], bytes = 2.0 * B * len * G * d * sizeof(float);
+            printf("  kv heads %2d, Tmax %4d  %8.3f ms  %6.1f GB/s of K,V\n", G, Tmax, med * 1e3, bytes / med * 1e-9);
+            free(K); free(V);
+        }
+    secap_ctx_free(c);
+}
+
 int main(void)
 {
     secap_threads_init(0);
     printf("threads: %d\n", secap_threads());
     bench_linear();
     bench_attention();
+    bench_decode();
     return 0;
 }
