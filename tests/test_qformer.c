@@ -531,6 +531,57 @@ static void test_query_only_layout(void **st)
     secap_ctx_free(c);
 }
 
+/* Token types: an all-zero types array is the default (row 0 added to every
+ * token); other types change the output. */
+static void test_token_types(void **st)
+{
+    (void)st;
+    secap_ctx *c = new_ctx();
+    secap_qformer_config cf;
+    small_cfg(&cf);
+    secap_qformer *m = secap_qformer_init_random(c, &cf, 0, 4);
+    int32_t ids[6] = {2, 7, 9, 2, 11, 0}, lens[2] = {3, 2}, zero[6] = {0}, ones[6] = {0, 1, 1, 0, 1, 1};
+    secap_tensor *a = secap_qformer_text(c, m, ids, lens, NULL, 2, 3);
+    secap_tensor *b = secap_qformer_text(c, m, ids, lens, zero, 2, 3);
+    secap_tensor *d = secap_qformer_text(c, m, ids, lens, ones, 2, 3);
+    assert_memory_equal(a->data, b->data, (size_t)a->n * sizeof(float));
+    assert_memory_not_equal(a->data, d->data, (size_t)a->n * sizeof(float));
+    secap_qformer_free(m);
+    secap_ctx_free(c);
+}
+
+/* Dropout (hidden_dropout_prob) acts in training mode only; with p = 0 the
+ * training forward equals the eval one. */
+static void test_dropout(void **st)
+{
+    (void)st;
+    secap_ctx *c = new_ctx();
+    secap_qformer_config cf;
+    small_cfg(&cf);
+    cf.hidden_dropout_prob = 0.3;
+    secap_qformer *m = secap_qformer_init_random(c, &cf, 1, 4);
+    cf.hidden_dropout_prob = 0.0;
+    secap_qformer *m0 = secap_qformer_init_random(c, &cf, 1, 4);   /* same seed: same weights */
+    float x[2 * 3 * 40];
+    for (int i = 0; i < 2 * 3 * 40; i++) x[i] = cosf(0.11f * (float)i);
+    secap_tensor *in = secap_from_data(c, SECAP_SHAPE(2, 3, 40), x);
+    secap_tensor *eval = secap_qformer_query(c, m, in, NULL);
+    c->training = 1;
+    secap_tensor *tr = secap_qformer_query(c, m, in, NULL);
+    secap_tensor *tr0 = secap_qformer_query(c, m0, in, NULL);
+    c->training = 0;
+    secap_tensor *eval0 = secap_qformer_query(c, m0, in, NULL);
+    assert_memory_equal(eval->data, eval0->data, (size_t)eval->n * sizeof(float));
+    assert_memory_equal(tr0->data, eval0->data, (size_t)eval->n * sizeof(float));
+    double d = 0;
+    for (int64_t i = 0; i < eval->n; i++) d = fmax(d, fabs(secap_f32(tr)[i] - secap_f32(eval)[i]));
+    printf("  dropout 0.3 in training changes the query outputs by up to %.3g\n", d);
+    assert_true(d > 0.1);
+    secap_qformer_free(m0);
+    secap_qformer_free(m);
+    secap_ctx_free(c);
+}
+
 /* ------------------------------------------------------------- refusals */
 
 static void test_bad_config(void **st)
@@ -625,6 +676,9 @@ static void test_bad_files(void **st)
     p = tu_tmp("qf_unknown.h5");
     write_edited(m, p, EDIT_EXTRA, "Qformer.bert.encoder.layer.1.crossattention.self.key.weight", NULL, 0);
     load_fails(p, "Qformer.bert.encoder.layer.1.crossattention.self.key.weight", NULL);
+    p = tu_tmp("qf_position_ids.h5");   /* LAVIS's buffer is ignored */
+    write_edited(m, p, EDIT_EXTRA, "Qformer.bert.embeddings.position_ids", NULL, 0);
+    secap_qformer_free(secap_qformer_load(c, p, 0));
     p = tu_tmp("qf_bert_type.h5");
     write_edited(m, p, EDIT_ATTR_STR, "model_type", "bert", 0);   /* overwrites the attribute */
     load_fails(p, "not a Q-Former file", "model_type");
@@ -693,6 +747,8 @@ int main(void)
         cmocka_unit_test(test_init_bert),
         cmocka_unit_test(test_random_save_load),
         cmocka_unit_test(test_query_only_layout),
+        cmocka_unit_test(test_token_types),
+        cmocka_unit_test(test_dropout),
         cmocka_unit_test(test_bad_config),
         cmocka_unit_test(test_bad_files),
         cmocka_unit_test(test_bad_shapes),

@@ -126,6 +126,9 @@ void secap_qformer_config_write(const secap_qformer_config *c, secap_weights *w)
 
 typedef struct secap_qformer secap_qformer;
 
+/* fnmatch patterns of tensors a Q-Former file may hold and the model ignores. */
+extern const char *const SECAP_QFORMER_IGNORABLE[];
+
 /* A Q-Former read from an open weight file: the config from its attributes,
  * the BERT part under bert_prefix (NULL: SECAP_QFORMER_PREFIX), the root
  * tensors by their names.  trainable: every parameter takes gradients (stage
@@ -134,7 +137,8 @@ typedef struct secap_qformer secap_qformer;
  * allow) for the unknown-tensor check. */
 secap_qformer *secap_qformer_read(secap_ctx *c, secap_weights *w, const char *bert_prefix, int trainable);
 /* Opens path, reads (prefix SECAP_QFORMER_PREFIX), and closes with the
- * unknown-tensor check: a file holding anything else is refused. */
+ * unknown-tensor check: a file holding anything else is refused, except
+ * names matching SECAP_QFORMER_IGNORABLE (LAVIS's position_ids buffer). */
 secap_qformer *secap_qformer_load(secap_ctx *c, const char *path, int trainable);
 /* Initialisation from a plain BERT file (bert-base-chinese converted:
  * model_type "bert", BertModel names, optionally under "bert."): the BERT

@@ -152,6 +152,8 @@ static secap_qformer *qformer_new(const secap_qformer_config *cfg, int trainable
 
 /* ------------------------------------------------------- loading, saving */
 
+const char *const SECAP_QFORMER_IGNORABLE[] = { "*embeddings.position_ids", NULL };
+
 secap_qformer *secap_qformer_read(secap_ctx *c, secap_weights *w, const char *bert_prefix, int trainable)
 {
     secap_qformer_config cfg;
@@ -166,7 +168,7 @@ secap_qformer *secap_qformer_load(secap_ctx *c, const char *path, int trainable)
 {
     secap_weights *w = secap_weights_open(path);
     secap_qformer *m = secap_qformer_read(c, w, SECAP_QFORMER_PREFIX, trainable);
-    secap_weights_close_checked(w, NULL);
+    secap_weights_close_checked(w, SECAP_QFORMER_IGNORABLE);
     return m;
 }
 
