@@ -54,13 +54,27 @@
 #include <omp.h>
 #include <stdlib.h>
 
+#ifndef PANEL_FLOATS
 #define PANEL_FLOATS (64 * 1024) /* portable: widened W panel per thread */
+#endif
+#ifndef KC_PORT
 #define KC_PORT 1024             /* portable forward: K chunk of a panel */
+#endif
+#ifndef NB_FWD
 #define NB_FWD 128               /* AVX forward: rows of W per block */
+#endif
+#ifndef KC_FWD
 #define KC_FWD 1024              /* AVX forward: K chunk (x tile and W block in cache) */
+#endif
+#ifndef KT_BWD
 #define KT_BWD 64                /* AVX input gradient: dx columns per tile */
+#endif
+#ifndef KB_BWD
 #define KB_BWD 256               /* AVX input gradient: dx columns per thread block */
-#define NCH_BWD 512              /* AVX input gradient: rows of W per chunk (even) */
+#endif
+#ifndef NCH_BWD
+#define NCH_BWD 256              /* AVX input gradient: rows of W per packed chunk (even) */
+#endif
 
 /* ---- kernel choice ------------------------------------------------------- */
 
@@ -260,46 +274,47 @@ BF16_TARGET static void fwd_avx(const uint16_t *xh, const uint16_t *xl, int64_t 
     }
 }
 
-/* dx[i*lddx + k0 + c] += sum_{n0 <= n < n1} (dh + dl)[i*ldd + n] w[n*ldw + k0 + c]
- * for i < MR and c < kc <= 32 * KH (KH = 1 or 2 halves of 32 columns).
- * n0 is even; dy rows are zero padded to an even length, and row n1 of W is
- * not read when n1 is odd (it is the last row). */
+/* Packs rows [n0, n1) and columns [k0, k0 + kc) of w for the input
+ * gradient: per tile of 64 columns, per row pair (n, n+1), the four vectors
+ * unpack{lo,hi}(w[n, 32h ..], w[n+1, 32h ..]), h = 0, 1, that is
+ * p[(t * pairs + q) * 128 + 32 v], v = 2h + (0 lo, 1 hi).  Missing columns
+ * and the partner of an odd last row are zeros. */
+BF16_TARGET static void bwd_pack(const uint16_t *w, int64_t ldw, int64_t n0, int64_t n1, int64_t k0, int64_t kc,
+                                 uint16_t *p)
+{
+    int64_t pairs = (n1 - n0 + 1) / 2;
+    for (int64_t t = 0; t * KT_BWD < kc; t++) {
+        for (int64_t q = 0; q < pairs; q++) {
+            int64_t n = n0 + 2 * q;
+            uint16_t *dst = p + (t * pairs + q) * 128;
+            for (int h = 0; h < 2; h++) {
+                int64_t c0 = t * KT_BWD + 32 * h, left = kc - c0;
+                __mmask32 m = left >= 32 ? (__mmask32)0xffffffffu : left <= 0 ? 0 : (__mmask32)((1u << left) - 1);
+                const uint16_t *src = w + n * ldw + k0 + c0;
+                __m512i a = _mm512_maskz_loadu_epi16(m, src);
+                __m512i b = n + 1 < n1 ? _mm512_maskz_loadu_epi16(m, src + ldw) : _mm512_setzero_si512();
+                _mm512_storeu_si512(dst + 64 * h, _mm512_unpacklo_epi16(a, b));
+                _mm512_storeu_si512(dst + 64 * h + 32, _mm512_unpackhi_epi16(a, b));
+            }
+        }
+    }
+}
+
+/* dx[i*lddx + k0 + c] += sum_q (dh + dl)[i*ldd + 2q .. 2q+1] . pw[q] for
+ * i < MR and c < kc <= 32 * KH (KH = 1 or 2 halves of 32 columns): pw is
+ * one tile of bwd_pack (pairs x 128), dh, dl start at the tile's first row
+ * and are zero padded to an even length. */
 BF16_INLINE void bwd_tile(const int MR, const int KH, const uint16_t *dh, const uint16_t *dl, int64_t ldd,
-                          const uint16_t *w, int64_t ldw, int64_t n0, int64_t n1, int64_t k0, int64_t kc,
-                          float *dx, int64_t lddx)
+                          const uint16_t *pw, int64_t pairs, int64_t k0, int64_t kc, float *dx, int64_t lddx)
 {
     __m512 acc[4][4]; /* [i][2 * half + (0: unpacklo columns, 1: unpackhi columns)] */
     for (int i = 0; i < MR; i++)
         for (int v = 0; v < 2 * KH; v++) acc[i][v] = _mm512_setzero_ps();
-    __mmask32 mk[2];
-    for (int h = 0; h < KH; h++) {
-        int64_t left = kc - 32 * h;
-        mk[h] = left >= 32 ? (__mmask32)0xffffffffu : left <= 0 ? 0 : (__mmask32)((1u << left) - 1);
-    }
-    const uint16_t *wk = w + k0;
-    int64_t n = n0;
-    for (; n + 2 <= n1; n += 2) {
+    for (int64_t q = 0; q < pairs; q++) {
         __m512i wv[4];
-        for (int h = 0; h < KH; h++) {
-            __m512i a = _mm512_maskz_loadu_epi16(mk[h], wk + n * ldw + 32 * h);
-            __m512i b = _mm512_maskz_loadu_epi16(mk[h], wk + (n + 1) * ldw + 32 * h);
-            wv[2 * h] = _mm512_unpacklo_epi16(a, b);
-            wv[2 * h + 1] = _mm512_unpackhi_epi16(a, b);
-        }
+        for (int v = 0; v < 2 * KH; v++) wv[v] = _mm512_loadu_si512(pw + q * 128 + 32 * v);
         for (int i = 0; i < MR; i++) {
-            __m512i bh = pair(dh + i * ldd + n), bl = pair(dl + i * ldd + n);
-            for (int v = 0; v < 2 * KH; v++) acc[i][v] = dp(dp(acc[i][v], wv[v], bh), wv[v], bl);
-        }
-    }
-    if (n < n1) { /* the odd last row of W, paired with zeros */
-        __m512i wv[4], z = _mm512_setzero_si512();
-        for (int h = 0; h < KH; h++) {
-            __m512i a = _mm512_maskz_loadu_epi16(mk[h], wk + n * ldw + 32 * h);
-            wv[2 * h] = _mm512_unpacklo_epi16(a, z);
-            wv[2 * h + 1] = _mm512_unpackhi_epi16(a, z);
-        }
-        for (int i = 0; i < MR; i++) {
-            __m512i bh = pair(dh + i * ldd + n), bl = pair(dl + i * ldd + n);
+            __m512i bh = pair(dh + i * ldd + 2 * q), bl = pair(dl + i * ldd + 2 * q);
             for (int v = 0; v < 2 * KH; v++) acc[i][v] = dp(dp(acc[i][v], wv[v], bh), wv[v], bl);
         }
     }
@@ -321,11 +336,11 @@ BF16_INLINE void bwd_tile(const int MR, const int KH, const uint16_t *dh, const 
 }
 
 #define BWD_CASE(mr, kh) \
-    case (mr) * 4 + (kh): bwd_tile(mr, kh, dh, dl, ldd, w, ldw, n0, n1, k0, kc, dx, lddx); break;
+    case (mr) * 4 + (kh): bwd_tile(mr, kh, dh, dl, ldd, pw, pairs, k0, kc, dx, lddx); break;
 
 BF16_TARGET static void bwd_tile_any(int mr, int kh, const uint16_t *dh, const uint16_t *dl, int64_t ldd,
-                                     const uint16_t *w, int64_t ldw, int64_t n0, int64_t n1, int64_t k0,
-                                     int64_t kc, float *dx, int64_t lddx)
+                                     const uint16_t *pw, int64_t pairs, int64_t k0, int64_t kc, float *dx,
+                                     int64_t lddx)
 {
     switch (mr * 4 + kh) {
         BWD_CASE(1, 1) BWD_CASE(1, 2) BWD_CASE(2, 1) BWD_CASE(2, 2)
@@ -334,23 +349,26 @@ BF16_TARGET static void bwd_tile_any(int mr, int kh, const uint16_t *dh, const u
     }
 }
 
-/* dx [M, K] += dy [M, N] W from the split rows dh, dl [M, ldd]. */
+/* dx [M, K] += dy [M, N] W from the split rows dh, dl [M, ldd]; pack:
+ * per-thread scratch of KB_BWD * NCH_BWD bf16. */
 BF16_TARGET static void bwd_avx(const uint16_t *dh, const uint16_t *dl, int64_t ldd, const uint16_t *w,
-                                float *dx, int64_t M, int64_t N, int64_t K)
+                                float *dx, int64_t M, int64_t N, int64_t K, uint16_t *pack)
 {
     int nt = omp_get_max_threads();
     int64_t kb = min64(KB_BWD, round_up((K + 2 * nt - 1) / (2 * nt), KT_BWD));
     int64_t blocks = (K + kb - 1) / kb;
 #pragma omp parallel for schedule(dynamic) if (M * N * K > OP_PAR_MIN * 64)
     for (int64_t b = 0; b < blocks; b++) {
-        int64_t kb0 = b * kb, kb1 = min64(K, kb0 + kb);
+        uint16_t *p = pack + (size_t)omp_get_thread_num() * (size_t)(KB_BWD * NCH_BWD);
+        int64_t kb0 = b * kb, kbc = min64(kb, K - kb0);
         for (int64_t n0 = 0; n0 < N; n0 += NCH_BWD) {
-            int64_t n1 = min64(N, n0 + NCH_BWD);
-            for (int64_t k0 = kb0; k0 < kb1; k0 += KT_BWD) {
-                int64_t kc = min64(KT_BWD, kb1 - k0);
+            int64_t n1 = min64(N, n0 + NCH_BWD), pairs = (n1 - n0 + 1) / 2;
+            bwd_pack(w, K, n0, n1, kb0, kbc, p);
+            for (int64_t t = 0; t * KT_BWD < kbc; t++) {
+                int64_t kc = min64(KT_BWD, kbc - t * KT_BWD);
                 for (int64_t m = 0; m < M; m += 4)
-                    bwd_tile_any((int)min64(4, M - m), kc > 32 ? 2 : 1, dh + m * ldd, dl + m * ldd, ldd, w, K, n0,
-                                 n1, k0, kc, dx + m * K, K);
+                    bwd_tile_any((int)min64(4, M - m), kc > 32 ? 2 : 1, dh + m * ldd + n0, dl + m * ldd + n0, ldd,
+                                 p + t * pairs * 128, pairs, kb0 + t * KT_BWD, kc, dx + m * K, K);
             }
         }
     }
@@ -363,6 +381,24 @@ static void widen(float *p, const uint16_t *w, int64_t ldw, int64_t rows, int64_
 {
     for (int64_t r = 0; r < rows; r++)
         for (int64_t k = 0; k < cols; k++) p[r * cols + k] = secap_bf16_to_f32(w[r * ldw + k]);
+}
+
+/* y [N] += W x [K] for one row of x (decoding), widening on the fly: 64
+ * partial sums per row of W, so the compiler vectorises without
+ * reassociating. */
+static void fwd_portable_row(const float *x, const uint16_t *w, float *y, int64_t N, int64_t K)
+{
+#pragma omp parallel for schedule(static) if (N * K > OP_PAR_MIN)
+    for (int64_t n = 0; n < N; n++) {
+        const uint16_t *wr = w + n * K;
+        float acc[64] = {0}, s = 0.0f;
+        int64_t k = 0;
+        for (; k + 64 <= K; k += 64)
+            for (int j = 0; j < 64; j++) acc[j] += x[k + j] * secap_bf16_to_f32(wr[k + j]);
+        for (; k < K; k++) s += x[k] * secap_bf16_to_f32(wr[k]);
+        for (int j = 0; j < 64; j++) s += acc[j];
+        y[n] += s;
+    }
 }
 
 /* y [M, N] += x [M, K] W^T: panels of nb rows x kc columns of W. */
@@ -424,6 +460,8 @@ void op_bf16_linear(secap_ctx *c, const float *x, const uint16_t *w, const float
         uint16_t *xl = bf16_scratch(c, M * ld, "linear (bf16 weight: x halves)");
         split_rows(x, M, K, ld, xh, xl);
         fwd_avx(xh, xl, ld, w, y, M, N, K);
+    } else if (M == 1) {
+        fwd_portable_row(x, w, y, N, K);
     } else {
         fwd_portable(c, x, w, y, M, N, K);
     }
@@ -439,8 +477,10 @@ void op_bf16_linear_dx(secap_ctx *c, const float *dy, const uint16_t *w, float *
         int64_t ld = round_up(N, 2);
         uint16_t *dh = bf16_scratch(c, M * ld, "linear backward (bf16 weight: dy halves)");
         uint16_t *dl = bf16_scratch(c, M * ld, "linear backward (bf16 weight: dy halves)");
+        uint16_t *pack = bf16_scratch(c, (int64_t)omp_get_max_threads() * KB_BWD * NCH_BWD,
+                                      "linear backward (bf16 weight: packed panels)");
         split_rows(dy, M, N, ld, dh, dl);
-        bwd_avx(dh, dl, ld, w, dx, M, N, K);
+        bwd_avx(dh, dl, ld, w, dx, M, N, K, pack);
     } else {
         bwd_portable(c, dy, w, dx, M, N, K);
     }
