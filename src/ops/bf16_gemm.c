@@ -5,49 +5,64 @@
  *   input gradient  dx [M, K] += dy [M, N] W
  *
  * (The weight is frozen: it takes no gradient.)  Two kernels, chosen at run
- * time (secap_bf16_kernel_set, $SECAP_BF16_KERNEL):
+ * time (secap_bf16_kernel_set, $SECAP_BF16_KERNEL; auto = AVX512-BF16 when
+ * __builtin_cpu_supports says the CPU has it).  Only the functions marked
+ * BF16_TARGET use AVX-512 instructions, so the file builds for any x86-64.
  *
- * AVX512-BF16  vdpbf16ps: lane i of a 16-float accumulator gets
- *   acc[i] += a[2i] b[2i] + a[2i+1] b[2i+1]   (bf16 inputs, f32 accumulate).
- *   The float operand (x or dy) is split into two bf16 halves,
- *       hi = bf16(v),  lo = bf16(v - hi),   v = hi + lo + r,  |r| <= 2^-16 |v|
- *   (v - hi is exact; each bf16 keeps 8 significant bits), and every product
- *   is done twice, hi W + lo W.  Each bf16 x bf16 product is exact in f32, so
- *   the only errors are the split (2^-16, against 2^-8 = 4e-3 when v is
- *   simply rounded to bf16 as PyTorch's bf16 autocast does) and the f32
- *   additions, as in sgemm.  Two vdpbf16ps per 32 multiply-adds is the same
- *   instruction count as a float FMA per 16, while reading half the weight
- *   bytes.  The instruction flushes denormal inputs and results to zero
- *   (values below 1.2e-38, and lo parts of |v| < 3e-36).
- *   Forward: inner products, no packing of W: a tile of 4 rows of x times 4
- *   rows of W keeps 16 accumulators (32 products of k per step), reduced
- *   across lanes once per K chunk.  x is split into hi/lo rows (zero padded
- *   to a multiple of 32) in step scratch.  Loop nest per thread: a block of
- *   NB_FWD rows of W; K chunks of KC_FWD; tiles of 4 x-rows (in L1) against
- *   the block's W rows (in L2).  M = 1 (decoding): 1 x 8 tiles over the
- *   rows of W, the threads splitting the rows.
- *   Input gradient: the sum runs over n, so vdpbf16ps needs W pairs
- *   (W[n,k], W[n+1,k]) side by side: two rows are interleaved in registers
- *   (vpunpck{l,h}wd), dy pairs (dy[m,n], dy[m,n+1]) are broadcast.  A tile
- *   is 4 rows of dx by 64 columns (16 accumulators); the interleave leaves
- *   the columns in a fixed order that one permute per 16 undoes at the end.
- *   Threads own blocks of dx columns; the sum over n runs in chunks of
- *   NCH_BWD rows so the W panel stays in L2.
+ * AVX512-BF16.  vdpbf16ps adds to lane i of a 16-float accumulator
+ *     acc[i] += a[2i] b[2i] + a[2i+1] b[2i+1]       (bf16 a, b; f32 acc).
+ *   Precision: the float operand v (x, or dy for the gradient) is split into
+ *   two bf16 halves,
+ *     hi = bf16(v),  lo = bf16(v - hi),  v = hi + lo + r,  |r| <= 2^-16 |v|
+ *   (v - hi is exact, each bf16 keeps 8 significant bits), and each product
+ *   is taken twice, hi W + lo W.  A bf16 x bf16 product is exact in f32, so
+ *   the errors are the split (2^-16) and the f32 additions, as in sgemm.
+ *   Rounding v to bf16 alone (PyTorch's bf16 autocast) costs 2^-8 per
+ *   product, measured 500x the error of the split (below): too coarse for
+ *   gradients that reach LoRA adapters through a frozen 7B model.  Cost: two
+ *   vdpbf16ps per 32 multiply-adds, the instruction count of one float FMA
+ *   per 16, reading half the weight bytes; taking hi only would make
+ *   compute-bound shapes about 1.5x faster here (BENCHMARKS.md).  vdpbf16ps
+ *   flushes denormal inputs and results to zero (|values| < 1.2e-38; lo parts
+ *   of |v| < 3e-36).
+ *   Forward: inner products straight from the rows of W (no packing): a tile
+ *   of 4 rows of x by 4 rows of W keeps 16 accumulators, 32 values of k per
+ *   step, reduced across lanes (hsum16) once per K chunk.  x is split into
+ *   hi/lo rows, zero padded to a multiple of 32; the last columns of W are
+ *   masked.  Per thread: a block of NB_FWD rows of W; K chunks of KC_FWD;
+ *   tiles of 4 rows of x (in L1) against the block (in L2).  M = 1
+ *   (decoding): 1 x 8 tiles over the whole of K, the threads splitting the
+ *   rows of W; memory-bound.
+ *   Input gradient: the sum runs over n, so vdpbf16ps needs the pairs
+ *   (W[n,k], W[n+1,k]) side by side.  Each thread packs a chunk of NCH_BWD
+ *   rows by KB_BWD columns of W into its scratch, interleaving row pairs
+ *   with vpunpck{l,h}wd (which also keeps the tile's W contiguous: rows of W
+ *   lie K * 2 bytes apart, the same cache sets for K = 4096), and broadcasts
+ *   the dy pairs (dy[m,n], dy[m,n+1]).  A tile is 4 rows by 64 columns of
+ *   dx (16 accumulators); the unpack leaves the columns in a fixed order
+ *   that one permute per 16 undoes.  Threads own blocks of dx columns.
  *
- * Portable: a panel of W (at most PANEL_FLOATS, about 256 KiB) is widened to
- *   float in per-thread step scratch and multiplied with sgemm (forward:
- *   panels of rows of W, y accumulating over K chunks; input gradient:
- *   panels of columns of W, each thread owning those dx columns, summing
- *   over chunks of rows).  Errors are sgemm's.
+ * Portable.  A panel of W (PANEL_FLOATS, 256 KiB) is widened to float in
+ *   per-thread step scratch and multiplied with sgemm, single-threaded inside
+ *   the parallel loop: forward, panels of rows of W, y summing over K chunks;
+ *   input gradient, panels of columns of W (each thread owns those dx
+ *   columns), summing over chunks of rows.  M = 1 (decoding) widens in
+ *   registers instead: one dot product per row of W with 64 partial sums;
+ *   a widened panel with sgemv measured 2.5x slower (with sgemm 6x),
+ *   as the panel is written and read again on a bandwidth-bound product.
  *
- * Error, per output, relative to S = sum_k |x_k| |W_nk| (tests/test_bf16.c):
- *   portable  <= gamma_K = K 2^-24 / (1 - K 2^-24)   (any f32 summation order)
- *   AVX       <= 2^-16 + gamma_K                      (split, then f32 sums)
- * Measured on random data (K = 4096): about 2e-8 S (portable) and 3e-7 S
- * (AVX); rounding x to bf16 alone would give about 2e-4 S.  The tests hold
- * each path to its bound above.
+ * Error of each output, relative to S = sum_k |x_k| |W_nk| (+ |bias| or
+ * |dx0|), with gamma(n) = n u / (1 - n u), u = 2^-24 (any f32 summation
+ * order of n terms):
+ *   portable  <= gamma(K + 1)
+ *   AVX       <= 2^-16 + gamma(2K + 8)   (hi and lo terms, lane reduction)
+ * tests/test_bf16.c holds every output to these bounds.  Measured over 512
+ * outputs of M = 82, N = K = 4096 with random normal x (bench_bf16): worst
+ * 2.0e-7 S, mean 4.4e-8 S (AVX); 2.2e-8, 5.6e-9 (portable; sgemm on the f32
+ * weight 2.9e-8, 6.2e-9); x rounded to bf16 1.1e-4, 3.4e-5.
  *
- * Scratch (x or dy halves, widened panels) comes from the step arena. */
+ * Scratch (the x or dy halves, packed or widened panels) comes from the
+ * step arena and is rewound before returning. */
 #include "ops_internal.h"
 
 #include <immintrin.h>
