@@ -69,27 +69,13 @@
 #include <omp.h>
 #include <stdlib.h>
 
-#ifndef PANEL_FLOATS
 #define PANEL_FLOATS (64 * 1024) /* portable: widened W panel per thread */
-#endif
-#ifndef KC_PORT
 #define KC_PORT 1024             /* portable forward: K chunk of a panel */
-#endif
-#ifndef NB_FWD
 #define NB_FWD 128               /* AVX forward: rows of W per block */
-#endif
-#ifndef KC_FWD
 #define KC_FWD 1024              /* AVX forward: K chunk (x tile and W block in cache) */
-#endif
-#ifndef KT_BWD
 #define KT_BWD 64                /* AVX input gradient: dx columns per tile */
-#endif
-#ifndef KB_BWD
 #define KB_BWD 256               /* AVX input gradient: dx columns per thread block */
-#endif
-#ifndef NCH_BWD
 #define NCH_BWD 256              /* AVX input gradient: rows of W per packed chunk (even) */
-#endif
 
 /* ---- kernel choice ------------------------------------------------------- */
 
