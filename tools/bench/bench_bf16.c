@@ -8,7 +8,10 @@
  * kernel when the CPU has it, the portable kernel) one after another, REPS
  * times, and prints the median time of each (interleaved, so a busy
  * neighbour hits all variants alike), GFLOP/s (2 M N K), the weight bytes
- * read per second, and time / sgemm time.  Then the error of each variant on
+ * read per second, time / sgemm time and whether the target is met
+ * (decoding: at most 0.6x sgemm's time; training: at least 0.9x sgemm's
+ * throughput).  sgemv on the f32 weight is shown for decoding as the best
+ * f32 baseline (secap_linear on f32 weights calls sgemm).  Then the error of each variant on
  * 512 outputs of the training shape, relative to S = sum |x| |W| against a
  * double product, with x rounded to bf16 (PyTorch bf16 autocast) for
  * comparison.
@@ -101,9 +104,12 @@ static void bench_case(secap_ctx *c, const char *what, int grad, const weight *w
         }
         if (SKIP(v)) continue;
         double m = median(t[v], reps), bytes = (double)(N * K) * (v <= V_SGEMV ? 4.0 : 2.0);
-        printf("  %-11s %9.3f ms  %7.1f GFLOP/s  %6.1f GB/s of weight  %5.2fx sgemm time  (min %.3f, max %.3f ms)\n",
+        printf("  %-11s %9.3f ms  %7.1f GFLOP/s  %6.1f GB/s of weight  %5.2fx sgemm time  (min %.3f, max %.3f ms)",
                vname[v], m * 1e3, flop / m * 1e-9, bytes / m * 1e-9, m / base, t[v][0] * 1e3,
                t[v][reps - 1] * 1e3);
+        /* Targets: decoding at most 0.6x the f32 time; training at least 0.9x sgemm's throughput. */
+        if (v >= V_AVX) printf("  target %s", m / base <= (M == 1 ? 0.6 : 1.0 / 0.9) ? "met" : "MISSED");
+        printf("\n");
     }
     fflush(stdout);
     free(in);
