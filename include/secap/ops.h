@@ -20,6 +20,27 @@ secap_tensor *secap_matmul(secap_ctx *c, secap_tensor *a, secap_tensor *b, int t
  * frozen bf16), bias [out] or NULL. */
 secap_tensor *secap_linear(secap_ctx *c, secap_tensor *x, secap_tensor *w, secap_tensor *bias);
 
+/* Kernel for linear with a bf16 weight (src/ops/bf16_gemm.c): both
+ * directions read the bf16 storage directly.  AVX512BF16 uses vdpbf16ps on
+ * x (or dy) split into two bf16 halves (relative error 2^-16 beyond f32
+ * rounding); PORTABLE widens one cache-sized panel of W at a time and calls
+ * sgemm.  The first use reads $SECAP_BF16_KERNEL (auto | portable |
+ * avx512bf16; unset = auto = AVX512BF16 when the CPU has it). */
+typedef enum {
+    SECAP_BF16_KERNEL_AUTO = 0,
+    SECAP_BF16_KERNEL_PORTABLE = 1,
+    SECAP_BF16_KERNEL_AVX512BF16 = 2,
+} secap_bf16_kernel;
+/* The kernel in use (never AUTO). */
+secap_bf16_kernel secap_bf16_kernel_get(void);
+/* Selects a kernel for the whole process (AUTO: the best this CPU runs) and
+ * returns the previous one; AVX512BF16 on a CPU without it is an error. */
+secap_bf16_kernel secap_bf16_kernel_set(secap_bf16_kernel k);
+/* 1 if this CPU can run k (checked with __builtin_cpu_supports). */
+int secap_bf16_kernel_supported(secap_bf16_kernel k);
+/* "auto", "portable", "avx512bf16". */
+const char *secap_bf16_kernel_name(secap_bf16_kernel k);
+
 /* ---- elementwise (src/ops/elementwise.c) --------------------------------- */
 
 /* Binary ops broadcast NumPy-style (dims aligned from the right). */

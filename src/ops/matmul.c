@@ -5,20 +5,10 @@
  *   C = A B^T    dA += dC B      dB += dC^T A
  *   C = A^T B    dA += B dC^T    dB += A dC
  *   C = A^T B^T  dA += B^T dC^T  dB += dC^T A^T
- * Each is one more sgemm with beta = 1, which accumulates. */
+ * Each is one more sgemm with beta = 1, which accumulates.  linear with a
+ * frozen bf16 weight runs both of its products on the bf16 storage
+ * (bf16_gemm.c); the weight takes no gradient. */
 #include "ops_internal.h"
-
-/* The f32 view of a weight: itself, or a bf16 weight widened into step
- * scratch (the caller rewinds). */
-static const float *weight_f32(secap_ctx *c, const secap_tensor *w)
-{
-    if (w->dtype == SECAP_F32) return secap_f32(w);
-    float *f = op_scratch(c, (size_t)w->n, "linear (bf16 weight)");
-    const uint16_t *h = w->data;
-#pragma omp parallel for if (w->n > OP_PAR_MIN)
-    for (int64_t i = 0; i < w->n; i++) f[i] = secap_bf16_to_f32(h[i]);
-    return f;
-}
 
 /* ---- matmul ------------------------------------------------------------- */
 
@@ -128,11 +118,8 @@ static void linear_backward(secap_ctx *c, secap_node *n)
     int64_t Din = w->shape[1], Dout = w->shape[0], Rows = x->n / Din;
     const float *dy = n->out->grad;
     float *dx = secap_grad(c, x), *dw = secap_grad(c, w), *db = bias ? secap_grad(c, bias) : NULL;
-    if (dx) {
-        size_t mark = secap_arena_mark(c->step);
-        op_gemm(0, 0, Rows, Din, Dout, 1.0f, dy, Dout, weight_f32(c, w), Din, 1.0f, dx, Din);
-        secap_arena_rewind(c->step, mark);
-    }
+    if (dx && w->dtype == SECAP_BF16) op_bf16_linear_dx(c, dy, w->data, dx, Rows, Dout, Din);
+    else if (dx) op_gemm(0, 0, Rows, Din, Dout, 1.0f, dy, Dout, secap_f32(w), Din, 1.0f, dx, Din);
     if (dw) op_gemm(1, 0, Dout, Din, Rows, 1.0f, dy, Dout, secap_f32(x), Din, 1.0f, dw, Din);
     if (db) op_colsum_add(db, dy, Rows, Dout);
 }
@@ -155,10 +142,12 @@ secap_tensor *secap_linear(secap_ctx *c, secap_tensor *x, secap_tensor *w, secap
     shape[x->ndim - 1] = Dout;
     secap_tensor *out = secap_op_out(c, op, x->ndim, shape, 0);
     float *y = secap_f32(out);
-    if (bias) op_fill_rows(y, secap_f32(bias), Rows, Dout);
-    size_t mark = secap_arena_mark(c->step);
-    op_gemm(0, 1, Rows, Dout, Din, 1.0f, secap_f32(x), Din, weight_f32(c, w), Din, bias ? 1.0f : 0.0f, y, Dout);
-    secap_arena_rewind(c->step, mark);
+    if (w->dtype == SECAP_BF16) {
+        op_bf16_linear(c, secap_f32(x), w->data, bias ? secap_f32(bias) : NULL, y, Rows, Dout, Din);
+    } else {
+        if (bias) op_fill_rows(y, secap_f32(bias), Rows, Dout);
+        op_gemm(0, 1, Rows, Dout, Din, 1.0f, secap_f32(x), Din, secap_f32(w), Din, bias ? 1.0f : 0.0f, y, Dout);
+    }
     secap_tensor *in[3] = {x, w, bias};
     int nin = bias ? 3 : 2;
     if (secap_needs_grad(c, in, nin)) secap_record(c, op, linear_backward, out, in, nin);

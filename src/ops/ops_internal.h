@@ -110,6 +110,15 @@ void op_fill_rows(float *dst, const float *row, int64_t rows, int64_t cols);
  * each thread owning a block of columns and reading rows contiguously. */
 void op_colsum_add(float *dst, const float *src, int64_t rows, int64_t cols);
 
+/* Products with a frozen bf16 weight w [N, K], read in place (bf16_gemm.c;
+ * kernel chosen by secap_bf16_kernel_get, scratch from c's step arena):
+ *   op_bf16_linear:     y [M, N]  = x [M, K] w^T (+ bias [N], or NULL)
+ *   op_bf16_linear_dx: dx [M, K] += dy [M, N] w */
+void op_bf16_linear(secap_ctx *c, const float *x, const uint16_t *w, const float *bias, float *y, int64_t M,
+                    int64_t N, int64_t K);
+void op_bf16_linear_dx(secap_ctx *c, const float *dy, const uint16_t *w, float *dx, int64_t M, int64_t N,
+                       int64_t K);
+
 /* Parallel loops only pay off above this many elements. */
 #define OP_PAR_MIN 16384
 
