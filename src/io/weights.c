@@ -189,6 +189,34 @@ static secap_wdtype check_tensor(secap_weights *w, const char *name, int ndim, c
     return dt;
 }
 
+/* Fails when tensor `name` [ndim] holds a NaN or an infinity (f32 data, or
+ * bf16 bits when bf16), naming the element; `doing` is "holds" (read) or
+ * "to be written holds". */
+static void check_finite(const secap_weights *w, const char *doing, const char *name, int ndim,
+                         const int64_t *shape, const void *data, int bf16)
+{
+    size_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= (size_t)shape[i];
+    int64_t bad = bf16 ? secap_find_nonfinite_bf16(data, (int64_t)n) : secap_find_nonfinite(data, (int64_t)n);
+    if (bad < 0) return;
+    float v = bf16 ? secap_bf16_to_f32(((const uint16_t *)data)[bad]) : ((const float *)data)[bad];
+    char idx[256] = "", sh[256];
+    size_t k = 0;
+    int64_t rest = bad;
+    for (int i = 0; i < ndim && k < sizeof idx; i++) {   /* row-major index of element `bad` */
+        int64_t st = 1;
+        for (int j = i + 1; j < ndim; j++) st *= shape[j];
+        k += (size_t)snprintf(idx + k, sizeof idx - k, "%s%lld", i ? ", " : "", (long long)(rest / st));
+        rest %= st;
+    }
+    fmt_shape(sh, sizeof sh, ndim, shape);
+    secap_fatal("weights %s: tensor %s %s %s at [%s] of %s (hint: %s)", secap_h5_path(w->h), name, doing,
+                secap_nonfinite_name(v), idx, sh,
+                w->writing ? "the model diverged or a value was never initialised; fix it before saving"
+                           : "the file is damaged or was saved from a diverged model; re-convert it with "
+                             "tools/convert_hf.py");
+}
+
 /* Reads tensor `name` of shape [ndim] into dst as `want`: float32 (bfloat16
  * widened exactly) or bfloat16 bits (float32 rounded to nearest even). */
 static void read_tensor(secap_weights *w, const char *fn, const char *name, int ndim, const int64_t *shape,
@@ -230,11 +258,13 @@ static void read_tensor(secap_weights *w, const char *fn, const char *name, int 
 void secap_weights_read(secap_weights *w, const char *name, int ndim, const int64_t *shape, float *dst)
 {
     read_tensor(w, "secap_weights_read", name, ndim, shape, SECAP_WDTYPE_F32, dst);
+    check_finite(w, "holds", name, ndim, shape, dst, 0);
 }
 
 void secap_weights_read_bf16(secap_weights *w, const char *name, int ndim, const int64_t *shape, uint16_t *dst)
 {
     read_tensor(w, "secap_weights_read_bf16", name, ndim, shape, SECAP_WDTYPE_BF16, dst);
+    check_finite(w, "holds", name, ndim, shape, dst, 1);
 }
 
 void secap_weights_skip(secap_weights *w, const char *name)
@@ -385,6 +415,7 @@ void secap_weights_write(secap_weights *w, const char *name, int ndim, const int
 {
     check_writer(w, "secap_weights_write", name);
     size_t n = check_new(w, name, ndim, shape);
+    check_finite(w, "to be written holds", name, ndim, shape, data, 0);
     if (dtype == SECAP_WDTYPE_F32) {
         secap_h5_write_f32(w->h, name, data, ndim, shape, 0);
         return;
@@ -402,6 +433,7 @@ void secap_weights_write_bf16(secap_weights *w, const char *name, int ndim, cons
 {
     check_writer(w, "secap_weights_write_bf16", name);
     check_new(w, name, ndim, shape);
+    check_finite(w, "to be written holds", name, ndim, shape, data, 1);
     write_bf16(w, name, ndim, shape, data);
 }
 
