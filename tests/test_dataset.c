@@ -136,7 +136,7 @@ static void test_missing_ids_and_bad_text(void **st)
     assert_true(secap_problems_find(&probs, "gone", "audio file not found") >= 0);
     assert_true(secap_problems_find(&probs, "short", "too short") >= 0);
     assert_true(secap_problems_find(&probs, "empty", "zero length") >= 0);
-    assert_true(secap_problems_find(&probs, "cut", "unreadable audio") >= 0);
+    assert_true(secap_problems_find(&probs, "cut", "audio refused") >= 0);
     assert_true(secap_problems_find(&probs, "a", "no caption") < 0);
     /* Every problem names a file and a fix. */
     for (int i = 0; i < probs.n; i++) {
@@ -667,6 +667,48 @@ static void test_feature_cache(void **st)
     free(a);
 }
 
+/* data.min_sample_rate / max_audio_seconds reach validation (the problem
+ * names the item); a NaN sample stops the batch naming the item and sample. */
+static void test_audio_bounds_and_nan_items(void **st)
+{
+    (void)st;
+    mkdirs(P("bounds"));
+    write_wav(P("bounds/ok.wav"), 16000, 16000, 0.5f);
+    write_wav(P("bounds/slow.wav"), 8000, 8000, 0.5f);
+    write_wav(P("bounds/long.wav"), 48000, 16000, 0.5f);
+    SF_INFO si = { .samplerate = 16000, .channels = 1, .format = SF_FORMAT_WAV | SF_FORMAT_FLOAT };
+    SNDFILE *sf = sf_open(P("bounds/nan.wav"), SFM_WRITE, &si);
+    float x[1600];
+    for (int i = 0; i < 1600; i++) x[i] = i == 1234 ? NAN : 0.25f;
+    sf_writef_float(sf, x, 1600);
+    sf_close(sf);
+    WRITE(P("bounds/wav.scp"), "ok ok.wav\nslow slow.wav\nlong long.wav\nnan nan.wav\n");
+    WRITE(P("bounds/fid2captions.json"), "{\"ok\": \"a\", \"slow\": \"b\", \"long\": \"c\", \"nan\": \"d\"}");
+    secap_data_config c;
+    secap_data_config_default(&c);
+    assert_int_equal(secap_data_config_set(&c, "data.min_sample_rate", "12000"), 0);
+    assert_int_equal(secap_data_config_set(&c, "data.max_audio_seconds", "2.5"), 0);
+    EXPECT_FATAL(secap_data_config_set(&c, "max_sample_rate", "0"), "max_sample_rate");
+    secap_problems probs = {0};
+    secap_dataset *d = secap_dataset_read(P("bounds"), &c, &probs);
+    secap_dataset_validate(d, &probs);
+    secap_problems_print(&probs, stderr);
+    assert_int_equal(probs.n, 2);
+    assert_true(secap_problems_find(&probs, "slow", "sample rate 8000 Hz is outside [12000, 384000] Hz") >= 0);
+    assert_true(secap_problems_find(&probs, "long", "3.0 s, longer than the 2.5 s limit") >= 0);
+    secap_dataset_apply_policy(d, &probs, SECAP_ON_ERROR_SKIP);
+    assert_int_equal(d->n, 2);
+    secap_batch b = {0};
+    int items[2] = { 0, 1 };
+    assert_string_equal(d->items[1].id, "nan");
+    EXPECT_FATAL(secap_batch_fill(&b, d, items, 2, &c, NULL), "item nan: ");
+    EXPECT_FATAL(secap_batch_fill(&b, d, items, 2, &c, NULL), "sample 1234 (0.077 s, mean of 1 channel) is NaN");
+    secap_batch_free(&b);
+    secap_problems_free(&probs);
+    secap_dataset_free(d);
+    secap_audio_set_limits(NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -678,6 +720,7 @@ int main(void)
         cmocka_unit_test(test_hash_split),
         cmocka_unit_test(test_list_split),
         cmocka_unit_test(test_config_keys),
+        cmocka_unit_test(test_audio_bounds_and_nan_items),
         cmocka_unit_test(test_bucket_sampler),
         cmocka_unit_test(test_class_sampler),
         cmocka_unit_test(test_batch_fill),

@@ -50,6 +50,9 @@ typedef struct {
     int      prefetch;        /* data.prefetch: batches prepared ahead      (4) */
     int      workers;         /* data.workers: loader threads               (2) */
     char     label_file[256]; /* data.label_file                 (emotion.txt) */
+    int      min_sample_rate; /* data.min_sample_rate: audio headers below are refused (4000) */
+    int      max_sample_rate; /* data.max_sample_rate: ... and above        (384000) */
+    double   max_audio_seconds; /* data.max_audio_seconds: longest clip a header may claim (3600) */
 } secap_data_config;
 
 void secap_data_config_default(secap_data_config *c);
@@ -112,7 +115,9 @@ typedef struct {
 secap_dataset *secap_dataset_read_dir(const char *dir, const secap_data_config *c, secap_problems *probs);
 /* Reads a JSON-lines manifest. */
 secap_dataset *secap_dataset_read_manifest(const char *path, secap_problems *probs);
-/* A directory (SECap layout) or a .jsonl file, whichever `path` is. */
+/* A directory (SECap layout) or a .jsonl file, whichever `path` is.  Also
+ * applies c's audio bounds (data.min_sample_rate, data.max_sample_rate,
+ * data.max_audio_seconds) through secap_audio_set_limits. */
 secap_dataset *secap_dataset_read(const char *path, const secap_data_config *c, secap_problems *probs);
 void secap_dataset_free(secap_dataset *d);
 

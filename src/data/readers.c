@@ -1,6 +1,7 @@
 /* Dataset readers: SECap's directory layout and JSON-lines manifests.
  * Nothing here stops the program on bad input; every problem is collected. */
 #include "secap/dataset.h"
+#include "secap/audio.h"
 #include "secap/base.h"
 
 #include <cJSON.h>
@@ -532,6 +533,8 @@ static int ends_with(const char *s, const char *suffix)
 
 secap_dataset *secap_dataset_read(const char *path, const secap_data_config *c, secap_problems *probs)
 {
+    secap_audio_limits lim = { c->min_sample_rate, c->max_sample_rate, c->max_audio_seconds };
+    secap_audio_set_limits(&lim);
     int manifest = ends_with(path, ".jsonl") || ends_with(path, ".json");
     secap_dataset *d = manifest ? secap_dataset_read_manifest(path, probs)
                                 : secap_dataset_read_dir(path, c, probs);
