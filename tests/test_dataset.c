@@ -174,6 +174,63 @@ static void test_json_syntax_error_line_col(void **st)
     secap_dataset_free(d);
 }
 
+/* An escaped NUL would cut a caption silently: a problem naming the file,
+ * line and id (skippable); a lone surrogate or a directory is a whole-file
+ * problem with its own message. */
+static void test_json_nul_and_surrogate(void **st)
+{
+    (void)st;
+    mkdirs(P("nul"));
+    write_wav(P("nul/a.wav"), 16000, 16000, 0.5f);
+    write_wav(P("nul/b.wav"), 16000, 16000, 0.5f);
+    WRITE(P("nul/wav.scp"), "a a.wav\nb b.wav\n");
+    WRITE(P("nul/fid2captions.json"), "{\"a\": \"好\",\n \"b\": [\"ok\", \"x\\u0000y\"]}\n");
+    secap_data_config c;
+    secap_data_config_default(&c);
+    secap_problems probs = {0};
+    secap_dataset *d = secap_dataset_read(P("nul"), &c, &probs);
+    secap_problems_print(&probs, stderr);
+    int k = secap_problems_find(&probs, "b", "escaped NUL");
+    assert_true(k >= 0);
+    assert_int_equal(probs.v[k].line, 2);
+    assert_int_equal(probs.v[k].col, 16);
+    assert_int_equal(probs.n, 1);
+    EXPECT_FATAL(secap_dataset_apply_policy(d, &probs, SECAP_ON_ERROR_FAIL), "escaped NUL");
+    secap_dataset_apply_policy(d, &probs, SECAP_ON_ERROR_SKIP);
+    assert_int_equal(d->n, 1);
+    assert_string_equal(d->items[0].id, "a");
+    secap_problems_free(&probs);
+    secap_dataset_free(d);
+
+    /* manifest: the id is the line's "key" */
+    WRITE(P("nul/m.jsonl"), "{\"key\": \"a\", \"source\": \"a.wav\", \"target\": \"好\"}\n"
+                            "{\"key\": \"b\", \"source\": \"b.wav\", \"target\": \"坏\\u0000\"}\n");
+    d = secap_dataset_read(P("nul/m.jsonl"), &c, &probs);
+    k = secap_problems_find(&probs, "b", "escaped NUL (\\u0000) in a string");
+    assert_true(k >= 0);
+    assert_int_equal(probs.v[k].line, 2);
+    secap_problems_free(&probs);
+    secap_dataset_free(d);
+
+    /* lone surrogate: whole file, naming the entry */
+    WRITE(P("nul/fid2captions.json"), "{\"a\": \"好\", \"b\": \"\\udc00\"}");
+    d = secap_dataset_read(P("nul"), &c, &probs);
+    k = secap_problems_find(&probs, NULL, "in the entry of id \"b\": lone UTF-16 surrogate escape \\uDC00");
+    assert_true(k >= 0);
+    assert_null(probs.v[k].id);
+    EXPECT_FATAL(secap_dataset_apply_policy(d, &probs, SECAP_ON_ERROR_SKIP), "cannot be skipped");
+    secap_problems_free(&probs);
+    secap_dataset_free(d);
+
+    /* a directory where a file should be */
+    unlink(P("nul/fid2captions.json"));
+    mkdirs(P("nul/fid2captions.json"));
+    d = secap_dataset_read(P("nul"), &c, &probs);
+    assert_true(secap_problems_find(&probs, NULL, "is a directory, not a text file") >= 0);
+    secap_problems_free(&probs);
+    secap_dataset_free(d);
+}
+
 static void test_binary_file_as_text(void **st)
 {
     (void)st;
@@ -296,6 +353,24 @@ static void test_list_split(void **st)
     assert_int_equal(d->items[3].split, SECAP_SPLIT_DEV);
     assert_int_equal(probs.n, 1);
     assert_int_equal(probs.v[0].line, 2);
+    /* an id in two lists is never moved silently: a problem naming file, line and id */
+    WRITE(P("lists/train.list"), "utt00004\nutt00003\n");
+    WRITE(P("lists/test.list"), "utt00002\nutt00004\nutt00002\n");
+    secap_problems_free(&probs);
+    assert_int_equal(secap_split_from_lists(d, paths, &probs), 0);
+    secap_problems_print(&probs, stderr);
+    assert_int_equal(probs.n, 3);
+    int k = secap_problems_find(&probs, "utt00003", "id is in both the train list");
+    assert_true(k >= 0);
+    assert_string_equal(probs.v[k].file, P("lists/dev.list"));
+    assert_int_equal(probs.v[k].line, 2);
+    assert_non_null(strstr(probs.v[k].what, "lists/train.list line 2) and the dev list"));
+    k = secap_problems_find(&probs, "utt00004", "id is in both the train list");
+    assert_int_equal(probs.v[k].line, 2);
+    assert_string_equal(probs.v[k].file, P("lists/test.list"));
+    assert_true(secap_problems_find(&probs, "utt00002", "id listed twice in the test list (first on line 1)") >= 0);
+    assert_int_equal(d->items[3].split, SECAP_SPLIT_TRAIN);   /* stays where it was listed first */
+    assert_int_equal(d->items[4].split, SECAP_SPLIT_TRAIN);
     const char *const none[3] = { P("lists/x"), NULL, P("lists/y") };
     assert_int_equal(secap_split_from_lists(d, none, &probs), -1);
     secap_problems_free(&probs);
@@ -716,6 +791,7 @@ int main(void)
         cmocka_unit_test(test_missing_ids_and_bad_text),
         cmocka_unit_test(test_json_syntax_error_line_col),
         cmocka_unit_test(test_binary_file_as_text),
+        cmocka_unit_test(test_json_nul_and_surrogate),
         cmocka_unit_test(test_manifest),
         cmocka_unit_test(test_hash_split),
         cmocka_unit_test(test_list_split),

@@ -235,6 +235,44 @@ static void test_json_malformed(void **st)
     unlink(good); unlink(number); unlink(empty_list); unlink(dup);
 }
 
+/* What cJSON accepts silently or calls a plain syntax error gets its own
+ * message with file, line, column and id: an escaped NUL (which would cut
+ * the caption), a lone surrogate, nesting past the parser's limit, a
+ * trailing comma (with a non-blank excerpt), a directory, an empty file. */
+static void test_json_lint_messages(void **st)
+{
+    (void)st;
+    const char *good = tmp_file(0, "{\"a\": \"x\", \"b\": \"y\"}");
+    const char *nul = tmp_file(1, "{\"a\": \"x\",\n \"b\": \"x\\u0000y\"}");
+    EXPECT_FATAL(secap_corpus_load_json(good, nul, SECAP_TOK_SPACE), ":2:9: id \"b\": escaped NUL (\\u0000) in a string");
+    unlink(nul);
+    const char *nul_id = tmp_file(1, "{\"a\\u0000b\": \"x\"}");
+    EXPECT_FATAL(secap_corpus_load_json(good, nul_id, SECAP_TOK_SPACE), ":1:4: id \"a\\u0000b\": escaped NUL (\\u0000) in the id");
+    unlink(nul_id);
+    const char *sur = tmp_file(1, "{\"a\": \"ok \\ud83d\\ude00\", \"b\": \"x\\ud83d\"}");
+    EXPECT_FATAL(secap_corpus_load_json(good, sur, SECAP_TOK_SPACE), ":1:33: id \"b\": lone UTF-16 surrogate escape \\uD83D");
+    unlink(sur);
+    char deep[2100 + 16];
+    strcpy(deep, "{\"a\": ");
+    for (int i = 0; i < 1000; i++) strcat(deep, "[");
+    for (int i = 0; i < 1000; i++) strcat(deep, "]");
+    strcat(deep, "}");
+    const char *dp = tmp_file(1, deep);
+    EXPECT_FATAL(secap_corpus_load_json(good, dp, SECAP_TOK_SPACE), ":1:1006: id \"a\": nesting deeper than 1000 levels");
+    unlink(dp);
+    const char *comma = tmp_file(1, "{\"a\": \"x\",\r\n\n}\n");
+    EXPECT_FATAL(secap_corpus_load_json(good, comma, SECAP_TOK_SPACE), ":1:10: trailing comma before '}' near \"{\"a\": \"x\",\"");
+    unlink(comma);
+    const char *open_ = tmp_file(1, "{\"a\": [\"x\",\n\n");
+    EXPECT_FATAL(secap_corpus_load_json(good, open_, SECAP_TOK_SPACE), "the input ends with 2 brackets still open near \"{\"a\": [\"x\",\"");
+    unlink(open_);
+    const char *empty = tmp_file(1, " \n");
+    EXPECT_FATAL(secap_corpus_load_json(good, empty, SECAP_TOK_SPACE), ":1:1: the input is empty");
+    unlink(empty);
+    EXPECT_FATAL(secap_corpus_load_json("/tmp", good, SECAP_TOK_SPACE), "/tmp: is a directory, not a caption file");
+    unlink(good);
+}
+
 static void test_invalid_utf8(void **st)
 {
     (void)st;
@@ -275,6 +313,7 @@ int main(void)
         cmocka_unit_test(test_fixture_edge),
         cmocka_unit_test(test_fixture_meteor_beam),
         cmocka_unit_test(test_tokenize),
+        cmocka_unit_test(test_json_lint_messages),
         cmocka_unit_test(test_identical_is_perfect),
         cmocka_unit_test(test_empty_hypothesis_scores_zero),
         cmocka_unit_test(test_metric_mask),

@@ -152,6 +152,7 @@ static void test_refusals(void **st)
     fputs("not hdf5\n", txt);
     fclose(txt);
     EXPECT_FATAL(secap_weights_open(tu_tmp("text.h5")), "not an HDF5 file");
+    EXPECT_FATAL(secap_weights_open(tu_dir), "is a directory, not a weight file");
 
     /* writing */
     w = secap_weights_create(tu_tmp("dup.h5"));

@@ -132,8 +132,9 @@ void secap_dataset_validate(secap_dataset *d, secap_problems *probs);
 int secap_dataset_apply_policy(secap_dataset *d, const secap_problems *probs, int on_error);
 
 /* Splits.  From id lists (one id per line; NULL path = absent): ids in no list
- * stay train; an id in a list but not in the dataset is a problem.  Returns 0,
- * or -1 when no list file exists. */
+ * stay train; an id in a list but not in the dataset, an id in two lists
+ * (it stays where it was listed first) or twice in one is a problem naming
+ * the file, line and id.  Returns 0, or -1 when no list file exists. */
 int secap_split_from_lists(secap_dataset *d, const char *const paths[3], secap_problems *probs);
 /* Deterministic: u = hash(id, seed) / 2^64; train if u < r0, dev if u < r0+r1. */
 void secap_split_by_hash(secap_dataset *d, uint64_t seed, const double ratios[3]);

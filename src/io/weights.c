@@ -5,6 +5,7 @@
 #include "secap/weights.h"
 #include "secap/base.h"
 #include "secap/h5io.h"
+#include "secap/fileutil.h"
 
 #include <errno.h>
 #include <fnmatch.h>
@@ -84,6 +85,9 @@ secap_weights *secap_weights_open(const char *path)
     if (access(path, R_OK) != 0)
         secap_fatal("weights %s: cannot read: %s (hint: convert a checkpoint with tools/convert_hf.py "
                     "or create one with --init random)", path, strerror(errno));
+    if (secap_is_dir(path))
+        secap_fatal("weights %s: is a directory, not a weight file (hint: give the .h5 file written by "
+                    "tools/convert_hf.py)", path);
     if (!secap_h5_is_readable(path))
         secap_fatal("weights %s: not an HDF5 file (hint: weight files are written by tools/convert_hf.py)", path);
     secap_h5 *h = secap_h5_try_open(path, 0);
