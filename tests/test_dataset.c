@@ -7,7 +7,10 @@
 #include "secap/loader.h"
 #include "secap/h5io.h"
 
+#include <hdf5.h>
+#include <signal.h>
 #include <sndfile.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -733,13 +736,156 @@ static void test_feature_cache(void **st)
     fc = secap_featcache_open(path, &norm, &rebuilt);
     assert_int_equal(rebuilt, 1);
     secap_featcache_close(fc);
-    /* A file that is not HDF5 is rebuilt, not a crash. */
+    free(a);
+}
+
+/* A file of another kind is never replaced by a cache; damaged entries are
+ * found by their digest; non-finite features are not written. */
+static void test_feature_cache_safety(void **st)
+{
+    (void)st;
+    secap_featcache_key key = { "enc", "sr=16000" };
+    int rebuilt;
     WRITE(P("junk.h5"), "junk");
-    fc = secap_featcache_open(P("junk.h5"), &key, &rebuilt);
+    EXPECT_FATAL(secap_featcache_open(P("junk.h5"), &key, &rebuilt),
+                 "junk.h5: exists and is a text file of 4 bytes, not a feature cache; it is never overwritten");
+    assert_int_equal(file_size(P("junk.h5")), 4);
+    secap_h5 *h = secap_h5_create(P("weights.h5"));
+    float w[4] = { 1, 2, 3, 4 };
+    int64_t d4[1] = { 4 };
+    secap_h5_write_f32(h, "encoder.w", w, 1, d4, 0);
+    secap_h5_set_attr_str(h, NULL, "model_type", "hubert");
+    secap_h5_commit(h);
+    volatile long wsize = file_size(P("weights.h5"));
+    EXPECT_FATAL(secap_featcache_open(P("weights.h5"), &key, &rebuilt), "is a model weight file (model_type = hubert)");
+    assert_int_equal(file_size(P("weights.h5")), wsize);
+    h = secap_h5_create(P("other.h5"));
+    secap_h5_write_f32(h, "x", w, 1, d4, 0);
+    secap_h5_commit(h);
+    EXPECT_FATAL(secap_featcache_check_path(P("other.h5")), "an HDF5 file without the attribute format = secap-features-* (1 dataset, e.g. x)");
+    mkdirs(P("outdir"));
+    EXPECT_FATAL(secap_featcache_open(P("outdir"), &key, &rebuilt), "outdir: is a directory");
+    /* an old-format cache is a cache: stale, rebuilt */
+    h = secap_h5_create(P("old.h5"));
+    secap_h5_set_attr_str(h, NULL, "format", "secap-features-1");
+    secap_h5_commit(h);
+    secap_featcache *fc = secap_featcache_open(P("old.h5"), &key, &rebuilt);
     assert_int_equal(rebuilt, 1);
     secap_featcache_close(fc);
-    assert_int_equal(secap_h5_is_readable(P("junk.h5")), 1);
-    free(a);
+
+    /* digests: values rewritten in place (valid HDF5, other numbers) and a
+     * chunk overwritten with garbage are both caught */
+    const char *path = P("dig.h5");
+    fc = secap_featcache_open(path, &key, &rebuilt);
+    float a[64 * 32], b[6] = { 1, 2, 3, 4, 5, 6 };
+    for (int i = 0; i < 64 * 32; i++) a[i] = sinf(0.01f * (float)i);
+    secap_featcache_put(fc, "a", a, 64, 32);
+    secap_featcache_put(fc, "b", b, 3, 2);
+    secap_featcache_put(fc, "c", b, 2, 3);
+    float nanf_[4] = { 0, 0, NAN, 0 };
+    EXPECT_FATAL(secap_featcache_put(fc, "bad", nanf_, 2, 2), "features of bad hold NaN at frame 1, dim 0 of [2 x 2]; not written");
+    secap_featcache_close(fc);
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t ds = H5Dopen2(f, "b", H5P_DEFAULT);
+    float b2[6] = { 1, 2, 3, 4, 5, 7 };
+    H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, b2);
+    H5Dclose(ds);
+    ds = H5Dopen2(f, "a", H5P_DEFAULT);
+    hid_t sp = H5Dget_space(ds);
+    hsize_t off[2];
+    unsigned mask;
+    haddr_t addr;
+    hsize_t csize;
+    assert_true(H5Dget_chunk_info(ds, sp, 0, off, &mask, &addr, &csize) >= 0);
+    H5Sclose(sp);
+    H5Dclose(ds);
+    H5Fclose(f);
+    FILE *raw = fopen(path, "r+b");
+    fseek(raw, (long)(addr + csize / 2), SEEK_SET);
+    char junk[16];
+    memset(junk, 0x5a, sizeof junk);
+    fwrite(junk, 1, sizeof junk, raw);
+    fclose(raw);
+    fc = secap_featcache_open(path, &key, &rebuilt);
+    assert_int_equal(rebuilt, 0);
+    assert_true(secap_featcache_has(fc, "b"));     /* present, but ... */
+    int64_t T, D;
+    EXPECT_FATAL(secap_featcache_get(fc, "b", &T, &D), "the features of b are damaged: its values do not match the digest");
+    EXPECT_FATAL(secap_featcache_get(fc, "a", &T, &D), "the features of a are damaged");
+    char why[200];
+    assert_int_equal(secap_featcache_verify(fc, "b", why, sizeof why), -1);
+    assert_int_equal(secap_featcache_verify(fc, "a", why, sizeof why), -1);
+    assert_int_equal(secap_featcache_verify(fc, "c", why, sizeof why), 1);
+    assert_int_equal(secap_featcache_verify(fc, "zz", why, sizeof why), 0);
+    float *x = secap_featcache_get(fc, "c", &T, &D);
+    assert_int_equal(T, 2);
+    assert_memory_equal(x, b, sizeof b);
+    free(x);
+    secap_featcache_close(fc);
+}
+
+/* kill -9 while extending: what was flushed survives, the file opens; a
+ * killed run's temporary is removed (and reported) by the next run. */
+static void test_feature_cache_kill(void **st)
+{
+    (void)st;
+    secap_featcache_key key = { "enc", "sr=16000" };
+    const char *path = P("killed.h5");
+    float v[8] = { 1, 2, 3, 4, 5, 6, 7, 8 };
+    pid_t pid = fork();
+    if (pid == 0) {                                   /* new cache: put, flush, put, die */
+        secap_featcache *fc = secap_featcache_open(path, &key, NULL);
+        secap_featcache_put(fc, "u1", v, 2, 4);
+        secap_featcache_flush(fc);
+        secap_featcache_put(fc, "u2", v, 4, 2);
+        raise(SIGKILL);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    assert_true(WIFSIGNALED(status));
+    int rebuilt = -1;
+    secap_featcache *fc = secap_featcache_open(path, &key, &rebuilt);
+    assert_int_equal(rebuilt, 0);
+    assert_true(secap_featcache_has(fc, "u1"));
+    int64_t T, D;
+    free(secap_featcache_get(fc, "u1", &T, &D));
+    secap_featcache_close(fc);
+
+    pid = fork();
+    if (pid == 0) {                                   /* a new cache elsewhere, killed before any flush */
+        secap_featcache *c2 = secap_featcache_open(P("never.h5"), &key, NULL);
+        secap_featcache_put(c2, "u1", v, 2, 4);
+        raise(SIGKILL);
+    }
+    waitpid(pid, &status, 0);
+    char tmp[600];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", P("never.h5"), (long)pid);
+    assert_true(file_size(tmp) > 0);                  /* SIGKILL cannot clean up ... */
+    assert_int_equal(file_size(P("never.h5")), -1);
+    fc = secap_featcache_open(P("never.h5"), &key, &rebuilt);   /* ... the next run does */
+    assert_int_equal(file_size(tmp), -1);
+    secap_featcache_close(fc);
+
+    /* SIGTERM runs the handler: the temporary goes with the process */
+    int pfd[2];
+    assert_int_equal(pipe(pfd), 0);
+    pid = fork();
+    if (pid == 0) {
+        secap_featcache *c3 = secap_featcache_open(P("termed.h5"), &key, NULL);
+        secap_featcache_put(c3, "u1", v, 2, 4);
+        assert_int_equal(write(pfd[1], "x", 1), 1);
+        for (;;) pause();
+    }
+    char ch;
+    assert_int_equal(read(pfd[0], &ch, 1), 1);
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", P("termed.h5"), (long)pid);
+    assert_true(file_size(tmp) > 0);
+    kill(pid, SIGTERM);
+    waitpid(pid, &status, 0);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM);
+    assert_int_equal(file_size(tmp), -1);
+    close(pfd[0]);
+    close(pfd[1]);
 }
 
 /* data.min_sample_rate / max_audio_seconds reach validation (the problem
@@ -803,6 +949,8 @@ int main(void)
         cmocka_unit_test(test_loader_order_and_resume),
         cmocka_unit_test(test_h5io_roundtrip),
         cmocka_unit_test(test_feature_cache),
+        cmocka_unit_test(test_feature_cache_safety),
+        cmocka_unit_test(test_feature_cache_kill),
     };
     return cmocka_run_group_tests(tests, tu_tmpdir_setup, tu_tmpdir_teardown);
 }

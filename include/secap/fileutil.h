@@ -15,10 +15,18 @@
 #ifndef SECAP_FILEUTIL_H
 #define SECAP_FILEUTIL_H
 
+#include <stddef.h>
+
 /* 1 when path names a directory (after symlinks). */
 int secap_is_dir(const char *path);
 /* 1 when both paths exist and are the same file (device and inode). */
 int secap_same_file(const char *a, const char *b);
+
+/* What kind of file path is, in a few words for messages ("a directory",
+ * "an HDF5 file", "a WAV (RIFF) file", "a JSON file", "an empty file",
+ * "a text file of 120 bytes", ...), from its first bytes; "nothing" when it
+ * does not exist. */
+const char *secap_describe_file(const char *path, char *buf, size_t cap);
 
 /* Registers / forgets a temporary file to remove on a fatal exit or signal.
  * At most SECAP_TMP_MAX at once (more stops with an error). */

@@ -24,6 +24,30 @@ int secap_same_file(const char *a, const char *b)
     return a && b && stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
+const char *secap_describe_file(const char *path, char *buf, size_t cap)
+{
+    struct stat st;
+    if (stat(path, &st) != 0) { snprintf(buf, cap, "nothing"); return buf; }
+    if (S_ISDIR(st.st_mode)) { snprintf(buf, cap, "a directory"); return buf; }
+    if (!S_ISREG(st.st_mode)) { snprintf(buf, cap, "not a regular file (a device, pipe or socket)"); return buf; }
+    if (st.st_size == 0) { snprintf(buf, cap, "an empty file"); return buf; }
+    unsigned char h[16] = {0};
+    FILE *f = fopen(path, "rb");
+    size_t n = f ? fread(h, 1, sizeof h, f) : 0;
+    if (f) fclose(f);
+    const char *kind = NULL;
+    if (n >= 8 && !memcmp(h, "\x89HDF\r\n\x1a\n", 8)) kind = "an HDF5 file";
+    else if (n >= 4 && !memcmp(h, "RIFF", 4)) kind = "a WAV (RIFF) file";
+    else if (n >= 4 && !memcmp(h, "fLaC", 4)) kind = "a FLAC file";
+    else if (n >= 4 && !memcmp(h, "OggS", 4)) kind = "an Ogg file";
+    else if (n >= 1 && (h[0] == '{' || h[0] == '[')) kind = "a JSON file";
+    int text = 1;
+    for (size_t i = 0; i < n; i++) if (h[i] < 0x09 || (h[i] > 0x0d && h[i] < 0x20)) text = 0;
+    if (!kind) kind = text ? "a text file" : "a binary file";
+    snprintf(buf, cap, "%s of %lld bytes", kind, (long long)st.st_size);
+    return buf;
+}
+
 /* ---- registered temporaries ---------------------------------------------
  * Fixed slots, so the signal handler only reads static memory and calls
  * unlink (async-signal-safe).  A slot is live while its first byte is set. */
