@@ -283,6 +283,15 @@ static void test_json_lint_messages(void **st)
     EXPECT_FATAL(secap_corpus_load_json(good, empty, SECAP_TOK_SPACE), ":1:1: the input is empty");
     unlink(empty);
     EXPECT_FATAL(secap_corpus_load_json("/tmp", good, SECAP_TOK_SPACE), "/tmp: is a directory, not a caption file");
+    /* a raw NUL byte: cJSON would stop there and ignore the rest */
+    char raw[64] = "{\"a\": \"x\"}\n?{\"b\": 1}";
+    raw[11] = 0;
+    char rawp[64] = "/tmp/secap_score_XXXXXX";
+    int fd = mkstemp(rawp);
+    assert_int_equal(write(fd, raw, 22), 22);
+    close(fd);
+    EXPECT_FATAL(secap_corpus_load_json(good, rawp, SECAP_TOK_SPACE), ":2:1: NUL byte in the file");
+    unlink(rawp);
     unlink(good);
 }
 

@@ -34,6 +34,15 @@ static char *read_file(const char *path)
     fclose(f);
     if (err) secap_fatal("%s: read error after %zu bytes (hint: check the file and the disk)", path, n);
     buf[n] = 0;
+    const char *nul = memchr(buf, 0, n);   /* the parser would stop there and ignore the rest */
+    if (nul) {
+        int line = 1;
+        const char *bol = buf;
+        for (const char *p = buf; p < nul; p++)
+            if (*p == '\n') { line++; bol = p + 1; }
+        secap_fatal("%s:%d:%d: NUL byte in the file (hint: caption files are UTF-8 text; is this a binary file, or "
+                    "UTF-16?)", path, line, (int)(nul - bol) + 1);
+    }
     return buf;
 }
 
