@@ -374,6 +374,13 @@ static void test_list_split(void **st)
     assert_true(secap_problems_find(&probs, "utt00002", "id listed twice in the test list (first on line 1)") >= 0);
     assert_int_equal(d->items[3].split, SECAP_SPLIT_TRAIN);   /* stays where it was listed first */
     assert_int_equal(d->items[4].split, SECAP_SPLIT_TRAIN);
+    /* a NUL byte would cut an id silently */
+    write_file(P("lists/test.list"), "utt00002\nutt\0003\n", 14);
+    secap_problems_free(&probs);
+    assert_int_equal(secap_split_from_lists(d, paths, &probs), 0);
+    k = secap_problems_find(&probs, NULL, "NUL byte in the test list");
+    assert_true(k >= 0);
+    assert_int_equal(probs.v[k].line, 2);
     const char *const none[3] = { P("lists/x"), NULL, P("lists/y") };
     assert_int_equal(secap_split_from_lists(d, none, &probs), -1);
     secap_problems_free(&probs);

@@ -32,8 +32,14 @@ static void assign_from_file(secap_dataset *d, const id_ref *sorted, const char 
     char *line = NULL;
     size_t cap = 0;
     int lineno = 0;
-    while (getline(&line, &cap, f) >= 0) {
+    ssize_t got;
+    while ((got = getline(&line, &cap, f)) >= 0) {
         lineno++;
+        if ((size_t)got != strlen(line)) {
+            secap_problems_add(probs, path, lineno, 0, NULL, "a list is UTF-8 text, one id per line",
+                               "NUL byte in the %s list (binary file?)", SPLIT_NAMES[split]);
+            break;
+        }
         char *s = line;
         while (*s == ' ' || *s == '\t') s++;
         size_t n = strlen(s);
