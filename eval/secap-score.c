@@ -9,13 +9,17 @@
  * --per-item writes {id: {metric: score}} in the hypothesis file's order.
  * Reference ids without a hypothesis are reported on stderr and ignored.
  */
+#include <cJSON.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "secap/base.h"
 #include "secap/cli.h"
+#include "secap/fileutil.h"
 #include "secap/score.h"
 
 enum { NMETRIC = 7 };
@@ -49,8 +53,12 @@ static double metric_value(const secap_scores *s, int m)
 static void parse_metrics(options *o, const char *list)
 {
     memset(o->want, 0, sizeof o->want);
-    char *copy = secap_xstrdup(list, "metric list"), *save = NULL;
-    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+    char *copy = secap_xstrdup(list, "metric list");
+    /* strsep, not strtok: "Bleu,,METEOR" and "" have empty names to refuse */
+    for (char *rest = copy, *tok; (tok = strsep(&rest, ",")) != NULL;) {
+        if (!*tok)
+            secap_fatal("--metrics \"%s\": empty metric name (hint: a comma-separated list such as Bleu,METEOR, "
+                        "or all)", list);
         int hit = 0;
         for (int m = 0; m < NMETRIC; m++)
             if (!strcasecmp(tok, NAMES[m]) || !strcasecmp(tok, "all") ||
@@ -133,10 +141,46 @@ static void print_table(const options *o, const secap_scores *s, int n)
     printf("(%d hypotheses)\n", n);
 }
 
+/* Checks --per-item before any work: not an input, not a directory, and
+ * when it exists, a per-item file of an earlier run ({id: {metric: ...}}),
+ * never a file of another kind. */
+static void check_per_item_path(const options *o)
+{
+    const char *p = o->per_item;
+    if (secap_same_file(p, o->refs) || secap_same_file(p, o->hyps))
+        secap_fatal("--per-item %s is the same file as --%s (hint: choose another output path; inputs are never "
+                    "overwritten)", p, secap_same_file(p, o->refs) ? "refs" : "hyps");
+    char what[128];
+    secap_describe_file(p, what, sizeof what);
+    if (secap_is_dir(p))
+        secap_fatal("--per-item %s is a directory (hint: give a file name, e.g. %s/items.json)", p, p);
+    if (access(p, F_OK) != 0) return;
+    /* an existing file is replaced only if it is per-item output */
+    FILE *f = fopen(p, "rb");
+    char *buf = NULL;
+    size_t cap = 0;
+    ssize_t n = f ? getdelim(&buf, &cap, 0, f) : -1;
+    if (f) fclose(f);
+    cJSON *root = n > 0 ? cJSON_Parse(buf) : NULL;
+    int ok = cJSON_IsObject(root);
+    for (const cJSON *e = root ? root->child : NULL; ok && e; e = e->next) ok = cJSON_IsObject(e);
+    cJSON_Delete(root);
+    free(buf);
+    if (!ok)
+        secap_fatal("--per-item %s exists and is %s, not a per-item score file of an earlier run (hint: outputs "
+                    "never replace a file of another kind; choose another path or remove it)", p, what);
+}
+
+/* Written to "<path>.tmp.<pid>" and renamed into place. */
 static void write_per_item(const options *o, const secap_corpus *c, const secap_scores *item)
 {
-    FILE *f = fopen(o->per_item, "w");
-    if (!f) secap_fatal("%s: cannot write per-item scores (hint: check the directory exists and is writable)", o->per_item);
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", o->per_item, (long)getpid());
+    secap_tmp_sweep(o->per_item);
+    FILE *f = fopen(tmp, "w");
+    if (!f) secap_fatal("%s: cannot write per-item scores: %s (hint: check the directory exists and is writable)",
+                        tmp, strerror(errno));
+    secap_tmp_register(tmp);
     fputs("{\n", f);
     for (int i = 0; i < secap_corpus_size(c); i++) {
         fputs("  ", f);
@@ -146,7 +190,11 @@ static void write_per_item(const options *o, const secap_corpus *c, const secap_
         fputs(i + 1 < secap_corpus_size(c) ? ",\n" : "\n", f);
     }
     fputs("}\n", f);
-    if (fclose(f) != 0) secap_fatal("%s: write failed (hint: disk full?)", o->per_item);
+    if (fflush(f) != 0 || fsync(fileno(f)) != 0 || fclose(f) != 0)
+        secap_fatal("%s: write failed: %s (hint: disk full?)", tmp, strerror(errno));
+    if (rename(tmp, o->per_item) != 0)
+        secap_fatal("%s: cannot rename %s into place: %s", o->per_item, tmp, strerror(errno));
+    secap_tmp_unregister(tmp);
 }
 
 static void report_ignored(const secap_corpus *c)
@@ -161,6 +209,7 @@ static void report_ignored(const secap_corpus *c)
 int main(int argc, char **argv)
 {
     options o = parse_args(argc, argv);
+    if (o.per_item) check_per_item_path(&o);
     secap_threads_init(0);
     secap_corpus *c = secap_corpus_load_json(o.refs, o.hyps, o.mode);
     report_ignored(c);

@@ -270,6 +270,29 @@ def main():
     rc, log = run([os.path.join(top, "noweights"), "--out", os.path.join(top, "x.h5")])
     expect(rc == 1 and "no model.safetensors, pytorch_model.bin" in log, "no weights: clear error")
 
+    # non-finite values and unsafe outputs are refused before anything is written
+    bad = dict(sd)
+    bad["encoder.layer_norm.bias"] = sd["encoder.layer_norm.bias"].copy()
+    bad["encoder.layer_norm.bias"][3] = np.nan
+    d8 = os.path.join(top, "nan")
+    write_dir(d8, cfg, {"model.safetensors": save_safetensors(bad)})
+    rc, log = run([d8, "--out", os.path.join(top, "nan.h5")])
+    expect(rc == 1 and "tensor encoder.layer_norm.bias holds nan at [3]" in log
+           and not os.path.exists(os.path.join(top, "nan.h5")), "refuses NaN weights, naming tensor and element")
+    notes = os.path.join(top, "notes.txt")
+    with open(notes, "w") as f:
+        f.write("keep me\n")
+    rc, log = run([d1, "--out", notes])
+    expect(rc == 1 and "exists and is not an HDF5 file (8 bytes), not a weight file" in log
+           and open(notes).read() == "keep me\n", "never overwrites a file of another kind")
+    rc, log = run([d1, "--out", top])
+    expect(rc == 1 and "is a directory" in log, "refuses a directory as --out")
+    rc, log = run([d2, "--out", os.path.join(d2, "model.safetensors")])
+    expect(rc == 1 and "is the input file" in log, "never overwrites its input")
+    expect(os.path.exists(os.path.join(top, "bin.h5")), "bin.h5 from step 1 exists")
+    rc, log = run([d1, "--out", os.path.join(top, "bin.h5")])
+    expect(rc == 0, "replaces an earlier weight file")
+
     # 4. random init
     for preset in ("hubert-tiny-base", "hubert-tiny-large"):
         out = os.path.join(top, preset + ".h5")

@@ -228,6 +228,77 @@ static void test_probe(void **st)
     assert_int_equal(info.channels, 2);
 }
 
+/* A header claiming an absurd rate or length is refused before any buffer
+ * is sized from it; the bounds are configurable. */
+static void test_header_bounds(void **st)
+{
+    (void)st;
+    float x[32000] = {0};
+    const char *p = tu_tmp("rate1.wav");
+    write_audio(p, x, 32000, 16000, 1, SF_FORMAT_WAV | SF_FORMAT_PCM_16);
+    /* patch the fmt chunk: sample rate (offset 24) and byte rate (28) to 1 Hz */
+    FILE *f = fopen(p, "r+b");
+    unsigned char one[8] = { 1, 0, 0, 0, 2, 0, 0, 0 };
+    fseek(f, 24, SEEK_SET);
+    fwrite(one, 1, 8, f);
+    fclose(f);
+    secap_audio_info info;
+    secap_audio a;
+    char err[1024];
+    assert_int_equal(secap_audio_probe(p, &info, err, sizeof err), -1);
+    assert_non_null(strstr(err, "rate1.wav: sample rate 1 Hz is outside [4000, 384000] Hz"));
+    assert_int_equal(secap_audio_load(p, 16000, &a, err, sizeof err), -1);
+    assert_non_null(strstr(err, "sample rate 1 Hz"));
+    assert_null(a.x);
+    /* allow 1 Hz: now the duration (32000 s) is over the 3600 s default */
+    secap_audio_limits l = { 1, 384000, 3600 };
+    secap_audio_set_limits(&l);
+    assert_int_equal(secap_audio_load(p, 16000, &a, err, sizeof err), -1);
+    assert_non_null(strstr(err, "declares 32000 frames at 1 Hz, 32000.0 s, longer than the 3600 s limit"));
+    /* a normal file against a tight duration bound */
+    write_audio(tu_tmp("two_s.wav"), x, 32000, 16000, 1, SF_FORMAT_WAV | SF_FORMAT_PCM_16);
+    l = (secap_audio_limits){ 8000, 48000, 1.5 };
+    secap_audio_set_limits(&l);
+    assert_int_equal(secap_audio_probe(tu_tmp("two_s.wav"), &info, err, sizeof err), -1);
+    assert_non_null(strstr(err, "2.0 s, longer than the 1.5 s limit"));
+    l.max_seconds = 2.0;
+    secap_audio_set_limits(&l);
+    assert_int_equal(secap_audio_probe(tu_tmp("two_s.wav"), &info, err, sizeof err), 0);
+    l = (secap_audio_limits){ 48000, 8000, 1 };
+    EXPECT_FATAL(secap_audio_set_limits(&l), "not a valid range");
+    secap_audio_set_limits(NULL);
+    assert_int_equal(secap_audio_get_limits().min_rate, SECAP_AUDIO_MIN_RATE);
+}
+
+/* NaN / inf samples in a float file are refused, naming the sample. */
+static void test_nonfinite_samples(void **st)
+{
+    (void)st;
+    float x[2 * 1000];
+    for (int i = 0; i < 2000; i++) x[i] = 0.1f;
+    x[2 * 700 + 1] = NAN;                       /* frame 700, right channel */
+    write_audio(tu_tmp("nan.wav"), x, 1000, 16000, 2, SF_FORMAT_WAV | SF_FORMAT_FLOAT);
+    secap_audio a;
+    char err[1024];
+    assert_int_equal(secap_audio_load(tu_tmp("nan.wav"), 16000, &a, err, sizeof err), -1);
+    assert_non_null(strstr(err, "nan.wav: sample 700 (0.044 s, mean of 2 channels) is NaN"));
+    assert_null(a.x);
+    float y[1000];
+    for (int i = 0; i < 1000; i++) y[i] = 0.1f;
+    y[999] = -INFINITY;
+    write_audio(tu_tmp("inf.wav"), y, 1000, 24000, 1, SF_FORMAT_WAV | SF_FORMAT_FLOAT);
+    assert_int_equal(secap_audio_load(tu_tmp("inf.wav"), 16000, &a, err, sizeof err), -1);
+    assert_non_null(strstr(err, "sample 999"));
+    assert_non_null(strstr(err, "is -inf"));
+    EXPECT_FATAL(secap_audio_load_or_die(tu_tmp("inf.wav"), 16000), "is -inf");
+    /* a directory is named as one */
+    assert_int_equal(secap_audio_load(tu_dir, 16000, &a, err, sizeof err), -1);
+    assert_non_null(strstr(err, "is a directory"));
+    secap_audio_info info;
+    assert_int_equal(secap_audio_probe(tu_dir, &info, err, sizeof err), -1);
+    assert_non_null(strstr(err, "is a directory"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -240,6 +311,8 @@ int main(void)
         cmocka_unit_test(test_crop),
         cmocka_unit_test(test_damaged_files_do_not_crash),
         cmocka_unit_test(test_probe),
+        cmocka_unit_test(test_header_bounds),
+        cmocka_unit_test(test_nonfinite_samples),
     };
     return cmocka_run_group_tests(tests, tu_tmpdir_setup, tu_tmpdir_teardown);
 }

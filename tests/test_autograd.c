@@ -176,6 +176,26 @@ static void test_bf16_roundtrip(void **st)
     assert_int_equal(secap_f32_to_bf16(1.0f), 0x3f80);
 }
 
+/* A NaN/inf loss stops before backward, naming the op where it started. */
+static void test_nonfinite_loss(void **st)
+{
+    (void)st;
+    secap_ctx *c = new_ctx();
+    secap_tensor *w = secap_param(c, "w", SECAP_SHAPE(1, 3), 1);
+    fill(w, -1.0f);                                     /* -1, -0.9, -0.8 */
+    secap_tensor *h = secap_scale(c, w, 2.0f, 0.0f);
+    secap_tensor *l = secap_log(c, h);                  /* log of negatives: NaN */
+    secap_tensor *loss = secap_sum_all(c, secap_scale(c, l, 1.0f, 0.0f));
+    EXPECT_FATAL(secap_backward(c, loss), "backward: the loss is NaN; the first non-finite value on the tape is "
+                                          "element 0 of the [1, 3] output of op log");
+    assert_true(w->grad[0] == 0.0f);                    /* nothing propagated */
+    secap_ctx_reset(c);
+    secap_tensor *x = secap_from_data(c, SECAP_SHAPE(1), (float[]){INFINITY});
+    secap_tensor *loss2 = secap_sum_all(c, secap_mul(c, secap_sum_all(c, w), x));
+    EXPECT_FATAL(secap_backward(c, loss2), "the loss is -inf");
+    secap_ctx_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -187,6 +207,7 @@ int main(void)
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_arena_out_of_memory),
         cmocka_unit_test(test_bf16_roundtrip),
+        cmocka_unit_test(test_nonfinite_loss),
     };
     return cmocka_run_group_tests_name("autograd", tests, NULL, NULL);
 }

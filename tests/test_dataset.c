@@ -7,7 +7,10 @@
 #include "secap/loader.h"
 #include "secap/h5io.h"
 
+#include <hdf5.h>
+#include <signal.h>
 #include <sndfile.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -136,7 +139,7 @@ static void test_missing_ids_and_bad_text(void **st)
     assert_true(secap_problems_find(&probs, "gone", "audio file not found") >= 0);
     assert_true(secap_problems_find(&probs, "short", "too short") >= 0);
     assert_true(secap_problems_find(&probs, "empty", "zero length") >= 0);
-    assert_true(secap_problems_find(&probs, "cut", "unreadable audio") >= 0);
+    assert_true(secap_problems_find(&probs, "cut", "audio refused") >= 0);
     assert_true(secap_problems_find(&probs, "a", "no caption") < 0);
     /* Every problem names a file and a fix. */
     for (int i = 0; i < probs.n; i++) {
@@ -170,6 +173,63 @@ static void test_json_syntax_error_line_col(void **st)
     assert_int_equal(probs.v[k].col, 7);
     /* A whole-file problem cannot be skipped. */
     EXPECT_FATAL(secap_dataset_apply_policy(d, &probs, SECAP_ON_ERROR_SKIP), "cannot be skipped");
+    secap_problems_free(&probs);
+    secap_dataset_free(d);
+}
+
+/* An escaped NUL would cut a caption silently: a problem naming the file,
+ * line and id (skippable); a lone surrogate or a directory is a whole-file
+ * problem with its own message. */
+static void test_json_nul_and_surrogate(void **st)
+{
+    (void)st;
+    mkdirs(P("nul"));
+    write_wav(P("nul/a.wav"), 16000, 16000, 0.5f);
+    write_wav(P("nul/b.wav"), 16000, 16000, 0.5f);
+    WRITE(P("nul/wav.scp"), "a a.wav\nb b.wav\n");
+    WRITE(P("nul/fid2captions.json"), "{\"a\": \"好\",\n \"b\": [\"ok\", \"x\\u0000y\"]}\n");
+    secap_data_config c;
+    secap_data_config_default(&c);
+    secap_problems probs = {0};
+    secap_dataset *d = secap_dataset_read(P("nul"), &c, &probs);
+    secap_problems_print(&probs, stderr);
+    int k = secap_problems_find(&probs, "b", "escaped NUL");
+    assert_true(k >= 0);
+    assert_int_equal(probs.v[k].line, 2);
+    assert_int_equal(probs.v[k].col, 16);
+    assert_int_equal(probs.n, 1);
+    EXPECT_FATAL(secap_dataset_apply_policy(d, &probs, SECAP_ON_ERROR_FAIL), "escaped NUL");
+    secap_dataset_apply_policy(d, &probs, SECAP_ON_ERROR_SKIP);
+    assert_int_equal(d->n, 1);
+    assert_string_equal(d->items[0].id, "a");
+    secap_problems_free(&probs);
+    secap_dataset_free(d);
+
+    /* manifest: the id is the line's "key" */
+    WRITE(P("nul/m.jsonl"), "{\"key\": \"a\", \"source\": \"a.wav\", \"target\": \"好\"}\n"
+                            "{\"key\": \"b\", \"source\": \"b.wav\", \"target\": \"坏\\u0000\"}\n");
+    d = secap_dataset_read(P("nul/m.jsonl"), &c, &probs);
+    k = secap_problems_find(&probs, "b", "escaped NUL (\\u0000) in a string");
+    assert_true(k >= 0);
+    assert_int_equal(probs.v[k].line, 2);
+    secap_problems_free(&probs);
+    secap_dataset_free(d);
+
+    /* lone surrogate: whole file, naming the entry */
+    WRITE(P("nul/fid2captions.json"), "{\"a\": \"好\", \"b\": \"\\udc00\"}");
+    d = secap_dataset_read(P("nul"), &c, &probs);
+    k = secap_problems_find(&probs, NULL, "in the entry of id \"b\": lone UTF-16 surrogate escape \\uDC00");
+    assert_true(k >= 0);
+    assert_null(probs.v[k].id);
+    EXPECT_FATAL(secap_dataset_apply_policy(d, &probs, SECAP_ON_ERROR_SKIP), "cannot be skipped");
+    secap_problems_free(&probs);
+    secap_dataset_free(d);
+
+    /* a directory where a file should be */
+    unlink(P("nul/fid2captions.json"));
+    mkdirs(P("nul/fid2captions.json"));
+    d = secap_dataset_read(P("nul"), &c, &probs);
+    assert_true(secap_problems_find(&probs, NULL, "is a directory, not a text file") >= 0);
     secap_problems_free(&probs);
     secap_dataset_free(d);
 }
@@ -296,6 +356,31 @@ static void test_list_split(void **st)
     assert_int_equal(d->items[3].split, SECAP_SPLIT_DEV);
     assert_int_equal(probs.n, 1);
     assert_int_equal(probs.v[0].line, 2);
+    /* an id in two lists is never moved silently: a problem naming file, line and id */
+    WRITE(P("lists/train.list"), "utt00004\nutt00003\n");
+    WRITE(P("lists/test.list"), "utt00002\nutt00004\nutt00002\n");
+    secap_problems_free(&probs);
+    assert_int_equal(secap_split_from_lists(d, paths, &probs), 0);
+    secap_problems_print(&probs, stderr);
+    assert_int_equal(probs.n, 3);
+    int k = secap_problems_find(&probs, "utt00003", "id is in both the train list");
+    assert_true(k >= 0);
+    assert_string_equal(probs.v[k].file, P("lists/dev.list"));
+    assert_int_equal(probs.v[k].line, 2);
+    assert_non_null(strstr(probs.v[k].what, "lists/train.list line 2) and the dev list"));
+    k = secap_problems_find(&probs, "utt00004", "id is in both the train list");
+    assert_int_equal(probs.v[k].line, 2);
+    assert_string_equal(probs.v[k].file, P("lists/test.list"));
+    assert_true(secap_problems_find(&probs, "utt00002", "id listed twice in the test list (first on line 1)") >= 0);
+    assert_int_equal(d->items[3].split, SECAP_SPLIT_TRAIN);   /* stays where it was listed first */
+    assert_int_equal(d->items[4].split, SECAP_SPLIT_TRAIN);
+    /* a NUL byte would cut an id silently */
+    write_file(P("lists/test.list"), "utt00002\nutt\0003\n", 14);
+    secap_problems_free(&probs);
+    assert_int_equal(secap_split_from_lists(d, paths, &probs), 0);
+    k = secap_problems_find(&probs, NULL, "NUL byte in the test list");
+    assert_true(k >= 0);
+    assert_int_equal(probs.v[k].line, 2);
     const char *const none[3] = { P("lists/x"), NULL, P("lists/y") };
     assert_int_equal(secap_split_from_lists(d, none, &probs), -1);
     secap_problems_free(&probs);
@@ -658,13 +743,198 @@ static void test_feature_cache(void **st)
     fc = secap_featcache_open(path, &norm, &rebuilt);
     assert_int_equal(rebuilt, 1);
     secap_featcache_close(fc);
-    /* A file that is not HDF5 is rebuilt, not a crash. */
+    free(a);
+}
+
+/* A file of another kind is never replaced by a cache; damaged entries are
+ * found by their digest; non-finite features are not written. */
+static void test_feature_cache_safety(void **st)
+{
+    (void)st;
+    secap_featcache_key key = { "enc", "sr=16000" };
+    int rebuilt;
     WRITE(P("junk.h5"), "junk");
-    fc = secap_featcache_open(P("junk.h5"), &key, &rebuilt);
+    EXPECT_FATAL(secap_featcache_open(P("junk.h5"), &key, &rebuilt),
+                 "junk.h5: exists and is a text file of 4 bytes, not a feature cache; it is never overwritten");
+    assert_int_equal(file_size(P("junk.h5")), 4);
+    secap_h5 *h = secap_h5_create(P("weights.h5"));
+    float w[4] = { 1, 2, 3, 4 };
+    int64_t d4[1] = { 4 };
+    secap_h5_write_f32(h, "encoder.w", w, 1, d4, 0);
+    secap_h5_set_attr_str(h, NULL, "model_type", "hubert");
+    secap_h5_commit(h);
+    volatile long wsize = file_size(P("weights.h5"));
+    EXPECT_FATAL(secap_featcache_open(P("weights.h5"), &key, &rebuilt), "is a model weight file (model_type = hubert)");
+    assert_int_equal(file_size(P("weights.h5")), wsize);
+    h = secap_h5_create(P("other.h5"));
+    secap_h5_write_f32(h, "x", w, 1, d4, 0);
+    secap_h5_commit(h);
+    EXPECT_FATAL(secap_featcache_check_path(P("other.h5")), "an HDF5 file without the attribute format = secap-features-* (1 dataset, e.g. x)");
+    mkdirs(P("outdir"));
+    EXPECT_FATAL(secap_featcache_open(P("outdir"), &key, &rebuilt), "outdir: is a directory");
+    /* an old-format cache is a cache: stale, rebuilt */
+    h = secap_h5_create(P("old.h5"));
+    secap_h5_set_attr_str(h, NULL, "format", "secap-features-1");
+    secap_h5_commit(h);
+    secap_featcache *fc = secap_featcache_open(P("old.h5"), &key, &rebuilt);
     assert_int_equal(rebuilt, 1);
     secap_featcache_close(fc);
-    assert_int_equal(secap_h5_is_readable(P("junk.h5")), 1);
-    free(a);
+
+    /* digests: values rewritten in place (valid HDF5, other numbers) and a
+     * chunk overwritten with garbage are both caught */
+    const char *path = P("dig.h5");
+    fc = secap_featcache_open(path, &key, &rebuilt);
+    float a[64 * 32], b[6] = { 1, 2, 3, 4, 5, 6 };
+    for (int i = 0; i < 64 * 32; i++) a[i] = sinf(0.01f * (float)i);
+    secap_featcache_put(fc, "a", a, 64, 32);
+    secap_featcache_put(fc, "b", b, 3, 2);
+    secap_featcache_put(fc, "c", b, 2, 3);
+    float nanf_[4] = { 0, 0, NAN, 0 };
+    EXPECT_FATAL(secap_featcache_put(fc, "bad", nanf_, 2, 2), "features of bad hold NaN at frame 1, dim 0 of [2 x 2]; not written");
+    secap_featcache_close(fc);
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t ds = H5Dopen2(f, "b", H5P_DEFAULT);
+    float b2[6] = { 1, 2, 3, 4, 5, 7 };
+    H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, b2);
+    H5Dclose(ds);
+    ds = H5Dopen2(f, "a", H5P_DEFAULT);
+    hid_t sp = H5Dget_space(ds);
+    hsize_t off[2];
+    unsigned mask;
+    haddr_t addr;
+    hsize_t csize;
+    assert_true(H5Dget_chunk_info(ds, sp, 0, off, &mask, &addr, &csize) >= 0);
+    H5Sclose(sp);
+    H5Dclose(ds);
+    H5Fclose(f);
+    FILE *raw = fopen(path, "r+b");
+    fseek(raw, (long)(addr + csize / 2), SEEK_SET);
+    char junk[16];
+    memset(junk, 0x5a, sizeof junk);
+    fwrite(junk, 1, sizeof junk, raw);
+    fclose(raw);
+    fc = secap_featcache_open(path, &key, &rebuilt);
+    assert_int_equal(rebuilt, 0);
+    assert_true(secap_featcache_has(fc, "b"));     /* present, but ... */
+    int64_t T, D;
+    EXPECT_FATAL(secap_featcache_get(fc, "b", &T, &D), "the features of b are damaged: its values do not match the digest");
+    EXPECT_FATAL(secap_featcache_get(fc, "a", &T, &D), "the features of a are damaged");
+    char why[200];
+    assert_int_equal(secap_featcache_verify(fc, "b", why, sizeof why), -1);
+    assert_int_equal(secap_featcache_verify(fc, "a", why, sizeof why), -1);
+    assert_int_equal(secap_featcache_verify(fc, "c", why, sizeof why), 1);
+    assert_int_equal(secap_featcache_verify(fc, "zz", why, sizeof why), 0);
+    float *x = secap_featcache_get(fc, "c", &T, &D);
+    assert_int_equal(T, 2);
+    assert_memory_equal(x, b, sizeof b);
+    free(x);
+    secap_featcache_close(fc);
+}
+
+/* kill -9 while extending: what was flushed survives, the file opens; a
+ * killed run's temporary is removed (and reported) by the next run. */
+static void test_feature_cache_kill(void **st)
+{
+    (void)st;
+    secap_featcache_key key = { "enc", "sr=16000" };
+    const char *path = P("killed.h5");
+    float v[8] = { 1, 2, 3, 4, 5, 6, 7, 8 };
+    pid_t pid = fork();
+    if (pid == 0) {                                   /* new cache: put, flush, put, die */
+        secap_featcache *fc = secap_featcache_open(path, &key, NULL);
+        secap_featcache_put(fc, "u1", v, 2, 4);
+        secap_featcache_flush(fc);
+        secap_featcache_put(fc, "u2", v, 4, 2);
+        raise(SIGKILL);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    assert_true(WIFSIGNALED(status));
+    int rebuilt = -1;
+    secap_featcache *fc = secap_featcache_open(path, &key, &rebuilt);
+    assert_int_equal(rebuilt, 0);
+    assert_true(secap_featcache_has(fc, "u1"));
+    int64_t T, D;
+    free(secap_featcache_get(fc, "u1", &T, &D));
+    secap_featcache_close(fc);
+
+    pid = fork();
+    if (pid == 0) {                                   /* a new cache elsewhere, killed before any flush */
+        secap_featcache *c2 = secap_featcache_open(P("never.h5"), &key, NULL);
+        secap_featcache_put(c2, "u1", v, 2, 4);
+        raise(SIGKILL);
+    }
+    waitpid(pid, &status, 0);
+    char tmp[600];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", P("never.h5"), (long)pid);
+    assert_true(file_size(tmp) > 0);                  /* SIGKILL cannot clean up ... */
+    assert_int_equal(file_size(P("never.h5")), -1);
+    fc = secap_featcache_open(P("never.h5"), &key, &rebuilt);   /* ... the next run does */
+    assert_int_equal(file_size(tmp), -1);
+    secap_featcache_close(fc);
+
+    /* SIGTERM runs the handler: the temporary goes with the process */
+    int pfd[2];
+    assert_int_equal(pipe(pfd), 0);
+    pid = fork();
+    if (pid == 0) {
+        secap_featcache *c3 = secap_featcache_open(P("termed.h5"), &key, NULL);
+        secap_featcache_put(c3, "u1", v, 2, 4);
+        assert_int_equal(write(pfd[1], "x", 1), 1);
+        for (;;) pause();
+    }
+    char ch;
+    assert_int_equal(read(pfd[0], &ch, 1), 1);
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", P("termed.h5"), (long)pid);
+    assert_true(file_size(tmp) > 0);
+    kill(pid, SIGTERM);
+    waitpid(pid, &status, 0);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM);
+    assert_int_equal(file_size(tmp), -1);
+    close(pfd[0]);
+    close(pfd[1]);
+}
+
+/* data.min_sample_rate / max_audio_seconds reach validation (the problem
+ * names the item); a NaN sample stops the batch naming the item and sample. */
+static void test_audio_bounds_and_nan_items(void **st)
+{
+    (void)st;
+    mkdirs(P("bounds"));
+    write_wav(P("bounds/ok.wav"), 16000, 16000, 0.5f);
+    write_wav(P("bounds/slow.wav"), 8000, 8000, 0.5f);
+    write_wav(P("bounds/long.wav"), 48000, 16000, 0.5f);
+    SF_INFO si = { .samplerate = 16000, .channels = 1, .format = SF_FORMAT_WAV | SF_FORMAT_FLOAT };
+    SNDFILE *sf = sf_open(P("bounds/nan.wav"), SFM_WRITE, &si);
+    float x[1600];
+    for (int i = 0; i < 1600; i++) x[i] = i == 1234 ? NAN : 0.25f;
+    sf_writef_float(sf, x, 1600);
+    sf_close(sf);
+    WRITE(P("bounds/wav.scp"), "ok ok.wav\nslow slow.wav\nlong long.wav\nnan nan.wav\n");
+    WRITE(P("bounds/fid2captions.json"), "{\"ok\": \"a\", \"slow\": \"b\", \"long\": \"c\", \"nan\": \"d\"}");
+    secap_data_config c;
+    secap_data_config_default(&c);
+    assert_int_equal(secap_data_config_set(&c, "data.min_sample_rate", "12000"), 0);
+    assert_int_equal(secap_data_config_set(&c, "data.max_audio_seconds", "2.5"), 0);
+    EXPECT_FATAL(secap_data_config_set(&c, "max_sample_rate", "0"), "max_sample_rate");
+    secap_problems probs = {0};
+    secap_dataset *d = secap_dataset_read(P("bounds"), &c, &probs);
+    secap_dataset_validate(d, &probs);
+    secap_problems_print(&probs, stderr);
+    assert_int_equal(probs.n, 2);
+    assert_true(secap_problems_find(&probs, "slow", "sample rate 8000 Hz is outside [12000, 384000] Hz") >= 0);
+    assert_true(secap_problems_find(&probs, "long", "3.0 s, longer than the 2.5 s limit") >= 0);
+    secap_dataset_apply_policy(d, &probs, SECAP_ON_ERROR_SKIP);
+    assert_int_equal(d->n, 2);
+    secap_batch b = {0};
+    int items[2] = { 0, 1 };
+    assert_string_equal(d->items[1].id, "nan");
+    EXPECT_FATAL(secap_batch_fill(&b, d, items, 2, &c, NULL), "item nan: ");
+    EXPECT_FATAL(secap_batch_fill(&b, d, items, 2, &c, NULL), "sample 1234 (0.077 s, mean of 1 channel) is NaN");
+    secap_batch_free(&b);
+    secap_problems_free(&probs);
+    secap_dataset_free(d);
+    secap_audio_set_limits(NULL);
 }
 
 int main(void)
@@ -674,16 +944,20 @@ int main(void)
         cmocka_unit_test(test_missing_ids_and_bad_text),
         cmocka_unit_test(test_json_syntax_error_line_col),
         cmocka_unit_test(test_binary_file_as_text),
+        cmocka_unit_test(test_json_nul_and_surrogate),
         cmocka_unit_test(test_manifest),
         cmocka_unit_test(test_hash_split),
         cmocka_unit_test(test_list_split),
         cmocka_unit_test(test_config_keys),
+        cmocka_unit_test(test_audio_bounds_and_nan_items),
         cmocka_unit_test(test_bucket_sampler),
         cmocka_unit_test(test_class_sampler),
         cmocka_unit_test(test_batch_fill),
         cmocka_unit_test(test_loader_order_and_resume),
         cmocka_unit_test(test_h5io_roundtrip),
         cmocka_unit_test(test_feature_cache),
+        cmocka_unit_test(test_feature_cache_safety),
+        cmocka_unit_test(test_feature_cache_kill),
     };
     return cmocka_run_group_tests(tests, tu_tmpdir_setup, tu_tmpdir_teardown);
 }

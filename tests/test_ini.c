@@ -63,6 +63,7 @@ static void test_bad_files(void **st)
     const char bin[] = "[train]\nx = \0\1\2\n";
     EXPECT_FATAL(secap_ini_load(write_file("e.ini", bin, sizeof bin - 1)), "e.ini:2: NUL byte");
     EXPECT_FATAL(secap_ini_load("/nonexistent/x.ini"), "cannot open");
+    EXPECT_FATAL(secap_ini_load(tu_dir), "is a directory, not a config file");
 }
 
 int main(void)

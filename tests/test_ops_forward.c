@@ -1,6 +1,8 @@
 /* Forward values of the ops against direct double-precision formulas. */
 #include "testutil.h"
+#include <float.h>
 #include "secap/ops.h"
+#include "../src/ops/ops_internal.h"   /* op_expf */
 
 static secap_rng g_rng;
 
@@ -340,11 +342,59 @@ static void test_transpose_tiled(void **st)
     secap_ctx_free(c);
 }
 
+/* op_expf is defined for every float: NaN stays NaN, -inf and inputs whose
+ * e^x is below FLT_MIN give at most FLT_MIN (0 for -inf), overflow gives
+ * +inf, and the normal range keeps its 2e-7 relative accuracy up to FLT_MAX.  (Before the fix NaN hit an
+ * undefined float->int conversion and a negative left shift, which UBSan
+ * stops on, and the clamped range gave e^-inf = 1e-38, e^+inf = 2e38.) */
+static void test_expf_every_input(void **st)
+{
+    (void)st;
+    volatile float nan = NAN, inf = INFINITY;
+    assert_true(isnan(op_expf(nan)));
+    assert_true(isnan(op_expf(-nan)));
+    assert_true(op_expf(-inf) == 0.0f);
+    assert_true(op_expf(-1000.0f) == 0.0f);
+    assert_true(op_expf(-FLT_MAX) == 0.0f);
+    assert_true(isinf(op_expf(inf)) && op_expf(inf) > 0);
+    assert_true(isinf(op_expf(89.0f)) && isinf(op_expf(FLT_MAX)));
+    assert_true(op_expf(0.0f) == 1.0f);
+    double worst_rel = 0, worst_sub = 0;
+    for (float x = -110.0f; x < 89.0f; x += 0.0137f) {
+        double want = exp((double)x);
+        float got = op_expf(x);
+        if (want < FLT_MIN) {          /* below the normal range: absolute error */
+            double e = fabs(got - want);
+            if (e > worst_sub) worst_sub = e;
+            if (e > FLT_MIN) fail_msg("op_expf(%.9g) = %.9g, expected %.9g (below FLT_MIN)", x, got, want);
+        } else if (want > FLT_MAX / (1 + 2.5e-7)) {   /* overflow, or the last ulps before it */
+            if (!isinf(got) && fabs(got - want) / want > 2.5e-7)
+                fail_msg("op_expf(%.9g) = %.9g, expected +inf", x, got);
+        } else {
+            double e = fabs(got - want) / want;
+            if (e > worst_rel) worst_rel = e;
+            if (e > 2.5e-7) fail_msg("op_expf(%.9g) = %.9g, expected %.9g (relative error %.2e)", x, got, want, e);
+        }
+    }
+    print_message("  op_expf: max rel err %.2e (normal), max abs err %.2e (below FLT_MIN)\n", worst_rel, worst_sub);
+
+    /* softmax with masked (-inf) entries gives exact zeros, a NaN row stays NaN */
+    secap_ctx *c = secap_ctx_new(16u << 20, 64u << 20, 1);
+    secap_tensor *x = secap_empty(c, SECAP_SHAPE(2, 3));
+    float v[6] = {0.0f, -INFINITY, 1.0f, NAN, 0.0f, 1.0f};
+    memcpy(secap_f32(x), v, sizeof v);
+    secap_tensor *y = secap_softmax(c, x);
+    assert_true(secap_f32(y)[1] == 0.0f);
+    assert_true(fabsf(secap_f32(y)[0] + secap_f32(y)[2] - 1.0f) < 1e-6f);
+    assert_true(isnan(secap_f32(y)[3]) && isnan(secap_f32(y)[4]));
+    secap_ctx_free(c);
+}
+
 int main(void)
 {
     secap_rng_seed(&g_rng, 2024);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_matmul_linear),    cmocka_unit_test(test_attention_values),
+        cmocka_unit_test(test_expf_every_input), cmocka_unit_test(test_matmul_linear),    cmocka_unit_test(test_attention_values),
         cmocka_unit_test(test_conv_and_norms),   cmocka_unit_test(test_pointwise_values),
         cmocka_unit_test(test_rope_matches_rotate_half),
         cmocka_unit_test(test_rope_per_row_positions), cmocka_unit_test(test_weight_norm_values),

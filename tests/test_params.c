@@ -1,6 +1,7 @@
 /* Parameter tables: hashed lookup, patterns, init rules, bindings, strict
  * loading under a prefix, saving, bf16 storage, optimizer groups. */
 #include "testutil.h"
+#include "secap/h5io.h"
 #include "secap/optim.h"
 #include "secap/params.h"
 #include "secap/weights.h"
@@ -131,6 +132,17 @@ static void test_load_errors(void **st)
     w = secap_weights_open(tu_tmp("ok.h5"));
     EXPECT_FATAL(secap_params_load(p, c, w, "Qformer.bert.", 0), "Qformer.bert.embeddings.word_embeddings.weight");
     assert_non_null(strstr(secap_last_error(), "ok.h5"));
+    secap_weights_close(w);
+    secap_params_free(p);
+    /* a NaN in a tensor that would be mapped is refused like a read one */
+    secap_h5 *h = secap_h5_create(tu_tmp("nan.h5"));
+    float vals[4] = {1, 2, NAN, 4};
+    secap_h5_write_f32(h, "w", vals, 2, (int64_t[]){2, 2}, 0);
+    secap_h5_commit(h);
+    p = secap_params_new("nan");
+    secap_params_add(p, NULL, SECAP_SHAPE(2, 2), "w");
+    w = secap_weights_open(tu_tmp("nan.h5"));
+    EXPECT_FATAL(secap_params_load(p, c, w, NULL, 0), "tensor w holds NaN at [1, 0]");
     secap_weights_close(w);
     secap_params_free(p);
     /* trainable bf16 is refused */

@@ -8,6 +8,19 @@
 
 #include "secap/score.h"
 
+#include "secap/rng.h"
+#include "../src/metrics/metrics_internal.h"   /* secap_meteor, declared before the rename below */
+
+#include <libgen.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+
+/* The unbounded reference alignment (the toolkit's data layout), for
+ * test_meteor_matches_reference. */
+#define secap_meteor secap_meteor_reference
+#include "metrics/meteor_reference.c"
+#undef secap_meteor
+
 static const char *const METRIC_NAMES[7] = {"Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr"};
 
 static double metric_of(const secap_scores *s, int m)
@@ -235,6 +248,209 @@ static void test_json_malformed(void **st)
     unlink(good); unlink(number); unlink(empty_list); unlink(dup);
 }
 
+/* What cJSON accepts silently or calls a plain syntax error gets its own
+ * message with file, line, column and id: an escaped NUL (which would cut
+ * the caption), a lone surrogate, nesting past the parser's limit, a
+ * trailing comma (with a non-blank excerpt), a directory, an empty file. */
+static void test_json_lint_messages(void **st)
+{
+    (void)st;
+    const char *good = tmp_file(0, "{\"a\": \"x\", \"b\": \"y\"}");
+    const char *nul = tmp_file(1, "{\"a\": \"x\",\n \"b\": \"x\\u0000y\"}");
+    EXPECT_FATAL(secap_corpus_load_json(good, nul, SECAP_TOK_SPACE), ":2:9: id \"b\": escaped NUL (\\u0000) in a string");
+    unlink(nul);
+    const char *nul_id = tmp_file(1, "{\"a\\u0000b\": \"x\"}");
+    EXPECT_FATAL(secap_corpus_load_json(good, nul_id, SECAP_TOK_SPACE), ":1:4: id \"a\\u0000b\": escaped NUL (\\u0000) in the id");
+    unlink(nul_id);
+    const char *sur = tmp_file(1, "{\"a\": \"ok \\ud83d\\ude00\", \"b\": \"x\\ud83d\"}");
+    EXPECT_FATAL(secap_corpus_load_json(good, sur, SECAP_TOK_SPACE), ":1:33: id \"b\": lone UTF-16 surrogate escape \\uD83D");
+    unlink(sur);
+    char deep[2100 + 16];
+    strcpy(deep, "{\"a\": ");
+    for (int i = 0; i < 1000; i++) strcat(deep, "[");
+    for (int i = 0; i < 1000; i++) strcat(deep, "]");
+    strcat(deep, "}");
+    const char *dp = tmp_file(1, deep);
+    EXPECT_FATAL(secap_corpus_load_json(good, dp, SECAP_TOK_SPACE), ":1:1006: id \"a\": nesting deeper than 1000 levels");
+    unlink(dp);
+    const char *comma = tmp_file(1, "{\"a\": \"x\",\r\n\n}\n");
+    EXPECT_FATAL(secap_corpus_load_json(good, comma, SECAP_TOK_SPACE), ":1:10: trailing comma before '}' near \"{\"a\": \"x\",\"");
+    unlink(comma);
+    const char *open_ = tmp_file(1, "{\"a\": [\"x\",\n\n");
+    EXPECT_FATAL(secap_corpus_load_json(good, open_, SECAP_TOK_SPACE), "the input ends with 2 brackets still open near \"{\"a\": [\"x\",\"");
+    unlink(open_);
+    const char *empty = tmp_file(1, " \n");
+    EXPECT_FATAL(secap_corpus_load_json(good, empty, SECAP_TOK_SPACE), ":1:1: the input is empty");
+    unlink(empty);
+    EXPECT_FATAL(secap_corpus_load_json("/tmp", good, SECAP_TOK_SPACE), "/tmp: is a directory, not a caption file");
+    /* a raw NUL byte: cJSON would stop there and ignore the rest */
+    char raw[64] = "{\"a\": \"x\"}\n?{\"b\": 1}";
+    raw[11] = 0;
+    char rawp[64] = "/tmp/secap_score_XXXXXX";
+    int fd = mkstemp(rawp);
+    assert_int_equal(write(fd, raw, 22), 22);
+    close(fd);
+    EXPECT_FATAL(secap_corpus_load_json(good, rawp, SECAP_TOK_SPACE), ":2:1: NUL byte in the file");
+    unlink(rawp);
+    unlink(good);
+}
+
+/* ------------------------------------------------------- bounded METEOR */
+
+/* A caption of n characters drawn from the first `vocab` of these, with
+ * runs of repeats (what an undertrained captioner writes). */
+static void random_caption(char *out, int n, int vocab, secap_rng *r)
+{
+    static const char *const CH[8] = {"好", "的", "很", "开", "心", "说", "话", "他"};
+    out[0] = 0;
+    for (int k = 0; k < n;) {
+        const char *c = CH[secap_rng_below(r, (uint64_t)vocab)];
+        int run = secap_rng_uniform(r) < 0.3 ? 1 + (int)secap_rng_below(r, 6) : 1;
+        for (int t = 0; t < run && k < n; t++, k++) strcat(out, c);
+    }
+}
+
+/* The bounded search gives exactly the reference alignment's scores on
+ * random repetitive corpora (small vocabularies: many candidates per word,
+ * beam truncation, ties), and on a repetitive caption long enough that the
+ * beam drops most children. */
+static void test_meteor_matches_reference(void **st)
+{
+    (void)st;
+    secap_rng r;
+    secap_rng_seed(&r, 7);
+    char hyp[8192], refbuf[3][4096], id[32];
+    int worst_items = 0;
+    for (int round = 0; round < 3; round++) {
+        secap_corpus *c = secap_corpus_new(SECAP_TOK_ZH_CHAR);
+        for (int i = 0; i < 400; i++) {
+            int vocab = 2 + (int)secap_rng_below(&r, 6);
+            random_caption(hyp, (int)secap_rng_below(&r, round % 3 == 2 ? 300 : 70), vocab, &r);
+            int nr = 1 + (int)secap_rng_below(&r, 3);
+            const char *refs[3];
+            for (int k = 0; k < nr; k++) {
+                random_caption(refbuf[k], 1 + (int)secap_rng_below(&r, 40), vocab, &r);
+                refs[k] = refbuf[k];
+            }
+            snprintf(id, sizeof id, "r%d_%d", round, i);
+            secap_corpus_add(c, id, hyp, refs, nr);
+        }
+        int n = secap_corpus_size(c);
+        secap_scores *got = calloc((size_t)n, sizeof *got), *want = calloc((size_t)n, sizeof *want);
+        double gc, wc;
+        secap_meteor(c, &gc, got);
+        secap_meteor_reference(c, &wc, want);
+        int bad = 0;
+        for (int i = 0; i < n; i++)
+            if (got[i].meteor != want[i].meteor && bad++ < 5)
+                fprintf(stderr, "  item %s: METEOR %.17g, reference %.17g\n", secap_corpus_id(c, i), got[i].meteor,
+                        want[i].meteor);
+        if (gc != wc) { fprintf(stderr, "  corpus: %.17g vs %.17g\n", gc, wc); bad++; }
+        worst_items += bad;
+        free(got);
+        free(want);
+        secap_corpus_free(c);
+    }
+    /* one long degenerate hypothesis the reference still finishes: 600 x "好的" */
+    char *longh = malloc(600 * 6 + 1);
+    longh[0] = 0;
+    for (int k = 0; k < 600; k++) strcat(longh, "好的");
+    const char *refs[2] = { "好的好的我很好的", "他说好的的好" };
+    secap_corpus *c = secap_corpus_new(SECAP_TOK_ZH_CHAR);
+    secap_corpus_add(c, "deg", longh, refs, 2);
+    secap_scores g, w;
+    double gc, wc;
+    secap_meteor(c, &gc, &g);
+    secap_meteor_reference(c, &wc, &w);
+    print_message("  600 x 2 chars: METEOR %.12g (reference %.12g)\n", g.meteor, w.meteor);
+    if (g.meteor != w.meteor || gc != wc) worst_items++;
+    secap_corpus_free(c);
+    free(longh);
+    assert_int_equal(worst_items, 0);
+}
+
+static char *repeat(const char *unit, int times)
+{
+    size_t u = strlen(unit);
+    char *s = malloc(u * (size_t)times + 1);
+    for (int k = 0; k < times; k++) memcpy(s + u * (size_t)k, unit, u);
+    s[u * (size_t)times] = 0;
+    return s;
+}
+
+/* Runs bin/secap-score (next to this test's directory) on refs/hyps JSON
+ * text with --metrics METEOR in a child process (exec: OpenMP does not
+ * survive a bare fork); returns its METEOR score, peak RSS (MB), seconds. */
+static char g_score_bin[1200];
+static double run_score(const char *refs_json, const char *hyps_json, double *mb, double *seconds)
+{
+    const char *rp = tmp_file(0, refs_json), *hp = tmp_file(1, hyps_json);
+    char outp[64];
+    snprintf(outp, sizeof outp, "/tmp/secap_score_out_XXXXXX");
+    int fd = mkstemp(outp);
+    assert_true(fd >= 0);
+    double t0 = secap_now();
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fd, 1);
+        execl(g_score_bin, g_score_bin, "--refs", rp, "--hyps", hp, "--metrics", "METEOR", (char *)NULL);
+        _exit(127);
+    }
+    int status;
+    struct rusage ru;
+    assert_true(wait4(pid, &status, 0, &ru) == pid);
+    *seconds = secap_now() - t0;
+    *mb = ru.ru_maxrss / 1024.0;
+    close(fd);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) fail_msg("%s exited with status %d", g_score_bin, status);
+    cJSON *out = load_json(outp);
+    double m = cJSON_GetObjectItem(out, "METEOR")->valuedouble;
+    cJSON_Delete(out);
+    unlink(rp); unlink(hp); unlink(outp);
+    return m;
+}
+
+/* Degenerate output, as an undertrained captioner writes it, scored in
+ * bounded time and memory: 15,000 repetitions of a two-character word
+ * against ordinary references (the unbounded search: 87 s and 18 GB; here
+ * exact), and both sides long and repetitive, past the search budget
+ * (aligned greedily: 3,000 reference words match the first 3,000 hypothesis
+ * words in one chunk, so the score follows from the formula). */
+static void test_meteor_degenerate_bounded(void **st)
+{
+    (void)st;
+    char *h = repeat("好的", 15000);
+    size_t n = strlen(h) + 64;
+    char *hyps = malloc(n);
+    snprintf(hyps, n, "{\"x\": \"%s\"}", h);
+    double mb, sec;
+    double m = run_score("{\"x\": [\"她说话的语速很快，声音很好听的\", \"好的，他的心情很好\", \"语气平和的男声\"]}",
+                         hyps, &mb, &sec);
+    print_message("  15,000 x \"好的\" vs 3 refs: METEOR %.6g, %.2f s, peak RSS %.0f MB\n", m, sec, mb);
+    assert_true(m > 0 && m < 0.2);
+    assert_true(mb < 300);
+    assert_true(sec < 30);      /* about 0.2 s alone; generous for a shared, sanitised run */
+    free(h); free(hyps);
+
+    h = repeat("好", 30000);
+    char *r = repeat("好", 3000);
+    n = strlen(h) + 64;
+    hyps = malloc(n);
+    snprintf(hyps, n, "{\"x\": \"%s\"}", h);
+    size_t rn = strlen(r) + 64;
+    char *refs = malloc(rn);
+    snprintf(refs, rn, "{\"x\": \"%s\"}", r);
+    m = run_score(refs, hyps, &mb, &sec);
+    double P = 3000.0 / 30000, R = 1, fmean = 1 / (0.15 / P + 0.85 / R);
+    double want = fmean * (1 - 0.6 * pow(1.0 / 3000, 0.2));
+    print_message("  30,000 x \"好\" vs 3,000 x \"好\" (greedy): METEOR %.12g (formula %.12g), %.2f s, peak RSS %.0f MB\n",
+                  m, want, sec, mb);
+    assert_true(fabs(m - want) < 1e-12);
+    assert_true(mb < 300);
+    assert_true(sec < 60);
+    free(h); free(r); free(hyps); free(refs);
+}
+
 static void test_invalid_utf8(void **st)
 {
     (void)st;
@@ -264,8 +480,12 @@ static void test_corpus_add_errors(void **st)
     secap_corpus_free(e);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    (void)argc;
+    char self[1024];
+    snprintf(self, sizeof self, "%s", argv[0]);
+    snprintf(g_score_bin, sizeof g_score_bin, "%s/../secap-score", dirname(self));   /* <bin>/tests/.. */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fixture_zh_multi),
         cmocka_unit_test(test_fixture_zh_single),
@@ -275,6 +495,9 @@ int main(void)
         cmocka_unit_test(test_fixture_edge),
         cmocka_unit_test(test_fixture_meteor_beam),
         cmocka_unit_test(test_tokenize),
+        cmocka_unit_test(test_meteor_matches_reference),
+        cmocka_unit_test(test_meteor_degenerate_bounded),
+        cmocka_unit_test(test_json_lint_messages),
         cmocka_unit_test(test_identical_is_perfect),
         cmocka_unit_test(test_empty_hypothesis_scores_zero),
         cmocka_unit_test(test_metric_mask),

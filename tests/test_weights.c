@@ -9,6 +9,7 @@
 #include "secap/h5io.h"
 #include "secap/hubert.h"
 #include "secap/weights.h"
+#include "secap/h5io.h"
 
 #include <cJSON.h>
 #include <errno.h>
@@ -155,6 +156,7 @@ static void test_refusals(void **st)
     fputs("not hdf5\n", txt);
     fclose(txt);
     EXPECT_FATAL(secap_weights_open(tu_tmp("text.h5")), "not an HDF5 file");
+    EXPECT_FATAL(secap_weights_open(tu_dir), "is a directory, not a weight file");
 
     /* writing */
     w = secap_weights_create(tu_tmp("dup.h5"));
@@ -747,6 +749,39 @@ static void test_frames(void **st)
     assert_int_equal(secap_hubert_frames(160000, k, s, 7), 499);
 }
 
+/* NaN / inf in a weight file are refused on read with the tensor and the
+ * element; the writer refuses to store them. */
+static void test_nonfinite_refused(void **st)
+{
+    (void)st;
+    const char *p = tu_tmp("nan.h5");
+    secap_h5 *h = secap_h5_create(p);
+    float a[6] = { 1, 2, 3, 4, 5, NAN };
+    uint16_t b[3] = { 0x3f80, 0x7f80 /* +inf */, 0x3f80 };
+    int64_t sa[2] = { 2, 3 }, sb[1] = { 3 };
+    secap_h5_write_f32(h, "enc.a.weight", a, 2, sa, 0);
+    secap_h5_write_u16(h, "enc.b.bias", b, 1, sb, 0);
+    secap_h5_set_attr_vstr(h, "enc.b.bias", "dtype", "bfloat16");
+    secap_h5_commit(h);
+    secap_weights *w = secap_weights_open(p);
+    float buf[8];
+    uint16_t hb[8];
+    EXPECT_FATAL(secap_weights_read(w, "enc.a.weight", 2, sa, buf), "tensor enc.a.weight holds NaN at [1, 2] of [2, 3]");
+    EXPECT_FATAL(secap_weights_read(w, "enc.a.weight", 2, sa, buf), p);
+    EXPECT_FATAL(secap_weights_read(w, "enc.b.bias", 1, sb, buf), "tensor enc.b.bias holds +inf at [1] of [3]");
+    EXPECT_FATAL(secap_weights_read_bf16(w, "enc.b.bias", 1, sb, hb), "tensor enc.b.bias holds +inf at [1]");
+    EXPECT_FATAL(secap_weights_read_bf16(w, "enc.a.weight", 2, sa, hb), "holds NaN at [1, 2]");
+    secap_weights_discard(w);
+
+    w = secap_weights_create(tu_tmp("nan_out.h5"));
+    float c[2] = { -INFINITY, 0 };
+    int64_t sc[1] = { 2 };
+    EXPECT_FATAL(secap_weights_write(w, "x", 1, sc, c, SECAP_WDTYPE_F32), "tensor x to be written holds -inf at [0]");
+    EXPECT_FATAL(secap_weights_write(w, "y", 1, sc, c, SECAP_WDTYPE_BF16), "tensor y to be written holds -inf");
+    EXPECT_FATAL(secap_weights_write_bf16(w, "z", 1, sb, b), "tensor z to be written holds +inf at [1]");
+    secap_weights_discard(w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -756,6 +791,7 @@ int main(void)
         cmocka_unit_test(test_mmap),
         cmocka_unit_test(test_mmap_foreign),
         cmocka_unit_test(test_read_bf16_blocks),
+        cmocka_unit_test(test_nonfinite_refused),
         cmocka_unit_test(test_ref_config),
         cmocka_unit_test(test_h5py_attrs),
         cmocka_unit_test(test_ref_tensors),

@@ -394,9 +394,48 @@ def _attr_value(v):
     return None
 
 
+def check_output(path, inputs=()):
+    """Refuses an output that is a directory, one of the input files, or an
+    existing file that is not a weight file (an HDF5 file with a model_type
+    attribute): outputs never replace a file of another kind."""
+    import h5py
+    if os.path.isdir(path):
+        raise ConvertError(f"--out {path} is a directory (give a file name, e.g. {path}/model.h5)")
+    for p in inputs:
+        if os.path.exists(p) and os.path.exists(path) and os.path.samefile(p, path):
+            raise ConvertError(f"--out {path} is the input file {p} (inputs are never overwritten)")
+    if not os.path.exists(path):
+        return
+    kind = None
+    try:
+        if h5py.is_hdf5(path):
+            with h5py.File(path, "r") as f:
+                kind = None if "model_type" in f.attrs else "an HDF5 file without a model_type attribute"
+        else:
+            kind = f"not an HDF5 file ({os.path.getsize(path)} bytes)"
+    except OSError as e:
+        kind = f"an HDF5 file h5py cannot open ({e})"
+    if kind:
+        raise ConvertError(f"--out {path} exists and is {kind}, not a weight file; it is never overwritten "
+                           "(choose another path, or remove the file if it is yours to lose)")
+
+
+def check_finite(tensors):
+    """Refuses NaN or infinite values, naming the tensor and the element."""
+    for n in sorted(tensors):
+        x = np.asarray(tensors[n], dtype=np.float32)
+        bad = np.flatnonzero(~np.isfinite(x))
+        if bad.size:
+            idx = np.unravel_index(int(bad[0]), x.shape)
+            raise ConvertError(f"tensor {n} holds {x.flat[bad[0]]} at {list(map(int, idx))} of {list(x.shape)} "
+                               f"({bad.size} non-finite values; the checkpoint is damaged or from a diverged run)")
+
+
 def write_weights(path, tensors, attrs, dtype="fp32", order=None):
     """Writes {name: array} and {attr: value} atomically (temp file + rename)."""
     import h5py
+    check_output(path)
+    check_finite(tensors)
     tmp = f"{path}.tmp.{os.getpid()}"
     try:
         # Tensors contiguous and uncompressed (h5py's default without
@@ -424,6 +463,7 @@ def write_weights(path, tensors, attrs, dtype="fp32", order=None):
 
 
 def convert(hf_dir, out, dtype="fp32", ignore=()):
+    check_output(out, [os.path.join(hf_dir, f) for f in os.listdir(hf_dir)] if os.path.isdir(hf_dir) else [])
     cfg_raw, text = load_config(hf_dir)
     cfg = full_config(cfg_raw)
     model = cfg["model_type"]

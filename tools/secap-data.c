@@ -22,7 +22,8 @@ static void usage(void)
 {
     fprintf(stderr, "usage: secap-data stats|validate --data DIR | --manifest FILE [--config FILE] [--data.KEY=VALUE ...]\n"
                     "  keys: on_error, max_seconds, normalize, seed, split_ratios, batch_size, max_batch_seconds,\n"
-                    "        bucket_batches, classes_per_batch, per_class, prefetch, workers, label_file\n"
+                    "        bucket_batches, classes_per_batch, per_class, prefetch, workers, label_file,\n"
+                    "        min_sample_rate, max_sample_rate, max_audio_seconds\n"
                     "  (README.md, section Data, documents each key and its default)\n");
     exit(2);
 }

@@ -3,6 +3,7 @@
  *   secap-extract --hubert <weights.h5> (--wav <file>... | --data <dataset>)
  *                 --out <features.h5> [--layer N] [--threads N]
  *                 [--batch-seconds S] [--on-error fail|skip] [--recompute]
+ *                 [--verify] [--flush-seconds S] [--data.KEY=VALUE ...]
  *
  * Writes one float32 dataset [frames x hidden] per utterance, named by its id
  * (a --wav file's basename without extension, or the dataset's id), into
@@ -12,15 +13,24 @@
  * cache are skipped unless --recompute.  Utterances are sorted by length and
  * batched up to --batch-seconds of padded audio; each utterance's features
  * equal those it gets alone.
+ *
+ * Before any work: --out must be a feature cache or absent (never an input,
+ * a directory, or a file of another kind), its directory writable, and the
+ * activations the longest batch implies must fit the step arena and memory.
+ * The cache is flushed every --flush-seconds, so a killed run loses at most
+ * that much work.
  */
 #include "secap/audio.h"
 #include "secap/base.h"
 #include "secap/cli.h"
 #include "secap/dataset.h"
 #include "secap/featcache.h"
+#include "secap/fileutil.h"
 #include "secap/hubert.h"
+#include "secap/ini.h"
 #include "secap/tensor.h"
 
+#include <errno.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +46,9 @@ typedef struct {
     double batch_seconds;  /* cap on B x longest, in seconds of audio */
     int on_error;          /* SECAP_ON_ERROR_* (datasets) */
     int recompute;
+    int verify;            /* check cached entries' digests before skipping them */
+    double flush_seconds;  /* make the cache durable this often */
+    secap_data_config dc;  /* --data.KEY=VALUE */
 } options;
 
 typedef struct {
@@ -49,6 +62,7 @@ static void usage(FILE *f)
     fprintf(f,
         "usage: secap-extract --hubert <weights.h5> (--wav <file>... | --data <dataset>) --out <features.h5>\n"
         "                     [--layer N] [--threads N] [--batch-seconds S] [--on-error fail|skip] [--recompute]\n"
+        "                     [--verify] [--flush-seconds S] [--data.KEY=VALUE ...]\n"
         "\n"
         "Runs the frozen HuBERT encoder over every utterance and stores its features, one float32\n"
         "dataset [frames x hidden] per utterance id, in the training feature cache --out.\n"
@@ -70,15 +84,37 @@ static void usage(FILE *f)
         "  --on-error fail|skip  --data: stop on the first bad item (default, listing every problem)\n"
         "                        or skip bad items\n"
         "  --recompute           recompute utterances already in the cache\n"
+        "  --verify              read every cached utterance and check its digest first; damaged ones\n"
+        "                        are recomputed (without it, damage is found when the cache is read)\n"
+        "  --flush-seconds S     make the cache durable this often (default 60): a run killed with\n"
+        "                        kill -9 loses at most the last S seconds of work\n"
+        "  --data.KEY=VALUE      a data.* key (README, section Data), e.g. --data.max_audio_seconds=600\n"
         "  --help                this text\n"
+        "\n"
+        "--out is never an input, a directory or a file of another kind (a weight file, audio, ...):\n"
+        "such a path is refused before any work.\n"
         "\n"
         "Progress (utterances/s, audio seconds/s) goes to stderr.\n");
 }
 
+static int data_set(void *cfg, const char *key, const char *value)
+{
+    return secap_data_config_set(cfg, key, value);
+}
+
+static double positive_seconds(const char *v, const char *key)
+{
+    char *end;
+    double x = strtod(v, &end);
+    if (!*v || *end || !(x > 0) || x > 1e9) secap_fatal("%s: \"%s\" is not a positive number of seconds", key, v);
+    return x;
+}
+
 static options parse_args(int argc, char **argv)
 {
-    options o = {.layer = -1, .batch_seconds = 60, .on_error = SECAP_ON_ERROR_FAIL};
+    options o = {.layer = -1, .batch_seconds = 60, .on_error = -1, .flush_seconds = 60};
     o.wavs = secap_xcalloc((size_t)argc, sizeof *o.wavs, "wav list");
+    secap_ini *ini = secap_ini_new();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); exit(0); }
@@ -87,13 +123,15 @@ static options parse_args(int argc, char **argv)
         else if (secap_cli_is(a, "--out")) o.out = secap_cli_value(argc, argv, &i, "--out", "secap-extract");
         else if (secap_cli_is(a, "--layer")) o.layer = (int)secap_cli_long(secap_cli_value(argc, argv, &i, "--layer", "secap-extract"), "--layer", -1, 4096);
         else if (secap_cli_is(a, "--threads")) o.threads = (int)secap_cli_long(secap_cli_value(argc, argv, &i, "--threads", "secap-extract"), "--threads", 0, 4096);
-        else if (secap_cli_is(a, "--batch-seconds")) {
-            const char *v = secap_cli_value(argc, argv, &i, "--batch-seconds", "secap-extract");
-            char *end;
-            o.batch_seconds = strtod(v, &end);
-            if (!*v || *end || !(o.batch_seconds > 0))
-                secap_fatal("--batch-seconds: \"%s\" is not a positive number of seconds", v);
-        } else if (secap_cli_is(a, "--on-error")) {
+        else if (secap_cli_is(a, "--batch-seconds"))
+            o.batch_seconds = positive_seconds(secap_cli_value(argc, argv, &i, "--batch-seconds", "secap-extract"),
+                                               "--batch-seconds");
+        else if (secap_cli_is(a, "--flush-seconds"))
+            o.flush_seconds = positive_seconds(secap_cli_value(argc, argv, &i, "--flush-seconds", "secap-extract"),
+                                               "--flush-seconds");
+        else if (!strcmp(a, "--verify")) o.verify = 1;
+        else if (!strncmp(a, "--data.", 7) && secap_ini_set_arg(ini, a)) continue;
+        else if (secap_cli_is(a, "--on-error")) {
             const char *v = secap_cli_value(argc, argv, &i, "--on-error", "secap-extract");
             if (!strcmp(v, "fail")) o.on_error = SECAP_ON_ERROR_FAIL;
             else if (!strcmp(v, "skip")) o.on_error = SECAP_ON_ERROR_SKIP;
@@ -107,6 +145,14 @@ static options parse_args(int argc, char **argv)
             secap_fatal("unknown argument \"%s\" (hint: secap-extract --help)", a);
         }
     }
+    secap_data_config_default(&o.dc);
+    secap_ini_apply(ini, "data", &o.dc, data_set);
+    secap_ini_check_used(ini, "data");
+    secap_ini_free(ini);
+    if (o.on_error >= 0) o.dc.on_error = o.on_error;   /* --on-error wins over --data.on_error */
+    o.on_error = o.dc.on_error;
+    secap_audio_limits lim = { o.dc.min_sample_rate, o.dc.max_sample_rate, o.dc.max_audio_seconds };
+    secap_audio_set_limits(&lim);
     if (!o.hubert) secap_fatal("--hubert <weights.h5> is required (hint: secap-extract --help)");
     if (!o.out) secap_fatal("--out <features.h5> is required (hint: secap-extract --help)");
     if (!o.data == !o.nwav)
@@ -148,10 +194,8 @@ static utt *wav_list(const options *o, int *n)
 
 static utt *data_list(const options *o, int *n)
 {
-    secap_data_config dc;
-    secap_data_config_default(&dc);
     secap_problems probs = {0};
-    secap_dataset *d = secap_dataset_read(o->data, &dc, &probs);
+    secap_dataset *d = secap_dataset_read(o->data, &o->dc, &probs);
     if (d) secap_dataset_validate(d, &probs);
     if (!d) {
         secap_problems_print(&probs, stderr);
@@ -175,6 +219,74 @@ static int by_length_desc(const void *a, const void *b)
 {
     const utt *x = a, *y = b;
     return x->n < y->n ? 1 : x->n > y->n ? -1 : strcmp(x->id, y->id);
+}
+
+/* ------------------------------------------------------- checks up front */
+
+/* --out: not an input, not a directory, in a writable directory, and absent
+ * or a feature cache.  Runs before anything is read. */
+static void check_out(const options *o)
+{
+    if (secap_same_file(o->out, o->hubert))
+        secap_fatal("--out %s is the weight file given to --hubert (hint: features go to a file of their own, "
+                    "e.g. features.h5; inputs are never overwritten)", o->out);
+    for (int i = 0; i < o->nwav; i++)
+        if (secap_same_file(o->out, o->wavs[i]))
+            secap_fatal("--out %s is the input audio file %s (hint: choose another path for the features)", o->out,
+                        o->wavs[i]);
+    if (o->data && secap_same_file(o->out, o->data))
+        secap_fatal("--out %s is the dataset given to --data (hint: choose another path for the features)", o->out);
+    secap_featcache_check_path(o->out);
+    char *copy = secap_xstrdup(o->out, "path");
+    const char *dir = dirname(copy);
+    if (!secap_is_dir(dir) || access(dir, W_OK | X_OK) != 0) {
+        int e = errno;
+        char msg[600];
+        snprintf(msg, sizeof msg, "--out %s: its directory %s %s (hint: create it, or choose a writable place)",
+                 o->out, dir, !secap_is_dir(dir) ? "does not exist" : strerror(e));
+        free(copy);
+        secap_fatal("%s", msg);
+    }
+    free(copy);
+}
+
+/* --out against every audio file of the work list. */
+static void check_out_not_audio(const options *o, const utt *u, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (secap_same_file(o->out, u[i].path))
+            secap_fatal("--out %s is the audio of utterance %s (hint: choose another path for the features)",
+                        o->out, u[i].id);
+}
+
+/* The first batch is the biggest (longest first): refuse it before any work
+ * when its activations cannot fit the step arena or the machine. */
+static void check_memory(const secap_hubert_config *cf, const char *weights, const utt *u, int n, double batch_seconds,
+                         size_t arena_bytes)
+{
+    if (n == 0) return;
+    int64_t cap = (int64_t)(batch_seconds * SECAP_SAMPLE_RATE), B = 1;
+    while (B < n && (B + 1) * u[0].n <= cap) B++;
+    int64_t *ns = secap_xmalloc((size_t)B * sizeof *ns, "batch lengths");
+    for (int64_t b = 0; b < B; b++) ns[b] = u[0].n;
+    double need = secap_hubert_forward_bytes(cf, ns, (int)B, secap_threads());
+    free(ns);
+    double phys = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
+    double have = phys > 0 && phys < (double)arena_bytes ? phys : (double)arena_bytes;
+    if (need <= have) return;
+    char strides[128] = "";
+    size_t k = 0;
+    for (int i = 0; i < cf->nconv && k < sizeof strides; i++)
+        k += (size_t)snprintf(strides + k, sizeof strides - k, "%s%d", i ? "," : "", cf->conv_stride[i]);
+    int64_t F = secap_hubert_config_frames(cf, u[0].n);
+    secap_fatal("%s: the first batch (%lld x %.1f s of audio, %lld frames each: %.1f frames per second from "
+                "conv_stride = [%s]; hidden_size %d, intermediate_size %d) needs about %.1f GB of activations, more "
+                "than the %.1f GB available (%s) (hint: lower --batch-seconds; an utterance too long on its "
+                "own must be split, or SECAP_STEP_MB raised; check the weight file's conv_stride and conv_kernel "
+                "attributes)", weights, (long long)B, u[0].n / (double)SECAP_SAMPLE_RATE, (long long)F,
+                (double)F * SECAP_SAMPLE_RATE / (double)(u[0].n ? u[0].n : 1), strides, cf->hidden_size,
+                cf->intermediate_size, need / 1e9, have / 1e9,
+                have == phys ? "physical memory" : "the step arena, SECAP_STEP_MB");
 }
 
 /* ---------------------------------------------------------------- progress */
@@ -207,37 +319,60 @@ static void progress_show(progress *p, int final)
 int main(int argc, char **argv)
 {
     options o = parse_args(argc, argv);
+    check_out(&o);
     secap_threads_init(o.threads);
+
+    /* the config from the weight file's attributes: cheap, so the layer and
+     * memory checks run before the weights, the audio or the encoder */
+    secap_hubert_config cfg;
+    secap_weights *wf = secap_weights_open(o.hubert);
+    secap_hubert_config_read(&cfg, wf);
+    secap_weights_discard(wf);
+    if (o.layer > cfg.num_hidden_layers)
+        secap_fatal("--layer %d: %s has %d layers (hint: -1 for the last hidden state, or 0..%d)", o.layer,
+                    o.hubert, cfg.num_hidden_layers, cfg.num_hidden_layers);
     int n = 0;
     utt *u = o.data ? data_list(&o, &n) : wav_list(&o, &n);
     if (n == 0) secap_fatal("secap-extract: no utterances to process");
+    check_out_not_audio(&o, u, n);
+    qsort(u, (size_t)n, sizeof *u, by_length_desc);
 
     secap_ctx *c = secap_ctx_new(0, 0, 1);
     c->training = 0;
+    check_memory(&cfg, o.hubert, u, n, o.batch_seconds, secap_arena_capacity(c->step));
     secap_hubert *m = secap_hubert_load(c, o.hubert, 0);
     const secap_hubert_config *cf = secap_hubert_cfg(m);
-    if (o.layer > cf->num_hidden_layers)
-        secap_fatal("--layer %d: %s has %d layers (hint: -1 for the last hidden state, or 0..%d)", o.layer,
-                    o.hubert, cf->num_hidden_layers, cf->num_hidden_layers);
     char enc[1024], set[256];
     secap_hubert_cache_key(m, o.hubert, o.layer, enc, sizeof enc, set, sizeof set);
     secap_featcache_key key = { enc, set };
     int rebuilt = 0;
     secap_featcache *fc = secap_featcache_open(o.out, &key, &rebuilt);
 
-    /* the work: utterances not cached yet, longest first */
-    int todo = 0, cached = 0;
+    /* the work: utterances not cached yet (or damaged, with --verify), longest first */
+    int todo = 0, cached = 0, damaged = 0;
     for (int i = 0; i < n; i++) {
-        if (!o.recompute && !rebuilt && secap_featcache_has(fc, u[i].id)) { cached++; continue; }
+        if (!o.recompute && !rebuilt && secap_featcache_has(fc, u[i].id)) {
+            char why[200];
+            if (!o.verify || secap_featcache_verify(fc, u[i].id, why, sizeof why) > 0) {
+                cached++;
+                free(u[i].id);
+                free(u[i].path);
+                continue;
+            }
+            fprintf(stderr, "secap-extract: cached features of %s are damaged (%s); recomputing\n", u[i].id, why);
+            damaged++;
+        }
         u[todo++] = u[i];
     }
-    qsort(u, (size_t)todo, sizeof *u, by_length_desc);
     progress p = { .total = todo, .tty = isatty(2), .t0 = secap_now() };
     for (int i = 0; i < todo; i++) p.audio_total += u[i].n / (double)SECAP_SAMPLE_RATE;
     fprintf(stderr, "secap-extract: %d utterances (%.2f h) with %s (L=%d, H=%d, layer %d, %d threads) -> %s%s\n",
             todo, p.audio_total / 3600, o.hubert, cf->num_hidden_layers, cf->hidden_size, o.layer, secap_threads(),
             o.out, cached ? "" : rebuilt ? " (new)" : "");
-    if (cached) fprintf(stderr, "secap-extract: %d utterances already in %s, skipped\n", cached, o.out);
+    if (cached) fprintf(stderr, "secap-extract: %d utterances already in %s, skipped%s\n", cached, o.out,
+                        o.verify ? " (digests verified)" : "");
+    if (damaged) fprintf(stderr, "secap-extract: %d damaged cached utterances recomputed\n", damaged);
+    double last_flush = secap_now();
 
     int64_t cap = (int64_t)(o.batch_seconds * SECAP_SAMPLE_RATE);
     int64_t maxH = cf->hidden_size;
@@ -252,7 +387,7 @@ int main(int argc, char **argv)
             char err[1024];
             const utt *it = &u[b0 + b];
             if (secap_audio_load(it->path, SECAP_SAMPLE_RATE, &a[b], err, sizeof err))
-                secap_fatal("%s: utterance %s: %s", it->path, it->id, err);
+                secap_fatal("utterance %s: %s", it->id, err);
             if (a[b].n < SECAP_MIN_SAMPLES)
                 secap_fatal("%s: utterance %s has %lld samples at 16 kHz, fewer than the %d one HuBERT frame needs "
                             "(hint: remove it, or use --data with --on-error skip)", it->path, it->id,
@@ -280,6 +415,10 @@ int main(int argc, char **argv)
         free(a); free(wave); free(ns); free(frames);
         b0 += B;
         progress_show(&p, 0);
+        if (b0 < todo && secap_now() - last_flush >= o.flush_seconds) {
+            secap_featcache_flush(fc);
+            last_flush = secap_now();
+        }
     }
     if (todo) progress_show(&p, 1);
     secap_featcache_close(fc);

@@ -34,13 +34,30 @@ typedef struct {
     int     channels;
 } secap_audio_info;
 
+/* Bounds on what an audio header may claim, checked by secap_audio_probe
+ * and secap_audio_load before any buffer is sized from it: sample rates in
+ * [min_rate, max_rate] Hz and at most max_seconds of audio.  Process-wide;
+ * set them before loader threads start (secap_dataset_read applies the
+ * data.min_sample_rate, data.max_sample_rate and data.max_audio_seconds
+ * keys).  NULL restores the defaults below; an empty range stops. */
+#define SECAP_AUDIO_MIN_RATE 4000
+#define SECAP_AUDIO_MAX_RATE 384000
+#define SECAP_AUDIO_MAX_SECONDS 3600.0
+typedef struct {
+    int min_rate, max_rate;   /* Hz */
+    double max_seconds;       /* longest clip */
+} secap_audio_limits;
+void secap_audio_set_limits(const secap_audio_limits *l);
+secap_audio_limits secap_audio_get_limits(void);
+
 /* Reads the header of `path`.  Returns 0, or -1 with a message in err. */
 int secap_audio_probe(const char *path, secap_audio_info *info, char *err, size_t errlen);
 
 /* Decodes `path`, downmixes to mono and resamples to `rate` (no resampling
  * when the file already has it).  Returns 0 and fills *out (free with
  * secap_audio_free), or -1 with a message in err and *out zeroed.  A file
- * whose data ends before the length its header declares is an error. */
+ * whose data ends before the length its header declares is an error, and so
+ * is a NaN or infinite sample (the message names it and its time). */
 int secap_audio_load(const char *path, int rate, secap_audio *out, char *err, size_t errlen);
 
 /* Same, but a problem stops the program through secap_fatal(). */

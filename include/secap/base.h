@@ -34,6 +34,13 @@ char *secap_xstrdup(const char *s, const char *what);
 void secap_threads_init(int n);
 int secap_threads(void);
 
+/* Index of the first NaN or infinity in x [n], or -1 (vectorised scan). */
+int64_t secap_find_nonfinite(const float *x, int64_t n);
+/* The same for bfloat16 bits [n]. */
+int64_t secap_find_nonfinite_bf16(const uint16_t *x, int64_t n);
+/* "NaN", "+inf" or "-inf" for a non-finite v (for messages). */
+const char *secap_nonfinite_name(float v);
+
 /* Monotonic wall-clock seconds. */
 double secap_now(void);
 

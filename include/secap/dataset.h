@@ -50,6 +50,9 @@ typedef struct {
     int      prefetch;        /* data.prefetch: batches prepared ahead      (4) */
     int      workers;         /* data.workers: loader threads               (2) */
     char     label_file[256]; /* data.label_file                 (emotion.txt) */
+    int      min_sample_rate; /* data.min_sample_rate: audio headers below are refused (4000) */
+    int      max_sample_rate; /* data.max_sample_rate: ... and above        (384000) */
+    double   max_audio_seconds; /* data.max_audio_seconds: longest clip a header may claim (3600) */
 } secap_data_config;
 
 void secap_data_config_default(secap_data_config *c);
@@ -112,7 +115,9 @@ typedef struct {
 secap_dataset *secap_dataset_read_dir(const char *dir, const secap_data_config *c, secap_problems *probs);
 /* Reads a JSON-lines manifest. */
 secap_dataset *secap_dataset_read_manifest(const char *path, secap_problems *probs);
-/* A directory (SECap layout) or a .jsonl file, whichever `path` is. */
+/* A directory (SECap layout) or a .jsonl file, whichever `path` is.  Also
+ * applies c's audio bounds (data.min_sample_rate, data.max_sample_rate,
+ * data.max_audio_seconds) through secap_audio_set_limits. */
 secap_dataset *secap_dataset_read(const char *path, const secap_data_config *c, secap_problems *probs);
 void secap_dataset_free(secap_dataset *d);
 
@@ -127,8 +132,9 @@ void secap_dataset_validate(secap_dataset *d, secap_problems *probs);
 int secap_dataset_apply_policy(secap_dataset *d, const secap_problems *probs, int on_error);
 
 /* Splits.  From id lists (one id per line; NULL path = absent): ids in no list
- * stay train; an id in a list but not in the dataset is a problem.  Returns 0,
- * or -1 when no list file exists. */
+ * stay train; an id in a list but not in the dataset, an id in two lists
+ * (it stays where it was listed first) or twice in one is a problem naming
+ * the file, line and id.  Returns 0, or -1 when no list file exists. */
 int secap_split_from_lists(secap_dataset *d, const char *const paths[3], secap_problems *probs);
 /* Deterministic: u = hash(id, seed) / 2^64; train if u < r0, dev if u < r0+r1. */
 void secap_split_by_hash(secap_dataset *d, uint64_t seed, const double ratios[3]);

@@ -55,6 +55,15 @@ int64_t secap_hubert_frames(int64_t samples, const int *kernel, const int *strid
 /* fnmatch patterns a HuBERT loader passes to secap_weights_close_checked(). */
 extern const char *const SECAP_HUBERT_IGNORABLE[];
 
+/* About how many bytes of activations a frozen forward (secap_hubert_forward)
+ * over B utterances of these lengths holds at once, from the config alone:
+ * the larger of the conv stack's widest layer on the longest utterance and
+ * the transformer's batch activations with the attention scores of
+ * `threads` threads ([F x F] each), plus the result.  Programs compare it
+ * with the memory they have before starting (a conv_stride of 1 makes every
+ * sample a frame: 320 times the activations, 10^5 times the scores). */
+double secap_hubert_forward_bytes(const secap_hubert_config *c, const int64_t *nsamples, int B, int threads);
+
 static inline int64_t secap_hubert_config_frames(const secap_hubert_config *c, int64_t samples)
 {
     return secap_hubert_frames(samples, c->conv_kernel, c->conv_stride, c->nconv);

@@ -4,6 +4,7 @@
 
 #include <math.h>
 #include <sndfile.h>
+#include <sys/stat.h>
 #include <soxr.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,9 +13,31 @@
 /* Frames decoded per sf_readf_float call when downmixing. */
 #define CHUNK_FRAMES 16384
 
+/* Process-wide bounds on what a header may claim (set before loader threads
+ * start; read-only afterwards). */
+static secap_audio_limits g_limits = { SECAP_AUDIO_MIN_RATE, SECAP_AUDIO_MAX_RATE, SECAP_AUDIO_MAX_SECONDS };
+
+void secap_audio_set_limits(const secap_audio_limits *l)
+{
+    secap_audio_limits d = { SECAP_AUDIO_MIN_RATE, SECAP_AUDIO_MAX_RATE, SECAP_AUDIO_MAX_SECONDS };
+    if (!l) l = &d;
+    if (!(l->min_rate >= 1 && l->min_rate <= l->max_rate && l->max_seconds > 0))
+        secap_fatal("audio limits: sample rates [%d, %d] Hz and longest clip %g s are not a valid range "
+                    "(hint: min_sample_rate <= max_sample_rate, both >= 1, max_audio_seconds > 0)",
+                    l->min_rate, l->max_rate, l->max_seconds);
+    g_limits = *l;
+}
+
+secap_audio_limits secap_audio_get_limits(void) { return g_limits; }
+
 static SNDFILE *open_sf(const char *path, SF_INFO *si, char *err, size_t errlen)
 {
     memset(si, 0, sizeof *si);
+    struct stat stt;
+    if (stat(path, &stt) == 0 && S_ISDIR(stt.st_mode)) {
+        snprintf(err, errlen, "%s: is a directory, not an audio file (hint: give the path of a WAV/FLAC file)", path);
+        return NULL;
+    }
     SNDFILE *sf = sf_open(path, SFM_READ, si);
     if (!sf) {
         snprintf(err, errlen, "%s: cannot read audio: %s (hint: check that the file exists and is "
@@ -25,6 +48,24 @@ static SNDFILE *open_sf(const char *path, SF_INFO *si, char *err, size_t errlen)
     if (si->channels < 1 || si->samplerate < 1 || si->frames < 0) {
         snprintf(err, errlen, "%s: audio header is invalid (%d channels, %d Hz) (hint: re-export the file)",
                  path, si->channels, si->samplerate);
+        sf_close(sf);
+        return NULL;
+    }
+    /* An absurd header (1 Hz, 10^12 frames) would ask for a huge buffer
+     * before anything is decoded: bound it first. */
+    const secap_audio_limits *l = &g_limits;
+    if (si->samplerate < l->min_rate || si->samplerate > l->max_rate) {
+        snprintf(err, errlen, "%s: sample rate %d Hz is outside [%d, %d] Hz (hint: the header is damaged, or "
+                 "the bounds are wrong for this data: set data.min_sample_rate / data.max_sample_rate)",
+                 path, si->samplerate, l->min_rate, l->max_rate);
+        sf_close(sf);
+        return NULL;
+    }
+    double seconds = (double)si->frames / si->samplerate;
+    if (seconds > l->max_seconds) {
+        snprintf(err, errlen, "%s: the header declares %lld frames at %d Hz, %.1f s, longer than the %g s limit "
+                 "(hint: a damaged header, or split the recording; data.max_audio_seconds raises the limit)",
+                 path, (long long)si->frames, si->samplerate, seconds, l->max_seconds);
         sf_close(sf);
         return NULL;
     }
@@ -78,6 +119,17 @@ int secap_audio_load(const char *path, int rate, secap_audio *out, char *err, si
         snprintf(err, errlen, "%s: audio is truncated: the header declares %lld frames but only %lld "
                  "could be decoded (hint: re-export or re-download the file)",
                  path, (long long)si.frames, (long long)got);
+        free(mono);
+        return -1;
+    }
+    /* A float file can hold NaN or inf: refuse it here, before resampling
+     * spreads it and the encoder turns a clip into NaN features. */
+    int64_t bad = secap_find_nonfinite(mono, got);
+    if (bad >= 0) {
+        snprintf(err, errlen, "%s: sample %lld (%.3f s, mean of %d channel%s) is %s (hint: the file holds "
+                 "non-finite floats; re-export it from the source recording)", path, (long long)bad,
+                 (double)bad / si.samplerate, si.channels, si.channels == 1 ? "" : "s",
+                 secap_nonfinite_name(mono[bad]));
         free(mono);
         return -1;
     }

@@ -1,5 +1,6 @@
 /* Errors, checked allocation, thread setup. */
 #include "secap/base.h"
+#include "secap/fileutil.h"
 
 #include <cblas.h>
 #include <omp.h>
@@ -32,6 +33,7 @@ void secap_fatal(const char *fmt, ...)
     va_end(ap);
     if (g_handler) g_handler(g_last, g_handler_ctx);
     fprintf(stderr, "secap: error: %s\n", g_last);
+    secap_tmp_remove_all();   /* no half-written output survives a failed run */
     exit(1);
 }
 

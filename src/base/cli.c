@@ -14,9 +14,12 @@ int secap_cli_is(const char *arg, const char *key)
 const char *secap_cli_value(int argc, char **argv, int *i, const char *key, const char *prog)
 {
     size_t n = strlen(key);
-    if (argv[*i][n] == '=') return argv[*i] + n + 1;
-    if (*i + 1 >= argc) secap_fatal("%s needs a value (hint: %s --help)", key, prog);
-    return argv[++*i];
+    const char *v;
+    if (argv[*i][n] == '=') v = argv[*i] + n + 1;
+    else if (*i + 1 >= argc) secap_fatal("%s needs a value (hint: %s --help)", key, prog);
+    else v = argv[++*i];
+    if (!*v) secap_fatal("%s: the value is empty (hint: %s --help)", key, prog);
+    return v;
 }
 
 long secap_cli_long(const char *s, const char *key, long lo, long hi)

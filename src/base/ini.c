@@ -1,8 +1,10 @@
 /* INI configuration files: parse, override, apply, check, write back. */
 #include "secap/ini.h"
 #include "secap/base.h"
+#include "secap/fileutil.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -52,8 +54,10 @@ void secap_ini_set(secap_ini *ini, const char *key, const char *value, const cha
 
 secap_ini *secap_ini_load(const char *path)
 {
+    if (secap_is_dir(path))
+        secap_fatal("config %s: is a directory, not a config file (hint: give an .ini file, e.g. configs/q7x2.ini)", path);
     FILE *f = fopen(path, "r");
-    if (!f) secap_fatal("config %s: cannot open (hint: check the path given to --config)", path);
+    if (!f) secap_fatal("config %s: cannot open: %s (hint: check the path given to --config)", path, strerror(errno));
     secap_ini *ini = secap_ini_new();
     char *line = NULL, section[128] = "", key[256], origin[4200];
     size_t cap = 0;

@@ -19,7 +19,10 @@ static void *grow(void *p, size_t n, const char *what)
 static secap_audio load_item(const secap_item *it, int64_t max_n, int normalize, secap_rng *rng,
                              int64_t *start, int64_t *len)
 {
-    secap_audio a = secap_audio_load_or_die(it->audio, SECAP_SAMPLE_RATE);
+    secap_audio a;
+    char err[1024];
+    if (secap_audio_load(it->audio, SECAP_SAMPLE_RATE, &a, err, sizeof err))
+        secap_fatal("item %s: %s", it->id, err);
     *start = secap_crop_start(a.n, max_n, rng);
     *len = max_n > 0 && a.n > max_n ? max_n : a.n;
     if (normalize) secap_audio_normalize(a.x + *start, *len);

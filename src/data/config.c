@@ -1,5 +1,6 @@
 /* The data.* config section: defaults, setting a key from text, printing. */
 #include "secap/dataset.h"
+#include "secap/audio.h"
 #include "secap/base.h"
 
 #include <errno.h>
@@ -24,6 +25,9 @@ void secap_data_config_default(secap_data_config *c)
     c->prefetch = 4;
     c->workers = 2;
     snprintf(c->label_file, sizeof c->label_file, "emotion.txt");
+    c->min_sample_rate = SECAP_AUDIO_MIN_RATE;
+    c->max_sample_rate = SECAP_AUDIO_MAX_RATE;
+    c->max_audio_seconds = SECAP_AUDIO_MAX_SECONDS;
 }
 
 static double parse_double(const char *key, const char *v, double lo, double hi)
@@ -89,6 +93,9 @@ int secap_data_config_set(secap_data_config *c, const char *key, const char *v)
     else if (!strcmp(key, "per_class")) c->per_class = parse_int(key, v, 1, 1 << 20);
     else if (!strcmp(key, "prefetch")) c->prefetch = parse_int(key, v, 1, 1024);
     else if (!strcmp(key, "workers")) c->workers = parse_int(key, v, 1, 256);
+    else if (!strcmp(key, "min_sample_rate")) c->min_sample_rate = parse_int(key, v, 1, 100000000);
+    else if (!strcmp(key, "max_sample_rate")) c->max_sample_rate = parse_int(key, v, 1, 100000000);
+    else if (!strcmp(key, "max_audio_seconds")) c->max_audio_seconds = parse_double(key, v, 0.001, 1e9);
     else if (!strcmp(key, "label_file")) {
         if (strlen(v) >= sizeof c->label_file)
             secap_fatal("config data.label_file: name longer than %zu bytes", sizeof c->label_file - 1);
@@ -112,4 +119,7 @@ void secap_data_config_print(const secap_data_config *c, FILE *f)
     fprintf(f, "data.prefetch = %d\n", c->prefetch);
     fprintf(f, "data.workers = %d\n", c->workers);
     fprintf(f, "data.label_file = %s\n", c->label_file);
+    fprintf(f, "data.min_sample_rate = %d\n", c->min_sample_rate);
+    fprintf(f, "data.max_sample_rate = %d\n", c->max_sample_rate);
+    fprintf(f, "data.max_audio_seconds = %g\n", c->max_audio_seconds);
 }

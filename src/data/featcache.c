@@ -1,19 +1,25 @@
 /* The encoder-feature cache: one HDF5 dataset per utterance, keyed by the
- * encoder weights and audio settings so a stale cache is rebuilt. */
+ * encoder weights and audio settings so a stale cache is rebuilt.  Each
+ * dataset carries a digest of its values, checked whenever it is read. */
 #include "secap/featcache.h"
 #include "secap/base.h"
+#include "secap/fileutil.h"
 #include "secap/h5io.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-#define FEATCACHE_FORMAT "secap-features-1"
+/* -2: per-dataset "digest" attributes (caches of format -1 are rebuilt). */
+#define FEATCACHE_FORMAT "secap-features-2"
+#define FEATCACHE_FORMAT_PREFIX "secap-features-"
 #define FEATCACHE_DEFLATE 4
 
 struct secap_featcache {
     secap_h5 *h;
-    int created;   /* written to a temporary file, committed on close */
+    char *path;
+    int created;   /* written to a temporary file, committed on close or flush */
 };
 
 /* "%" -> "%25", "/" -> "%2F": utterance ids become valid dataset names. */
@@ -31,6 +37,35 @@ static char *escape_id(const char *id)
     return out;
 }
 
+/* A 63-bit digest of frames, dim and the float bits: four interleaved
+ * multiply-xorshift lanes over 64-bit words (several GB/s), then mixed.
+ * Bit-exact values only: a cache read back must be what was written. */
+static int64_t digest(const float *x, int64_t frames, int64_t dim)
+{
+    const uint64_t K = 0x9E3779B97F4A7C15ull;
+    uint64_t h[4] = { (uint64_t)frames * K, (uint64_t)dim ^ K, 0x6A09E667F3BCC908ull, 0xBB67AE8584CAA73Bull };
+    size_t bytes = (size_t)(frames * dim) * sizeof(float), words = bytes / 8;
+    const unsigned char *p = (const unsigned char *)x;
+    size_t i = 0;
+    for (; i + 4 <= words; i += 4)
+        for (int l = 0; l < 4; l++) {
+            uint64_t w;
+            memcpy(&w, p + 8 * (i + (size_t)l), 8);
+            h[l] = (h[l] ^ w) * K;
+            h[l] ^= h[l] >> 29;
+        }
+    for (; i < words; i++) {
+        uint64_t w;
+        memcpy(&w, p + 8 * i, 8);
+        h[0] = ((h[0] ^ w) * K) ^ (h[0] >> 31);
+    }
+    uint64_t tail = 0;
+    memcpy(&tail, p + 8 * words, bytes - 8 * words);
+    uint64_t r = h[0] ^ (h[1] * 3) ^ (h[2] * 5) ^ (h[3] * 7) ^ tail ^ (uint64_t)bytes;
+    r ^= r >> 33; r *= 0xff51afd7ed558ccdull; r ^= r >> 33; r *= 0xc4ceb9fe1a85ec53ull; r ^= r >> 33;
+    return (int64_t)(r >> 1);
+}
+
 /* 1 when attribute key of h equals want; otherwise prints why and returns 0. */
 static int attr_matches(secap_h5 *h, const char *key, const char *want)
 {
@@ -43,10 +78,60 @@ static int attr_matches(secap_h5 *h, const char *key, const char *want)
     return ok;
 }
 
+void secap_featcache_check_path(const char *path)
+{
+    char what[160];
+    if (!path || !*path) secap_fatal("feature cache: empty path (hint: give --out a file name such as feats.h5)");
+    if (secap_is_dir(path))
+        secap_fatal("feature cache %s: is a directory (hint: give a file name, e.g. %s/features.h5)", path, path);
+    if (access(path, F_OK) != 0) return;
+    secap_describe_file(path, what, sizeof what);
+    if (!secap_h5_is_readable(path))
+        secap_fatal("feature cache %s: exists and is %s%s, not a feature cache; it is never overwritten (hint: choose "
+                    "another path, or remove the file if it is yours to lose)", path, what,
+                    strncmp(what, "an HDF5", 7) ? "" : " that HDF5 cannot open (damaged, or being written?)");
+    secap_h5 *h = secap_h5_open(path, 0);
+    char *fmt = NULL, *model = NULL;
+    secap_h5_get_attr_str(h, NULL, "format", &fmt);
+    int cache = fmt && !strncmp(fmt, FEATCACHE_FORMAT_PREFIX, strlen(FEATCACHE_FORMAT_PREFIX));
+    if (!cache) {
+        int n = 0;
+        char **names = secap_h5_list(h, &n);
+        char first[128] = "";
+        if (n) snprintf(first, sizeof first, ", e.g. %s", names[0]);
+        secap_h5_free_names(names, n);
+        secap_h5_desc d;
+        int weights = secap_h5_describe_attr(h, NULL, "model_type", &d) == 0 && d.cls == SECAP_H5_STRING;
+        if (weights) secap_h5_get_attr_str(h, NULL, "model_type", &model);
+        char kind[200];
+        if (weights) snprintf(kind, sizeof kind, "a model weight file (model_type = %s)", model ? model : "?");
+        else snprintf(kind, sizeof kind, "an HDF5 file without the attribute format = %s* (%d dataset%s%s)",
+                      FEATCACHE_FORMAT_PREFIX, n, n == 1 ? "" : "s", first);
+        free(fmt);
+        free(model);
+        secap_h5_close(h);
+        secap_fatal("feature cache %s: exists and is %s, not a feature cache; it is never overwritten (hint: choose "
+                    "another path for the features)", path, kind);
+    }
+    free(fmt);
+    secap_h5_close(h);
+}
+
+static void start_new(secap_featcache *fc, const secap_featcache_key *key)
+{
+    fc->h = secap_h5_create(fc->path);
+    fc->created = 1;
+    secap_h5_set_attr_str(fc->h, NULL, "format", FEATCACHE_FORMAT);
+    secap_h5_set_attr_str(fc->h, NULL, "encoder", key->encoder);
+    secap_h5_set_attr_str(fc->h, NULL, "settings", key->settings);
+}
+
 secap_featcache *secap_featcache_open(const char *path, const secap_featcache_key *key, int *rebuilt)
 {
+    secap_featcache_check_path(path);
     secap_featcache *fc = secap_xcalloc(1, sizeof *fc, "feature cache");
-    if (secap_h5_is_readable(path)) {
+    fc->path = secap_xstrdup(path, "feature cache path");
+    if (access(path, F_OK) == 0) {
         secap_h5 *h = secap_h5_open(path, 1);
         if (attr_matches(h, "format", FEATCACHE_FORMAT) && attr_matches(h, "encoder", key->encoder) &&
             attr_matches(h, "settings", key->settings)) {
@@ -56,11 +141,7 @@ secap_featcache *secap_featcache_open(const char *path, const secap_featcache_ke
         }
         secap_h5_close(h);
     }
-    fc->h = secap_h5_create(path);
-    fc->created = 1;
-    secap_h5_set_attr_str(fc->h, NULL, "format", FEATCACHE_FORMAT);
-    secap_h5_set_attr_str(fc->h, NULL, "encoder", key->encoder);
-    secap_h5_set_attr_str(fc->h, NULL, "settings", key->settings);
+    start_new(fc, key);
     if (rebuilt) *rebuilt = 1;
     return fc;
 }
@@ -73,33 +154,87 @@ int secap_featcache_has(secap_featcache *fc, const char *id)
     return has;
 }
 
+/* Reads and checks dataset `name`; NULL and a reason in why when damaged. */
+static float *read_checked(secap_featcache *fc, const char *name, int64_t *frames, int64_t *dim, char *why,
+                           size_t whylen)
+{
+    secap_h5_desc d;
+    int64_t want;
+    if (secap_h5_describe(fc->h, name, &d) < 0 || d.cls != SECAP_H5_FLOAT || d.rank != 2) {
+        snprintf(why, whylen, "the dataset is not a float32 [frames x dim] array");
+        return NULL;
+    }
+    if (secap_h5_get_attr_int(fc->h, name, "digest", &want) < 0) {
+        snprintf(why, whylen, "its digest attribute is missing");
+        return NULL;
+    }
+    float *x = secap_xmalloc((size_t)(d.count ? d.count : 1) * sizeof *x, name);
+    if (secap_h5_try_read_f32(fc->h, name, x) < 0) {
+        snprintf(why, whylen, "HDF5 cannot read it (a damaged chunk)");
+        free(x);
+        return NULL;
+    }
+    int64_t got = digest(x, d.dims[0], d.dims[1]);
+    if (got != want) {
+        snprintf(why, whylen, "its values do not match the digest stored with them (%016llx, now %016llx)",
+                 (unsigned long long)want, (unsigned long long)got);
+        free(x);
+        return NULL;
+    }
+    *frames = d.dims[0];
+    *dim = d.dims[1];
+    return x;
+}
+
 float *secap_featcache_get(secap_featcache *fc, const char *id, int64_t *frames, int64_t *dim)
 {
     char *name = escape_id(id);
-    float *x = NULL;
-    if (secap_h5_has(fc->h, name)) {
-        int rank;
-        int64_t dims[SECAP_H5_MAX_RANK];
-        x = secap_h5_read_f32(fc->h, name, &rank, dims);
-        if (rank != 2) {
-            free(x);
-            free(name);
-            secap_fatal("%s: cached features of %s have rank %d, not 2 (hint: delete the cache file to rebuild it)",
-                        secap_h5_path(fc->h), id, rank);
-        }
-        *frames = dims[0];
-        *dim = dims[1];
-    }
+    if (!secap_h5_has(fc->h, name)) { free(name); return NULL; }
+    char why[200];
+    float *x = read_checked(fc, name, frames, dim, why, sizeof why);
     free(name);
+    if (!x)
+        secap_fatal("feature cache %s: the features of %s are damaged: %s (hint: re-run secap-extract with "
+                    "--verify to recompute damaged entries, or delete the cache to rebuild it)",
+                    secap_h5_path(fc->h), id, why);
     return x;
+}
+
+int secap_featcache_verify(secap_featcache *fc, const char *id, char *why, size_t whylen)
+{
+    char *name = escape_id(id);
+    if (!secap_h5_has(fc->h, name)) { free(name); return 0; }
+    int64_t T, D;
+    float *x = read_checked(fc, name, &T, &D, why, whylen);
+    free(name);
+    free(x);
+    return x ? 1 : -1;
 }
 
 void secap_featcache_put(secap_featcache *fc, const char *id, const float *x, int64_t frames, int64_t dim)
 {
+    int64_t bad = secap_find_nonfinite(x, frames * dim);
+    if (bad >= 0)
+        secap_fatal("feature cache %s: the features of %s hold %s at frame %lld, dim %lld of [%lld x %lld]; not "
+                    "written (hint: the encoder produced non-finite values: check the weights and this "
+                    "utterance's audio)", secap_h5_path(fc->h), id, secap_nonfinite_name(x[bad]),
+                    (long long)(bad / dim), (long long)(bad % dim), (long long)frames, (long long)dim);
     char *name = escape_id(id);
     int64_t dims[2] = { frames, dim };
     secap_h5_write_f32(fc->h, name, x, 2, dims, FEATCACHE_DEFLATE);
+    secap_h5_set_attr_int(fc->h, name, "digest", digest(x, frames, dim));
     free(name);
+}
+
+void secap_featcache_flush(secap_featcache *fc)
+{
+    /* close (HDF5 writes everything out), commit a new file into place, and
+     * reopen read-write: from here on the file under its real name holds
+     * every entry put so far */
+    if (fc->created) secap_h5_commit(fc->h);
+    else secap_h5_close(fc->h);
+    fc->created = 0;
+    fc->h = secap_h5_open(fc->path, 1);
 }
 
 void secap_featcache_close(secap_featcache *fc)
@@ -107,5 +242,6 @@ void secap_featcache_close(secap_featcache *fc)
     if (!fc) return;
     if (fc->created) secap_h5_commit(fc->h);
     else secap_h5_close(fc->h);
+    free(fc->path);
     free(fc);
 }

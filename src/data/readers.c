@@ -1,7 +1,10 @@
 /* Dataset readers: SECap's directory layout and JSON-lines manifests.
  * Nothing here stops the program on bad input; every problem is collected. */
 #include "secap/dataset.h"
+#include "secap/audio.h"
 #include "secap/base.h"
+#include "secap/fileutil.h"
+#include "secap/jsonlint.h"
 
 #include <cJSON.h>
 #include <libgen.h>
@@ -33,6 +36,11 @@ int secap_utf8_chars(const char *s)
  * and are reported only when `required`. */
 static char *read_text_file(const char *path, int required, secap_problems *probs)
 {
+    if (secap_is_dir(path)) {
+        secap_problems_add(probs, path, 0, 0, NULL, "give the file's path; a dataset directory holds wav.scp and "
+                           "fid2captions.json", "is a directory, not a text file");
+        return NULL;
+    }
     FILE *f = fopen(path, "rb");
     if (!f) {
         if (required)
@@ -52,8 +60,14 @@ static char *read_text_file(const char *path, int required, secap_problems *prob
             buf = b;
         }
     }
+    int err = ferror(f);
     fclose(f);
     buf[n] = 0;
+    if (err) {
+        secap_problems_add(probs, path, 0, 0, NULL, "check the file and the disk", "read error after %zu bytes", n);
+        free(buf);
+        return NULL;
+    }
     if (memchr(buf, 0, n)) {
         secap_problems_add(probs, path, 0, 0, NULL, "give the text file itself (UTF-8), not an audio "
                            "or archive file", "binary file given as text (it contains NUL bytes)");
@@ -350,16 +364,6 @@ static void read_side_table(builder *b, const char *dir, const char *name, const
     free(path);
 }
 
-/* Line and column (1-based) of byte offset `at` in buf. */
-static void line_col(const char *buf, const char *at, int *line, int *col)
-{
-    *line = 1;
-    const char *bol = buf;
-    for (const char *p = buf; p < at && *p; p++)
-        if (*p == '\n') { (*line)++; bol = p + 1; }
-    *col = (int)(at - bol) + 1;
-}
-
 /* Adds one caption value (string) to item k, checking it. */
 static void add_caption_checked(builder *b, int k, const cJSON *v, int lineno)
 {
@@ -392,23 +396,45 @@ static void add_captions(builder *b, int k, const cJSON *v, int lineno)
     }
 }
 
-/* Parses buf as JSON; a syntax error is a problem at its line and column. */
+/* Parses buf as JSON.  A syntax error, a lone surrogate escape or too deep
+ * nesting is a problem of the whole file (or manifest line) at its line and
+ * column, and NULL is returned.  An escaped NUL parses (the string is cut at
+ * it): each one is a problem naming its id, the top-level key (lineno 0:
+ * {id: caption} files) or the line's "key" member (manifests), and the tree
+ * is returned, so data.on_error = skip drops just those items. */
 static cJSON *parse_json(const char *buf, const char *file, int lineno, secap_problems *probs)
 {
+    enum { MAX_ISSUES = 64 };
+    secap_json_issue is[MAX_ISSUES];
+    int n = secap_json_lint(buf, is, MAX_ISSUES);
+    if (n && is[n - 1].kind != SECAP_JSON_NUL && is[n - 1].kind != SECAP_JSON_NUL_IN_KEY) {
+        const secap_json_issue *e = &is[n - 1];
+        secap_problems_add(probs, file, lineno ? lineno : e->line, e->col, NULL, e->hint, "%s%s%s%s",
+                           *e->key ? "in the entry of id \"" : "", e->key, *e->key ? "\": " : "", e->what);
+        return NULL;
+    }
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithOpts(buf, &end, 1);
-    if (root) return root;
-    int line, col;
-    line_col(buf, end ? end : buf, &line, &col);
-    char near[24] = "(end of input)";
-    if (end && *end) {
-        size_t k = 0;
-        for (; k < 20 && end[k]; k++) near[k] = (unsigned char)end[k] < 0x20 ? ' ' : end[k];
-        near[k] = 0;
+    if (!root) {
+        secap_json_issue e;
+        secap_json_describe_error(buf, end, &e);
+        int plain = !strcmp(e.what, "malformed JSON");
+        secap_problems_add(probs, file, lineno ? lineno : e.line, e.col, NULL, e.hint, "JSON syntax error%s%s near '%s'",
+                           plain ? "" : ": ", plain ? "" : e.what, e.near);
+        return NULL;
     }
-    secap_problems_add(probs, file, lineno ? lineno : line, col, NULL, "fix the JSON syntax at that position",
-                       "JSON syntax error near '%s'", near);
-    return NULL;
+    for (int i = 0; i < n; i++) {
+        const char *id = is[i].kind == SECAP_JSON_NUL && *is[i].key ? is[i].key : NULL;
+        if (lineno) {   /* a manifest line: the id is its "key" member, unless the NUL is in that */
+            const cJSON *k = cJSON_GetObjectItemCaseSensitive(root, "key");
+            id = cJSON_IsString(k) && strcmp(is[i].key, "key") != 0 ? k->valuestring : NULL;
+        }
+        secap_problems_add(probs, file, lineno ? lineno : is[i].line, is[i].col, id, is[i].hint, "%s", is[i].what);
+    }
+    if (n == MAX_ISSUES)
+        secap_problems_add(probs, file, 0, 0, NULL, "remove every \\u0000", "more than %d escaped NULs; "
+                           "the rest are not listed", MAX_ISSUES);
+    return root;
 }
 
 static void read_captions_json(builder *b, const char *dir)
@@ -532,6 +558,8 @@ static int ends_with(const char *s, const char *suffix)
 
 secap_dataset *secap_dataset_read(const char *path, const secap_data_config *c, secap_problems *probs)
 {
+    secap_audio_limits lim = { c->min_sample_rate, c->max_sample_rate, c->max_audio_seconds };
+    secap_audio_set_limits(&lim);
     int manifest = ends_with(path, ".jsonl") || ends_with(path, ".json");
     secap_dataset *d = manifest ? secap_dataset_read_manifest(path, probs)
                                 : secap_dataset_read_dir(path, c, probs);

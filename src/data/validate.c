@@ -20,8 +20,18 @@ void secap_dataset_validate(secap_dataset *d, secap_problems *probs)
         secap_audio_info info;
         char err[1024];
         if (secap_audio_probe(it->audio, &info, err, sizeof err)) {
-            secap_problems_add(probs, it->audio, 0, 0, it->id, "re-export the file as WAV or FLAC",
-                               "unreadable audio: %s", err);
+            /* err is "<path>: what (hint: fix)": the problem names the file
+             * already and takes the hint as its fix */
+            size_t n = strlen(it->audio);
+            char *what = !strncmp(err, it->audio, n) && err[n] == ':' ? err + n + 2 : err;
+            char *hint = strstr(what, " (hint: ");
+            const char *fix = "re-export the file as WAV or FLAC";
+            if (hint && hint[strlen(hint) - 1] == ')') {
+                hint[strlen(hint) - 1] = 0;
+                *hint = 0;
+                fix = hint + 8;
+            }
+            secap_problems_add(probs, it->audio, 0, 0, it->id, fix, "audio refused: %s", what);
             continue;
         }
         it->n_samples = info.frames * SECAP_SAMPLE_RATE / info.rate;

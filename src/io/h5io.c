@@ -2,6 +2,7 @@
  * writes.  The one place that calls HDF5; see include/secap/h5io.h. */
 #include "secap/h5io.h"
 #include "secap/base.h"
+#include "secap/fileutil.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -35,6 +36,7 @@ secap_h5 *secap_h5_try_create(const char *path)
     size_t n = strlen(path) + 32;
     char *tmp = secap_xmalloc(n, "hdf5 path");
     snprintf(tmp, n, "%s.tmp.%ld", path, (long)getpid());
+    secap_tmp_sweep(path);              /* temporaries of killed runs */
     /* Every object on a 64-byte boundary: weight tensors can then be mapped
      * and used in place (secap_weights_mmap) with their elements aligned. */
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
@@ -47,6 +49,7 @@ secap_h5 *secap_h5_try_create(const char *path)
         errno = e;
         return NULL;
     }
+    secap_tmp_register(tmp);            /* removed if the run fails or is interrupted */
     return new_handle(f, path, tmp);
 }
 
@@ -97,9 +100,9 @@ static void finish(secap_h5 *h, int commit)
         if (rename(h->tmp, h->path) != 0)
             snprintf(msg, sizeof msg, "%s: cannot rename %s into place: %s (hint: check permissions of the directory)",
                      h->path, h->tmp, strerror(errno));
-        else { free(h->tmp); h->tmp = NULL; }
+        else { secap_tmp_unregister(h->tmp); free(h->tmp); h->tmp = NULL; }
     }
-    if (h->tmp) unlink(h->tmp);
+    if (h->tmp) { unlink(h->tmp); secap_tmp_unregister(h->tmp); }
     free(h->tmp);
     free(h->path);
     free(h);

@@ -5,6 +5,7 @@
 #include "secap/weights.h"
 #include "secap/base.h"
 #include "secap/h5io.h"
+#include "secap/fileutil.h"
 
 #include <errno.h>
 #include <fnmatch.h>
@@ -86,6 +87,9 @@ secap_weights *secap_weights_open(const char *path)
     if (access(path, R_OK) != 0)
         secap_fatal("weights %s: cannot read: %s (hint: convert a checkpoint with tools/convert_hf.py "
                     "or create one with --init random)", path, strerror(errno));
+    if (secap_is_dir(path))
+        secap_fatal("weights %s: is a directory, not a weight file (hint: give the .h5 file written by "
+                    "tools/convert_hf.py)", path);
     if (!secap_h5_is_readable(path))
         secap_fatal("weights %s: not an HDF5 file (hint: weight files are written by tools/convert_hf.py)", path);
     secap_h5 *h = secap_h5_try_open(path, 0);
@@ -233,6 +237,34 @@ static int read_f32_as_bf16(secap_weights *w, const char *name, int ndim, const 
     return rc;
 }
 
+/* Fails when tensor `name` [ndim] holds a NaN or an infinity (f32 data, or
+ * bf16 bits when bf16), naming the element; `doing` is "holds" (read) or
+ * "to be written holds". */
+static void check_finite(const secap_weights *w, const char *doing, const char *name, int ndim,
+                         const int64_t *shape, const void *data, int bf16)
+{
+    size_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= (size_t)shape[i];
+    int64_t bad = bf16 ? secap_find_nonfinite_bf16(data, (int64_t)n) : secap_find_nonfinite(data, (int64_t)n);
+    if (bad < 0) return;
+    float v = bf16 ? secap_bf16_to_f32(((const uint16_t *)data)[bad]) : ((const float *)data)[bad];
+    char idx[256] = "", sh[256];
+    size_t k = 0;
+    int64_t rest = bad;
+    for (int i = 0; i < ndim && k < sizeof idx; i++) {   /* row-major index of element `bad` */
+        int64_t st = 1;
+        for (int j = i + 1; j < ndim; j++) st *= shape[j];
+        k += (size_t)snprintf(idx + k, sizeof idx - k, "%s%lld", i ? ", " : "", (long long)(rest / st));
+        rest %= st;
+    }
+    fmt_shape(sh, sizeof sh, ndim, shape);
+    secap_fatal("weights %s: tensor %s %s %s at [%s] of %s (hint: %s)", secap_h5_path(w->h), name, doing,
+                secap_nonfinite_name(v), idx, sh,
+                w->writing ? "the model diverged or a value was never initialised; fix it before saving"
+                           : "the file is damaged or was saved from a diverged model; re-convert it with "
+                             "tools/convert_hf.py");
+}
+
 /* Reads tensor `name` of shape [ndim] into dst as `want`: float32 (bfloat16
  * widened exactly) or bfloat16 bits (float32 rounded to nearest even).
  * HDF5 reads straight into dst (bf16 widened in place); only float32 to
@@ -270,11 +302,13 @@ static void read_tensor(secap_weights *w, const char *fn, const char *name, int 
 void secap_weights_read(secap_weights *w, const char *name, int ndim, const int64_t *shape, float *dst)
 {
     read_tensor(w, "secap_weights_read", name, ndim, shape, SECAP_WDTYPE_F32, dst);
+    check_finite(w, "holds", name, ndim, shape, dst, 0);
 }
 
 void secap_weights_read_bf16(secap_weights *w, const char *name, int ndim, const int64_t *shape, uint16_t *dst)
 {
     read_tensor(w, "secap_weights_read_bf16", name, ndim, shape, SECAP_WDTYPE_BF16, dst);
+    check_finite(w, "holds", name, ndim, shape, dst, 1);
 }
 
 /* ---- mapping ------------------------------------------------------------ */
@@ -349,6 +383,9 @@ const void *secap_wmap_tensor(secap_wmap *m, secap_weights *w, const char *name,
         secap_fatal("weights %s: tensor %s lies at bytes %lld..%lld, past the end of the %zu-byte file (hint: the "
                     "file is truncated; convert it again)", path, name, (long long)off, (long long)(off + nb),
                     m->size);
+    /* the values are checked as a read checks them (this touches every page
+     * once; they stay clean, file-backed and shared) */
+    check_finite(w, "holds", name, ndim, shape, m->base + off, want == SECAP_WDTYPE_BF16);
     w->used[find(w, name)] = 1;
     return m->base + off;
 }
@@ -550,6 +587,7 @@ void secap_weights_write(secap_weights *w, const char *name, int ndim, const int
 {
     check_writer(w, "secap_weights_write", name);
     size_t n = check_new(w, name, ndim, shape);
+    check_finite(w, "to be written holds", name, ndim, shape, data, 0);
     if (dtype == SECAP_WDTYPE_F32) {
         secap_h5_write_f32(w->h, name, data, ndim, shape, 0);
         return;
@@ -567,6 +605,7 @@ void secap_weights_write_bf16(secap_weights *w, const char *name, int ndim, cons
 {
     check_writer(w, "secap_weights_write_bf16", name);
     check_new(w, name, ndim, shape);
+    check_finite(w, "to be written holds", name, ndim, shape, data, 1);
     write_bf16(w, name, ndim, shape, data);
 }
 

@@ -8,9 +8,13 @@
 #include <string.h>
 
 #include "secap/base.h"
+#include "secap/fileutil.h"
+#include "secap/jsonlint.h"
 
 static char *read_file(const char *path)
 {
+    if (secap_is_dir(path))
+        secap_fatal("%s: is a directory, not a caption file (hint: give the fid2captions.json file inside it)", path);
     FILE *f = fopen(path, "rb");
     if (!f) secap_fatal("%s: cannot open caption file: %s (hint: check the path)", path, strerror(errno));
     size_t cap = 1 << 16, n = 0;
@@ -30,44 +34,31 @@ static char *read_file(const char *path)
     fclose(f);
     if (err) secap_fatal("%s: read error after %zu bytes (hint: check the file and the disk)", path, n);
     buf[n] = 0;
+    const char *nul = memchr(buf, 0, n);   /* the parser would stop there and ignore the rest */
+    if (nul) {
+        int line = 1;
+        const char *bol = buf;
+        for (const char *p = buf; p < nul; p++)
+            if (*p == '\n') { line++; bol = p + 1; }
+        secap_fatal("%s:%d:%d: NUL byte in the file (hint: caption files are UTF-8 text; is this a binary file, or "
+                    "UTF-16?)", path, line, (int)(nul - bol) + 1);
+    }
     return buf;
-}
-
-/* 1-based line and column (in bytes) of position `at` in buf. */
-static void line_col(const char *buf, const char *at, int *line, int *col)
-{
-    *line = 1;
-    const char *bol = buf;
-    for (const char *p = buf; p < at && *p; p++)
-        if (*p == '\n') { (*line)++; bol = p + 1; }
-    *col = (int)(at - bol) + 1;
-}
-
-/* Up to 20 bytes of the line before `at` and 12 after, cut at UTF-8 starts. */
-static void snippet(const char *buf, const char *at, char *out, size_t n)
-{
-    const char *a = at, *b = at;
-    while (a > buf && at - a < 20 && a[-1] != '\n') a--;
-    while ((*a & 0xC0) == 0x80 && a < at) a++;
-    while (*b && *b != '\n' && b - at < 12) b++;
-    while ((*b & 0xC0) == 0x80 && b > at) b--;
-    size_t k = (size_t)(b - a) < n - 1 ? (size_t)(b - a) : n - 1;
-    memcpy(out, a, k);
-    out[k] = 0;
 }
 
 static cJSON *parse_object(const char *path, const char *buf)
 {
+    secap_json_issue is;
+    if (secap_json_lint(buf, &is, 1)) {
+        if (*is.key)
+            secap_fatal("%s:%d:%d: id \"%s\": %s (hint: %s)", path, is.line, is.col, is.key, is.what, is.hint);
+        secap_fatal("%s:%d:%d: %s (hint: %s)", path, is.line, is.col, is.what, is.hint);
+    }
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithOpts(buf, &end, 1);
     if (!root) {
-        if (!end) end = buf;
-        int line, col;
-        line_col(buf, end, &line, &col);
-        char near[64];
-        snippet(buf, end, near, sizeof near);
-        secap_fatal("%s:%d:%d: malformed JSON near \"%s\" (hint: look for a missing comma, quote or "
-                    "bracket, or a trailing comma, just before this point)", path, line, col, near);
+        secap_json_describe_error(buf, end, &is);
+        secap_fatal("%s:%d:%d: %s near \"%s\" (hint: %s)", path, is.line, is.col, is.what, is.near, is.hint);
     }
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);

@@ -24,6 +24,7 @@
 #include "metrics_internal.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <utf8proc.h>
@@ -150,32 +151,71 @@ static void stats_add(meteor_stats *acc, const meteor_stats *s)
 
 /* ------------------------------------------------------------ beam search */
 
-/* A partial alignment (PartialAlignment); its arrays live in a slot. */
+/* Bounds.  The reference code copies every partial alignment's arrays
+ * (hypothesis and reference length) for every candidate match of every
+ * reference word, which on long repetitive captions (a word repeated 15,000
+ * times) runs to gigabytes and minutes.  This search returns the same
+ * alignment in bounded memory:
+ *   - candidates are grouped by word key (O(n1 + n2), not n1 x n2 pairs);
+ *   - a path's state is a bitset of the hypothesis words it chose (the
+ *     reference side and the fixed matches are shared, since the search only
+ *     ever chooses at the current reference position) plus a linked history
+ *     of its choices;
+ *   - of a path's children only those that can rank in the next beam are
+ *     kept: siblings share the match count, their chunk count differs only
+ *     for the one continuing the current chunk, and their distances grow in
+ *     push order, so after BEAM of the others no later sibling can outrank
+ *     them in a stable sort; the rest are still scanned, because each adds
+ *     its distance to the parent (the reference code's quirk);
+ *   - children are lazy: a child shares its parent's bitset plus one pending
+ *     choice until it is extended, so only the <= BEAM extended paths of a
+ *     step copy a bitset.
+ * Time is then about sum_j BEAM x candidates(j) word operations plus BEAM
+ * bitset copies per reference word.  A pair whose search would pass
+ * WORK_BUDGET operations (both sentences thousands of tokens long and
+ * repetitive; the Java toolkit with its 2 GB heap runs out of memory long
+ * before: it holds BEAM x candidates copies of both sentences' arrays at
+ * once) is aligned greedily instead: each reference word takes the
+ * hypothesis word continuing the current chunk if it can, else the first
+ * unused one of its key (the same matches, possibly more chunks). */
+#define WORK_BUDGET ((int64_t)1 << 30)
+
+/* A partial alignment (PartialAlignment). */
 typedef struct {
-    int m12;        /* matched words, hypothesis + reference */
+    int m12;            /* matched words, hypothesis + reference */
     int chunks;
-    int idx;        /* next reference position */
-    int last_end;   /* hypothesis position after the last match, -1 if none */
-    int distance;
-    int slot;
-    int moved;      /* taken into the next step's list */
+    int idx;            /* next reference position */
+    int last_end;       /* hypothesis position after the last match, -1 if none */
+    uint32_t distance;  /* a Java int: wraps, compared by wrapped subtraction */
+    int slot;           /* bitset of the hypothesis words chosen (the base when lazy) */
+    int node;           /* history: the last materialised choice, -1 none */
+    int lazy_i, lazy_j; /* a choice not yet in slot / node (lazy_i < 0: none) */
+    int moved;          /* taken into the next step's list */
 } mpath;
 
-/* Per-thread scratch, grown as needed (capacities in elements). */
+typedef struct { int j, i, prev; } hnode;   /* a choice: ref j -> hyp i, previous choice */
+
+/* Per-thread scratch, grown as needed. */
 typedef struct {
-    int n1, n2;                 /* hypothesis / reference length of this pair */
-    uint32_t *k1, *k2;          /* [n1], [n2] Java hash keys of the words */
-    int *cstart, *cand;         /* [n2 + 1] CSR of hypothesis candidates per ref word */
-    int *cov1, *cov2;           /* [n1], [n2] candidate counts */
-    size_t cap1, cap2, ccap;    /* capacities of the arrays above */
-    int *match;                 /* [slots * n2] hypothesis index per ref word, -1 */
-    uint8_t *used1, *used2;     /* [slots * n1], [slots * n2] */
-    size_t match_cap, used1_cap, used2_cap;
-    int nslot, *free_slots, nfree;
-    size_t free_cap;
-    mpath *cur, *next, *tmp;    /* path lists of this and the next step */
+    int n1, n2, W;              /* lengths; W = 64-bit words per bitset */
+    uint32_t *k1, *k2;          /* [n1], [n2] word keys */
+    int *pos;                   /* [n1] hypothesis positions sorted by (key, position) */
+    int *gstart, *gcount2;      /* [ngroups + 1], [ngroups]: run of pos per key, its count in the reference */
+    uint32_t *gkey;             /* [ngroups] */
+    int ngroups;
+    int *gid2;                  /* [n2] group of each reference word, -1 when no hypothesis word has its key */
+    int *fixed;                 /* [n2] hypothesis word of a fixed (one-to-one) match, -1 */
+    uint64_t *fixed1;           /* [W] hypothesis words in fixed matches */
+    uint64_t *bits;             /* [nslot * W] */
+    int *ref, nslot, *free_slots, nfree;
+    hnode *node;
+    int nnode;
+    mpath *cur, *next, *tmp;
     int ncur, nnext;
-    size_t cur_cap, next_cap, tmp_cap;
+    int64_t work;
+    int *match;                 /* [n2] the result */
+    uint8_t *used1;             /* [n1] greedy fallback */
+    size_t cap1, cap2, cap_bits, cap_slots, cap_node, cap_cur, cap_next, cap_tmp;
 } aligner;
 
 static void *xrealloc(void *p, size_t n, const char *what)
@@ -195,39 +235,63 @@ static void ensure(void **p, size_t *cap, size_t need, size_t size, const char *
     *cap = ncap;
 }
 
-/* A free slot; arrays keep one spare element so empty sentences get non-NULL pointers. */
 static int slot_alloc(aligner *a)
 {
-    if (a->nfree) return a->free_slots[--a->nfree];
-    int s = a->nslot++;
-    size_t n = (size_t)a->nslot;
-    ensure((void **)&a->match, &a->match_cap, n * (size_t)a->n2 + 1, sizeof(int), "METEOR paths");
-    ensure((void **)&a->used1, &a->used1_cap, n * (size_t)a->n1 + 1, 1, "METEOR paths");
-    ensure((void **)&a->used2, &a->used2_cap, n * (size_t)a->n2 + 1, 1, "METEOR paths");
-    ensure((void **)&a->free_slots, &a->free_cap, n, sizeof(int), "METEOR paths");
+    int s;
+    if (a->nfree) s = a->free_slots[--a->nfree];
+    else {
+        s = a->nslot++;
+        ensure((void **)&a->bits, &a->cap_bits, (size_t)a->nslot * (size_t)a->W + 1, sizeof(uint64_t), "METEOR paths");
+        size_t before = a->cap_slots;
+        ensure((void **)&a->ref, &a->cap_slots, (size_t)a->nslot, sizeof(int), "METEOR paths");
+        if (a->cap_slots != before) {
+            size_t c = before;
+            ensure((void **)&a->free_slots, &c, a->cap_slots, sizeof(int), "METEOR paths");
+        }
+    }
+    a->ref[s] = 1;
     return s;
 }
 
-static void slot_copy(aligner *a, int dst, int src)
+static void slot_release(aligner *a, int s)
 {
-    memcpy(a->match + (size_t)dst * a->n2, a->match + (size_t)src * a->n2, (size_t)a->n2 * sizeof(int));
-    memcpy(a->used1 + (size_t)dst * a->n1, a->used1 + (size_t)src * a->n1, (size_t)a->n1);
-    memcpy(a->used2 + (size_t)dst * a->n2, a->used2 + (size_t)src * a->n2, (size_t)a->n2);
+    if (--a->ref[s] == 0) a->free_slots[a->nfree++] = s;
 }
 
-/* Appends to the next step's list (never moves the current list). */
+static int node_new(aligner *a, int j, int i, int prev)
+{
+    ensure((void **)&a->node, &a->cap_node, (size_t)a->nnode + 1, sizeof(hnode), "METEOR history");
+    a->node[a->nnode] = (hnode){ j, i, prev };
+    return a->nnode++;
+}
+
+/* Gives a lazy path its own bitset and history node. */
+static void materialise(aligner *a, mpath *p)
+{
+    if (p->lazy_i < 0) return;
+    int s = slot_alloc(a);
+    memcpy(a->bits + (size_t)s * a->W, a->bits + (size_t)p->slot * a->W, (size_t)a->W * sizeof(uint64_t));
+    a->bits[(size_t)s * a->W + (size_t)(p->lazy_i >> 6)] |= 1ull << (p->lazy_i & 63);
+    a->work += a->W;
+    slot_release(a, p->slot);
+    p->slot = s;
+    p->node = node_new(a, p->lazy_j, p->lazy_i, p->node);
+    p->lazy_i = -1;
+}
+
 static void push_next(aligner *a, mpath p)
 {
-    ensure((void **)&a->next, &a->next_cap, (size_t)a->nnext + 1, sizeof(mpath), "METEOR beam");
+    ensure((void **)&a->next, &a->cap_next, (size_t)a->nnext + 1, sizeof(mpath), "METEOR beam");
     a->next[a->nnext++] = p;
 }
 
-/* Constants.PARTIAL_COMPARE_TOTAL: > 0 when x ranks after y. */
+/* Constants.PARTIAL_COMPARE_TOTAL: > 0 when x ranks after y (Java int
+ * arithmetic: the distance difference wraps). */
 static int path_cmp(const mpath *x, const mpath *y)
 {
     if (y->m12 != x->m12) return y->m12 > x->m12 ? 1 : -1;
     if (x->chunks != y->chunks) return x->chunks - y->chunks;
-    return x->distance - y->distance;
+    return (int32_t)(x->distance - y->distance);
 }
 
 /* Stable merge sort (Java's Collections.sort is stable). */
@@ -250,102 +314,108 @@ static void sort_paths(mpath *p, mpath *tmp, int n)
     memcpy(p, tmp, (size_t)n * sizeof *p);
 }
 
-/* Sizes the per-word arrays for a pair of lengths n1, n2. */
-static void aligner_reserve(aligner *a, int n1, int n2)
+static void sort_list(aligner *a, mpath *p, int n)
 {
-    a->n1 = n1;
-    a->n2 = n2;
-    a->nslot = 0;
-    a->nfree = 0;
-    if ((size_t)n1 + 1 > a->cap1) {
-        a->cap1 = 2 * ((size_t)n1 + 1);
-        a->k1 = xrealloc(a->k1, a->cap1 * sizeof(uint32_t), "METEOR words");
-        a->cov1 = xrealloc(a->cov1, a->cap1 * sizeof(int), "METEOR words");
-    }
-    if ((size_t)n2 + 1 > a->cap2) {
-        a->cap2 = 2 * ((size_t)n2 + 1);
-        a->k2 = xrealloc(a->k2, a->cap2 * sizeof(uint32_t), "METEOR words");
-        a->cov2 = xrealloc(a->cov2, a->cap2 * sizeof(int), "METEOR words");
-        a->cstart = xrealloc(a->cstart, a->cap2 * sizeof(int), "METEOR words");
-    }
-}
-
-static void sort_current(aligner *a, mpath *p, int n)
-{
-    ensure((void **)&a->tmp, &a->tmp_cap, (size_t)n, sizeof(mpath), "METEOR beam");
+    ensure((void **)&a->tmp, &a->cap_tmp, (size_t)n + 1, sizeof(mpath), "METEOR beam");
     sort_paths(p, a->tmp, n);
+    a->work += n;
 }
 
-/* Exact matches of the keys k1 (hypothesis) and k2 (reference); fixes the
- * unambiguous ones in a new start slot and returns it. */
-static int find_matches(aligner *a)
+static int cmp_key_pos(const void *x, const void *y, void *keys)
+{
+    const uint32_t *k = keys;
+    int a = *(const int *)x, b = *(const int *)y;
+    if (k[a] != k[b]) return k[a] < k[b] ? -1 : 1;
+    return a - b;
+}
+
+/* Groups the hypothesis words by key and finds the fixed matches: a pair of
+ * words that are each other's only candidate. */
+static void find_matches(aligner *a)
 {
     int n1 = a->n1, n2 = a->n2;
-    const uint32_t *k1 = a->k1, *k2 = a->k2;
-    memset(a->cov1, 0, (size_t)n1 * sizeof(int));
-    int m = 0;
-    for (int j = 0; j < n2; j++) {
-        a->cstart[j] = m;
-        a->cov2[j] = 0;
-        for (int i = 0; i < n1; i++) {
-            if (k1[i] != k2[j]) continue;
-            if ((size_t)m >= a->ccap) { a->ccap = a->ccap ? 2 * a->ccap : 256; a->cand = xrealloc(a->cand, a->ccap * sizeof(int), "METEOR matches"); }
-            a->cand[m++] = i;
-            a->cov1[i]++;
-            a->cov2[j]++;
+    for (int i = 0; i < n1; i++) a->pos[i] = i;
+    if (n1 <= 64) {                 /* captions: an insertion sort beats qsort's callbacks */
+        for (int r = 1; r < n1; r++) {
+            int v = a->pos[r], t = r;
+            while (t > 0 && a->k1[a->pos[t - 1]] > a->k1[v]) { a->pos[t] = a->pos[t - 1]; t--; }
+            a->pos[t] = v;
         }
+    } else {
+        qsort_r(a->pos, (size_t)n1, sizeof(int), cmp_key_pos, a->k1);
     }
-    a->cstart[n2] = m;
-    int s = slot_alloc(a);
-    int *match = a->match + (size_t)s * n2;
-    uint8_t *used1 = a->used1 + (size_t)s * n1, *used2 = a->used2 + (size_t)s * n2;
-    memset(used1, 0, (size_t)n1);
+    a->ngroups = 0;
+    for (int r = 0; r < n1; r++)
+        if (r == 0 || a->k1[a->pos[r]] != a->k1[a->pos[r - 1]]) {
+            a->gkey[a->ngroups] = a->k1[a->pos[r]];
+            a->gstart[a->ngroups] = r;
+            a->gcount2[a->ngroups] = 0;
+            a->ngroups++;
+        }
+    a->gstart[a->ngroups] = n1;
+    memset(a->fixed1, 0, (size_t)a->W * sizeof(uint64_t));
     for (int j = 0; j < n2; j++) {
-        match[j] = -1;
-        used2[j] = 0;
-        if (a->cstart[j + 1] - a->cstart[j] != 1) continue;
-        int i = a->cand[a->cstart[j]];
-        if (a->cov2[j] != 1 || a->cov1[i] != 1) continue;
-        match[j] = i;
-        used2[j] = 1;
-        used1[i] = 1;
+        int lo = 0, hi = a->ngroups - 1, g = -1;
+        while (lo <= hi) {
+            int mid = (lo + hi) / 2;
+            if (a->gkey[mid] == a->k2[j]) { g = mid; break; }
+            if (a->gkey[mid] < a->k2[j]) lo = mid + 1; else hi = mid - 1;
+        }
+        a->gid2[j] = g;
+        if (g >= 0) a->gcount2[g]++;
     }
-    return s;
+    for (int j = 0; j < n2; j++) {
+        int g = a->gid2[j];
+        a->fixed[j] = -1;
+        if (g < 0 || a->gstart[g + 1] - a->gstart[g] != 1 || a->gcount2[g] != 1) continue;
+        int i = a->pos[a->gstart[g]];
+        a->fixed[j] = i;
+        a->fixed1[i >> 6] |= 1ull << (i & 63);
+    }
 }
 
-/* One path at reference position `current` (< n2), as in Aligner.resolve. */
+/* Path p at reference position `current` (< n2), as in Aligner.resolve. */
 static void extend_path(aligner *a, mpath *p, int current)
 {
-    int *match = a->match + (size_t)p->slot * a->n2;
-    if (a->used2[(size_t)p->slot * a->n2 + current]) {
+    if (a->fixed[current] >= 0) {   /* only fixed matches are in use ahead of the search */
         if (current < p->idx) { p->moved = 1; push_next(a, *p); return; }
-        int i = match[p->idx];
-        if (i < 0) return;  /* dropped, as in the reference code */
+        int i = a->fixed[p->idx];
+        if (i < 0) return;          /* dropped, as in the reference code */
         p->m12 += 2;
         if (p->last_end != -1 && i != p->last_end) p->chunks++;
-        p->distance += abs(p->idx - i);
+        p->distance += (uint32_t)abs(p->idx - i);
         p->idx += 1;
         p->last_end = i + 1;
         p->moved = 1;
         push_next(a, *p);
         return;
     }
-    for (int c = a->cstart[current]; c < a->cstart[current + 1]; c++) {
-        int i = a->cand[c];
-        if (a->used1[(size_t)p->slot * a->n1 + i]) continue;
-        mpath q = *p;
-        q.slot = slot_alloc(a);
-        slot_copy(a, q.slot, p->slot);
-        a->used2[(size_t)q.slot * a->n2 + current] = 1;
-        a->used1[(size_t)q.slot * a->n1 + i] = 1;
-        a->match[(size_t)q.slot * a->n2 + current] = i;
-        q.m12 += 2;
-        if (q.last_end != -1 && i != q.last_end) q.chunks++;
-        q.idx = current + 1;
-        q.last_end = i + 1;
-        q.moved = 0;
-        p->distance += abs(current - i);
-        push_next(a, q);
+    int g = a->gid2[current];
+    if (g >= 0) {
+        materialise(a, p);          /* children share p's bitset */
+        const uint64_t *mine = a->bits + (size_t)p->slot * a->W;
+        int others = 0;
+        for (int r = a->gstart[g]; r < a->gstart[g + 1]; r++) {
+            int i = a->pos[r];
+            uint64_t bit = 1ull << (i & 63);
+            if ((a->fixed1[i >> 6] | mine[i >> 6]) & bit) continue;
+            int cont = p->last_end != -1 && i == p->last_end;
+            if (cont || others < BEAM) {    /* the rest cannot reach the next beam */
+                others += !cont;
+                mpath q = *p;
+                q.m12 += 2;
+                if (q.last_end != -1 && i != q.last_end) q.chunks++;
+                q.idx = current + 1;
+                q.last_end = i + 1;
+                q.moved = 0;
+                q.lazy_i = i;
+                q.lazy_j = current;
+                a->ref[p->slot]++;
+                push_next(a, q);
+            }
+            p->distance += (uint32_t)abs(current - i);
+        }
+        a->work += a->gstart[g + 1] - a->gstart[g];
     }
     if (p->last_end != -1) { p->chunks++; p->last_end = -1; }
     p->idx++;
@@ -353,17 +423,21 @@ static void extend_path(aligner *a, mpath *p, int current)
     push_next(a, *p);
 }
 
-/* Runs the beam search; returns the slot of the best complete alignment. */
-static int resolve(aligner *a, int start_slot)
+/* The beam search; 0 with a->match filled, or -1 when it ran past the budget. */
+static int resolve(aligner *a)
 {
     a->nnext = 0;
-    push_next(a, (mpath){0, 0, 0, -1, 0, start_slot, 0});
+    a->nslot = a->nfree = a->nnode = 0;
+    a->work = 0;
+    int s0 = slot_alloc(a);
+    memset(a->bits, 0, (size_t)a->W * sizeof(uint64_t));
+    push_next(a, (mpath){ 0, 0, 0, -1, 0, s0, -1, -1, -1, 0 });
     for (int current = 0; current <= a->n2; current++) {
         mpath *t = a->cur; a->cur = a->next; a->next = t;
-        size_t tc = a->cur_cap; a->cur_cap = a->next_cap; a->next_cap = tc;
+        size_t tc = a->cap_cur; a->cap_cur = a->cap_next; a->cap_next = tc;
         a->ncur = a->nnext;
         a->nnext = 0;
-        sort_current(a, a->cur, a->ncur);
+        sort_list(a, a->cur, a->ncur);
         for (int rank = 0; rank < a->ncur; rank++) a->cur[rank].moved = 0;
         for (int rank = 0; rank < BEAM && rank < a->ncur; rank++) {
             mpath *p = &a->cur[rank];
@@ -377,21 +451,80 @@ static int resolve(aligner *a, int start_slot)
         }
         if (a->nnext == 0 && a->ncur > 0) { a->cur[0].moved = 1; push_next(a, a->cur[0]); }
         for (int rank = 0; rank < a->ncur; rank++)
-            if (!a->cur[rank].moved) a->free_slots[a->nfree++] = a->cur[rank].slot;
+            if (!a->cur[rank].moved) slot_release(a, a->cur[rank].slot);
+        if (a->work > WORK_BUDGET) return -1;
     }
-    sort_current(a, a->next, a->nnext);
-    return a->next[0].slot;
+    sort_list(a, a->next, a->nnext);
+    const mpath *best = &a->next[0];
+    for (int j = 0; j < a->n2; j++) a->match[j] = a->fixed[j];
+    if (best->lazy_i >= 0) a->match[best->lazy_j] = best->lazy_i;
+    for (int n = best->node; n >= 0; n = a->node[n].prev) a->match[a->node[n].j] = a->node[n].i;
+    return 0;
 }
 
-/* Statistics of one hypothesis/reference pair. */
+/* The fallback past the budget: left to right, each reference word takes
+ * the hypothesis word that continues the current chunk when it is free,
+ * else the first free word of its key; O(n1 + n2) after the grouping. */
+static void align_greedy(aligner *a)
+{
+    int *next_free = a->gcount2;   /* reused: per group, the first position not yet taken */
+    for (int g = 0; g < a->ngroups; g++) next_free[g] = a->gstart[g];
+    for (int i = 0; i < a->n1; i++) a->used1[i] = (a->fixed1[i >> 6] >> (i & 63)) & 1;
+    int last_end = -1;
+    for (int j = 0; j < a->n2; j++) {
+        int i = a->fixed[j], g = a->gid2[j];
+        if (i < 0 && g >= 0) {
+            if (last_end >= 0 && last_end < a->n1 && a->k1[last_end] == a->k2[j] && !a->used1[last_end]) {
+                i = last_end;
+            } else {
+                while (next_free[g] < a->gstart[g + 1] && a->used1[a->pos[next_free[g]]]) next_free[g]++;
+                if (next_free[g] < a->gstart[g + 1]) i = a->pos[next_free[g]];
+            }
+            if (i >= 0) a->used1[i] = 1;
+        }
+        a->match[j] = i;
+        last_end = i >= 0 ? i + 1 : -1;
+    }
+}
+
+/* Sizes the per-pair arrays for lengths n1, n2 (arrays of one length grow
+ * together, sharing a capacity). */
+static void aligner_reserve(aligner *a, int n1, int n2)
+{
+    a->n1 = n1;
+    a->n2 = n2;
+    a->W = (n1 + 63) / 64 + 1;
+    if ((size_t)n1 + 2 > a->cap1) {
+        a->cap1 = 2 * ((size_t)n1 + 2);
+        a->k1 = xrealloc(a->k1, a->cap1 * sizeof(uint32_t), "METEOR words");
+        a->pos = xrealloc(a->pos, a->cap1 * sizeof(int), "METEOR words");
+        a->used1 = xrealloc(a->used1, a->cap1, "METEOR words");
+        a->gstart = xrealloc(a->gstart, a->cap1 * sizeof(int), "METEOR words");
+        a->gcount2 = xrealloc(a->gcount2, a->cap1 * sizeof(int), "METEOR words");
+        a->gkey = xrealloc(a->gkey, a->cap1 * sizeof(uint32_t), "METEOR words");
+        a->fixed1 = xrealloc(a->fixed1, (a->cap1 / 64 + 2) * sizeof(uint64_t), "METEOR words");
+    }
+    if ((size_t)n2 + 1 > a->cap2) {
+        a->cap2 = 2 * ((size_t)n2 + 1);
+        a->k2 = xrealloc(a->k2, a->cap2 * sizeof(uint32_t), "METEOR words");
+        a->gid2 = xrealloc(a->gid2, a->cap2 * sizeof(int), "METEOR words");
+        a->fixed = xrealloc(a->fixed, a->cap2 * sizeof(int), "METEOR words");
+        a->match = xrealloc(a->match, a->cap2 * sizeof(int), "METEOR words");
+    }
+}
+
+/* Statistics of one hypothesis/reference pair; *greedy set when the pair
+ * was past the search budget. */
 static meteor_stats align_pair(aligner *a, const word_info *w, const int32_t *hyp, int n1,
-                               const int32_t *ref, int n2)
+                               const int32_t *ref, int n2, int *greedy)
 {
     aligner_reserve(a, n1, n2);
     for (int i = 0; i < n1; i++) a->k1[i] = w->key[hyp[i]];
     for (int j = 0; j < n2; j++) a->k2[j] = w->key[ref[j]];
-    int best = resolve(a, find_matches(a));
-    const int *match = a->match + (size_t)best * n2;
+    find_matches(a);
+    *greedy = resolve(a) < 0;
+    if (*greedy) align_greedy(a);
+    const int *match = a->match;
 
     meteor_stats s = {.tlen = n1, .rlen = n2};
     for (int i = 0; i < n1; i++) s.tfunc += w->func[hyp[i]];
@@ -414,20 +547,24 @@ static meteor_stats align_pair(aligner *a, const word_info *w, const int32_t *hy
 
 static void aligner_free(aligner *a)
 {
-    free(a->k1); free(a->k2); free(a->cstart); free(a->cand); free(a->cov1); free(a->cov2);
-    free(a->match); free(a->used1); free(a->used2); free(a->free_slots);
-    free(a->cur); free(a->next); free(a->tmp);
+    free(a->k1); free(a->k2); free(a->pos); free(a->gstart); free(a->gcount2); free(a->gkey); free(a->gid2);
+    free(a->fixed); free(a->fixed1); free(a->bits); free(a->ref); free(a->free_slots); free(a->node);
+    free(a->cur); free(a->next); free(a->tmp); free(a->match); free(a->used1);
 }
 
-/* Best reference of one item: the first with the highest score. */
-static meteor_stats item_stats(const secap_corpus *c, const word_info *w, aligner *a, int item, double *score)
+/* Best reference of one item: the first with the highest score.  *greedy
+ * counts the pairs aligned by the fallback. */
+static meteor_stats item_stats(const secap_corpus *c, const word_info *w, aligner *a, int item, double *score,
+                               int *greedy)
 {
     int h = c->hyp[item];
     meteor_stats best = {0};
     double best_score = -1;
+    *greedy = 0;
     for (int r = 0; r < c->nref[item]; r++) {
-        int s = c->ref0[item] + r;
-        meteor_stats st = align_pair(a, w, sent_tok(c, h), c->len[h], sent_tok(c, s), c->len[s]);
+        int s = c->ref0[item] + r, g;
+        meteor_stats st = align_pair(a, w, sent_tok(c, h), c->len[h], sent_tok(c, s), c->len[s], &g);
+        *greedy += g;
         double sc = meteor_score(&st);
         if (sc > best_score) { best = st; best_score = sc; }
     }
@@ -440,19 +577,28 @@ void secap_meteor(const secap_corpus *c, double *corpus, secap_scores *per_item)
     word_info w = word_info_build(&c->vocab);
     meteor_stats *st = secap_xmalloc((size_t)c->n * sizeof *st + 1, "METEOR statistics");
     double *score = secap_xmalloc((size_t)c->n * sizeof *score + 1, "METEOR scores");
+    int *greedy = secap_xmalloc((size_t)c->n * sizeof *greedy + 1, "METEOR flags");
     #pragma omp parallel
     {
         aligner a;
         memset(&a, 0, sizeof a);
         #pragma omp for schedule(dynamic, 16)
-        for (int item = 0; item < c->n; item++) st[item] = item_stats(c, &w, &a, item, &score[item]);
+        for (int item = 0; item < c->n; item++) st[item] = item_stats(c, &w, &a, item, &score[item], &greedy[item]);
         aligner_free(&a);
     }
     meteor_stats total = {0};
+    int ngreedy = 0, first = -1;
     for (int item = 0; item < c->n; item++) {
         stats_add(&total, &st[item]);
         if (per_item) per_item[item].meteor = score[item];
+        if (greedy[item] && first < 0) first = item;
+        ngreedy += greedy[item];
     }
+    if (ngreedy)
+        fprintf(stderr, "secap: METEOR: %d hypothesis/reference pair%s (first: id \"%s\") too long and repetitive for "
+                "the alignment search (over %lld steps) were aligned greedily; the COCO toolkit runs out of memory "
+                "on such pairs\n", ngreedy, ngreedy == 1 ? "" : "s", c->ids.str[first], (long long)WORK_BUDGET);
+    free(greedy);
     *corpus = meteor_score(&total);
     free(st); free(score); free(w.key); free(w.func);
 }

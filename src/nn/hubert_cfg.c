@@ -2,6 +2,7 @@
 #include "secap/hubert_cfg.h"
 #include "secap/base.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -13,6 +14,28 @@ int64_t secap_hubert_frames(int64_t samples, const int *kernel, const int *strid
         n = (n - kernel[i]) / stride[i] + 1;   /* n >= k: truncation == floor */
     }
     return n;
+}
+
+double secap_hubert_forward_bytes(const secap_hubert_config *c, const int64_t *nsamples, int B, int threads)
+{
+    int64_t nmax = 0;
+    for (int b = 0; b < B; b++) nmax = nsamples[b] > nmax ? nsamples[b] : nmax;
+    /* the conv stack runs one utterance at a time: a layer's input, its
+     * output, the norm's and GELU's outputs */
+    double conv = 0, n = (double)nmax, cin = 1;
+    for (int i = 0; i < c->nconv && n >= c->conv_kernel[i]; i++) {
+        double out = floor((n - c->conv_kernel[i]) / c->conv_stride[i]) + 1;
+        double bytes = 4.0 * (cin * n + 3.0 * c->conv_dim[i] * out);
+        conv = bytes > conv ? bytes : conv;
+        n = out;
+        cin = c->conv_dim[i];
+    }
+    /* the transformer on the padded batch: residual stream, norm output,
+     * q, k, v, attention output, the feed-forward's two [F x I], and the
+     * attention's [F x F] scores, one per thread */
+    double F = (double)secap_hubert_config_frames(c, nmax);
+    double tr = 4.0 * B * F * (6.0 * c->hidden_size + 2.0 * c->intermediate_size) + 4.0 * (threads > 0 ? threads : 1) * F * F;
+    return (conv > tr ? conv : tr) + 4.0 * B * F * c->hidden_size;   /* + the result */
 }
 
 /* An int attribute that must fit an int and lie in [lo, hi]. */

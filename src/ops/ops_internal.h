@@ -50,15 +50,21 @@ static inline void op_gemm(int ta, int tb, int64_t M, int64_t N, int64_t K, floa
                 (int)M, (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
 }
 
-/* e^x in float, vectorisable (no libm call): Cephes' expf, relative error
- * below 2e-7 on [-87, 88]; inputs are clamped to that range, so e^-inf gives
- * ~1e-38 rather than 0 (callers mask such entries explicitly). */
+/* e^x in float, vectorisable (no libm call, no branches): Cephes' expf,
+ * relative error below 2e-7 wherever e^x is a normal float.  Defined for
+ * every input: NaN gives NaN; x below -87.3365 (e^x under FLT_MIN), -inf
+ * included, gives 0; x above 88.7228 and +inf give +inf.  The argument is
+ * clamped before the float -> int conversion (NaN too, which a plain
+ * clamp lets through and whose conversion is undefined), the exponent k is
+ * clamped to [-126, 127] before it is shifted into place (never negative),
+ * and k = 128 (e^x in [2^127, FLT_MAX]) is one extra doubling. */
 static inline float op_expf(float x)
 {
-    x = x < -87.3f ? -87.3f : x > 88.3f ? 88.3f : x;
+    float xc = x < 88.8f ? x : 88.8f;        /* NaN -> 88.8; replaced at the end */
+    xc = xc > -88.0f ? xc : -88.0f;
     /* n = round(x / ln 2) by the 1.5 * 2^23 trick (vectorises, unlike rintf) */
-    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-    float r = x - n * 0.693359375f;
+    float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    float r = xc - n * 0.693359375f;
     r = r + n * 2.12194440e-4f;
     float p = 1.9875691500e-4f;
     p = p * r + 1.3981999507e-3f;
@@ -67,10 +73,16 @@ static inline float op_expf(float x)
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) << 23; /* 2^n */
+    int32_t k = (int32_t)n;                  /* [-127, 128] */
+    int32_t kc = k < 127 ? k : 127;
+    kc = kc > -126 ? kc : -126;
+    int32_t bits = (kc + 127) * (1 << 23);   /* 2^kc */
     float scale;
     memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
+    float y = p * scale;
+    y = k > 127 ? y * 2.0f : y;
+    y = x < -87.33654f ? 0.0f : y;
+    return x == x ? y : x;
 }
 
 /* Sums in float SIMD lanes over blocks of 1024, blocks added in double:

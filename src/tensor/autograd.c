@@ -3,6 +3,7 @@
 #include "secap/base.h"
 #include "arena_internal.h"
 
+#include <math.h>
 #include <string.h>
 
 int secap_needs_grad(const secap_ctx *c, secap_tensor *const *in, int nin)
@@ -56,6 +57,26 @@ void secap_backward_from(secap_ctx *c, secap_tensor *out, const float *dout)
         if (n->out->grad) n->backward(c, n);
 }
 
+/* A NaN or infinite loss stops before it reaches the gradients, naming the
+ * earliest op on the tape whose output is not finite (where it started). */
+static _Noreturn void report_nonfinite_loss(secap_ctx *c, secap_tensor *loss)
+{
+    const secap_node *first = NULL;
+    int64_t at = -1;
+    for (const secap_node *n = c->tape; n; n = n->prev) {   /* newest first: keep the oldest hit */
+        if (n->out->dtype != SECAP_F32) continue;
+        int64_t k = secap_find_nonfinite(secap_f32(n->out), n->out->n);
+        if (k >= 0) { first = n; at = k; }
+    }
+    const char *what = secap_nonfinite_name(secap_f32(loss)[0]);
+    const char *hint = "lower the learning rate or clip gradients; check the inputs and weights for NaN/inf";
+    if (!first) secap_fatal("backward: the loss is %s (hint: %s)", what, hint);
+    char s[64];
+    secap_shape_str(first->out, s, sizeof s);
+    secap_fatal("backward: the loss is %s; the first non-finite value on the tape is element %lld of the %s "
+                "output of op %s (hint: %s)", what, (long long)at, s, first->op, hint);
+}
+
 void secap_backward(secap_ctx *c, secap_tensor *loss)
 {
     char s[64];
@@ -68,6 +89,7 @@ void secap_backward(secap_ctx *c, secap_tensor *loss)
     if (!loss->requires_grad)
         secap_fatal("backward: loss does not depend on any tensor that takes a gradient "
                     "(hint: was it computed under no_grad, or are all parameters frozen?)");
+    if (!isfinite(secap_f32(loss)[0])) report_nonfinite_loss(c, loss);
     const float one = 1.0f;
     secap_backward_from(c, loss, &one);
 }
