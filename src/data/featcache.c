@@ -43,17 +43,28 @@ static int attr_matches(secap_h5 *h, const char *key, const char *want)
     return ok;
 }
 
+/* A failed open closes what it opened (a new file is deleted) and frees fc. */
+static void abandon(void *arg)
+{
+    secap_featcache *fc = arg;
+    secap_h5_close(fc->h);
+    free(fc);
+}
+
 secap_featcache *secap_featcache_open(const char *path, const secap_featcache_key *key, int *rebuilt)
 {
     secap_featcache *fc = secap_xcalloc(1, sizeof *fc, "feature cache");
+    secap_cleanup cl;
+    secap_cleanup_push(&cl, abandon, fc);
     if (secap_h5_is_readable(path)) {
-        secap_h5 *h = secap_h5_open(path, 1);
+        secap_h5 *h = fc->h = secap_h5_open(path, 1);
         if (attr_matches(h, "format", FEATCACHE_FORMAT) && attr_matches(h, "encoder", key->encoder) &&
             attr_matches(h, "settings", key->settings)) {
-            fc->h = h;
             if (rebuilt) *rebuilt = 0;
+            secap_cleanup_pop(&cl);
             return fc;
         }
+        fc->h = NULL;
         secap_h5_close(h);
     }
     fc->h = secap_h5_create(path);
@@ -62,6 +73,7 @@ secap_featcache *secap_featcache_open(const char *path, const secap_featcache_ke
     secap_h5_set_attr_str(fc->h, NULL, "encoder", key->encoder);
     secap_h5_set_attr_str(fc->h, NULL, "settings", key->settings);
     if (rebuilt) *rebuilt = 1;
+    secap_cleanup_pop(&cl);
     return fc;
 }
 

@@ -102,10 +102,23 @@ static void precompute_pos_weight(secap_ctx *c, secap_hubert *m, secap_weights *
     secap_ctx_reset(s);
 }
 
+/* What a failing secap_hubert_load releases (its parameters stay in c). */
+typedef struct { secap_weights *w; secap_hubert *m; } hubert_loading;
+
+static void hubert_loading_free(void *arg)
+{
+    hubert_loading *l = arg;
+    secap_weights_close(l->w);
+    secap_hubert_free(l->m);
+}
+
 secap_hubert *secap_hubert_load(secap_ctx *c, const char *path, int trainable)
 {
     secap_weights *w = secap_weights_open(path);
     secap_hubert *m = secap_xcalloc(1, sizeof *m, "hubert model");
+    hubert_loading ld = { w, m };
+    secap_cleanup cl;
+    secap_cleanup_push(&cl, hubert_loading_free, &ld);
     m->path = secap_xstrdup(path, "hubert path");
     m->trainable = trainable != 0;
     secap_hubert_config_read(&m->cfg, w);
@@ -136,6 +149,7 @@ secap_hubert *secap_hubert_load(secap_ctx *c, const char *path, int trainable)
         m->params[i] = t;
     }
     if (!m->trainable) precompute_pos_weight(c, m, w);
+    ld.w = NULL;   /* closed by the check, even when it fails */
     secap_weights_close_checked(w, SECAP_HUBERT_IGNORABLE);
 
     for (int i = 0; i < cf->nconv; i++) {
@@ -177,6 +191,7 @@ secap_hubert *secap_hubert_load(secap_ctx *c, const char *path, int trainable)
         E->fln_w = param(m, "encoder.layers.%d.final_layer_norm.weight", l);
         E->fln_b = param(m, "encoder.layers.%d.final_layer_norm.bias", l);
     }
+    secap_cleanup_pop(&cl);
     return m;
 }
 
