@@ -228,7 +228,12 @@ int main(int argc, char **argv)
     /* the work: utterances not cached yet, longest first */
     int todo = 0, cached = 0;
     for (int i = 0; i < n; i++) {
-        if (!o.recompute && !rebuilt && secap_featcache_has(fc, u[i].id)) { cached++; continue; }
+        if (!o.recompute && !rebuilt && secap_featcache_has(fc, u[i].id)) {
+            cached++;
+            free(u[i].id);
+            free(u[i].path);
+            continue;
+        }
         u[todo++] = u[i];
     }
     qsort(u, (size_t)todo, sizeof *u, by_length_desc);
