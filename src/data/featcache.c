@@ -14,6 +14,7 @@
 struct secap_featcache {
     secap_h5 *h;
     int created;   /* written to a temporary file, committed on close */
+    int writable;  /* an existing cache is read-only until the first put */
 };
 
 /* "%" -> "%25", "/" -> "%2F": utterance ids become valid dataset names. */
@@ -57,7 +58,10 @@ secap_featcache *secap_featcache_open(const char *path, const secap_featcache_ke
     secap_cleanup cl;
     secap_cleanup_push(&cl, abandon, fc);
     if (secap_h5_is_readable(path)) {
-        secap_h5 *h = fc->h = secap_h5_open(path, 1);
+        /* Read-only: libhdf5 cannot close a damaged file it opened for
+         * writing (H5Fclose fails, the file stays open and libhdf5 crashes
+         * at exit), and reading alone must not touch the file. */
+        secap_h5 *h = fc->h = secap_h5_open(path, 0);
         if (attr_matches(h, "format", FEATCACHE_FORMAT) && attr_matches(h, "encoder", key->encoder) &&
             attr_matches(h, "settings", key->settings)) {
             if (rebuilt) *rebuilt = 0;
@@ -68,7 +72,7 @@ secap_featcache *secap_featcache_open(const char *path, const secap_featcache_ke
         secap_h5_close(h);
     }
     fc->h = secap_h5_create(path);
-    fc->created = 1;
+    fc->created = fc->writable = 1;
     secap_h5_set_attr_str(fc->h, NULL, "format", FEATCACHE_FORMAT);
     secap_h5_set_attr_str(fc->h, NULL, "encoder", key->encoder);
     secap_h5_set_attr_str(fc->h, NULL, "settings", key->settings);
@@ -88,6 +92,8 @@ int secap_featcache_has(secap_featcache *fc, const char *id)
 float *secap_featcache_get(secap_featcache *fc, const char *id, int64_t *frames, int64_t *dim)
 {
     char *name = escape_id(id);
+    secap_cleanup cl;
+    secap_cleanup_push(&cl, free, name);
     float *x = NULL;
     if (secap_h5_has(fc->h, name)) {
         int rank;
@@ -95,19 +101,31 @@ float *secap_featcache_get(secap_featcache *fc, const char *id, int64_t *frames,
         x = secap_h5_read_f32(fc->h, name, &rank, dims);
         if (rank != 2) {
             free(x);
-            free(name);
             secap_fatal("%s: cached features of %s have rank %d, not 2 (hint: delete the cache file to rebuild it)",
                         secap_h5_path(fc->h), id, rank);
         }
         *frames = dims[0];
         *dim = dims[1];
     }
+    secap_cleanup_pop(&cl);
     free(name);
     return x;
 }
 
 void secap_featcache_put(secap_featcache *fc, const char *id, const float *x, int64_t frames, int64_t dim)
 {
+    if (!fc->writable) {
+        char *path = secap_xstrdup(secap_h5_path(fc->h), "cache path");
+        secap_h5_close(fc->h);
+        fc->h = secap_h5_try_open(path, 1);
+        if (!fc->h) {
+            secap_cleanup cl;
+            secap_cleanup_push(&cl, free, path);
+            secap_fatal("%s: cannot reopen the feature cache for writing (hint: check the file's permissions)", path);
+        }
+        free(path);
+        fc->writable = 1;
+    }
     char *name = escape_id(id);
     int64_t dims[2] = { frames, dim };
     secap_h5_write_f32(fc->h, name, x, 2, dims, FEATCACHE_DEFLATE);
