@@ -15,7 +15,8 @@ CPPFLAGS += -Iinclude -I/usr/include/$(MA)/openblas-openmp -I/usr/include/hdf5/s
             -I/usr/include/cjson -D_GNU_SOURCE -DH5_USE_110_API
 CFLAGS   += -std=c11 -g $(OPT) $(SAN) -fopenmp -fno-fast-math -Wall -Wextra \
             -Wno-unused-parameter -MMD -MP
-LDFLAGS  += $(SAN) -fopenmp -L$(BLASDIR) -Wl,-rpath,$(BLASDIR) -L/usr/lib/$(MA)/hdf5/serial
+LIBPATHS := -L$(BLASDIR) -Wl,-rpath,$(BLASDIR) -L/usr/lib/$(MA)/hdf5/serial
+LDFLAGS  += $(SAN) -fopenmp $(LIBPATHS)
 LDLIBS   += -lopenblas -lhdf5 -lsndfile -lsoxr -lcjson -lutf8proc -lz -lm -lpthread
 
 SRC      := $(shell find src -name '*.c' | sort)
@@ -28,7 +29,22 @@ TESTS    := $(TESTSRC:tests/%.c=$(BIN)/tests/%)
 BENCHSRC := $(wildcard tools/bench/bench_*.c)
 BENCHES  := $(BENCHSRC:tools/bench/%.c=$(BIN)/bench/%)
 
-.PHONY: all deps test asan bench demo clean
+# Fuzzing (README.md, "Fuzzing"): every tests/fuzz/<name>.c is a libFuzzer
+# target bin/fuzz/<name>, built with Debian's clang over the sources compiled
+# with the same sanitizers into build/fuzz/.  OpenMP pragmas are off there
+# (-fopenmp=libgomp: serial code, libgomp for omp_* calls, as OpenBLAS;
+# variables read only by omp clauses are then unused, hence -Wno-unused-variable).
+FUZZCC     ?= clang
+FUZZSAN    := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZCFLAGS := -std=c11 -g -O1 -fno-omit-frame-pointer -fopenmp=libgomp -fno-fast-math -Wall -Wextra \
+              -Wno-unused-parameter -Wno-unused-variable -MMD -MP
+FUZZSRC    := $(wildcard tests/fuzz/*.c)
+FUZZERS    := $(FUZZSRC:tests/fuzz/%.c=bin/fuzz/%)
+FUZZOBJ    := $(SRC:%.c=build/fuzz/%.o)
+FUZZ_SECONDS ?= 300
+FUZZ_TARGETS ?=
+
+.PHONY: all deps fuzzdeps test asan fuzz fuzz-build fuzz-short bench demo clean
 .SECONDARY:
 all: $(LIB) $(PROGS) $(TESTS) $(BENCHES)
 
@@ -56,18 +72,52 @@ $(BIN)/bench/%: $(BUILD)/tools/bench/%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
-# Every test: the optimised build, then the same tests under ASan + UBSan.
+# Every test: the optimised build, the same tests under ASan + UBSan, then
+# 30 s of every fuzz target.
 test: all
 	@tools/deps.sh test
 	tests/run.sh $(BIN)
 	$(MAKE) --no-print-directory asan
+	$(MAKE) --no-print-directory fuzz-short
 
-# Sanitizer build in its own tree; runs the same test binaries.
+# Sanitizer build in its own tree; runs the same test binaries with
+# LeakSanitizer on (tests/lsan.supp).  Works on its own: tests/run.sh makes
+# the reference fixtures (build/ref) when they are missing.
 asan:
+	@tools/deps.sh build test
 	$(MAKE) --no-print-directory BUILD=build/asan BIN=bin/asan \
 	    OPT="-O1 -fno-omit-frame-pointer" \
 	    SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined" all
-	SECAP_SANITIZE=1 tests/run.sh bin/asan
+	tests/run.sh bin/asan
+
+fuzzdeps:
+	@tools/deps.sh build fuzz
+
+build/fuzz/src/%.o: src/%.c | fuzzdeps
+	@mkdir -p $(dir $@)
+	$(FUZZCC) $(CPPFLAGS) $(FUZZCFLAGS) $(FUZZSAN) -fsanitize=fuzzer-no-link -c $< -o $@
+
+build/fuzz/tests/fuzz/%.o: tests/fuzz/%.c | fuzzdeps
+	@mkdir -p $(dir $@)
+	$(FUZZCC) $(CPPFLAGS) $(FUZZCFLAGS) $(FUZZSAN) -fsanitize=fuzzer -c $< -o $@
+
+bin/fuzz/libsecap.a: $(FUZZOBJ)
+	@mkdir -p $(dir $@)
+	ar rcs $@ $^
+
+bin/fuzz/%: build/fuzz/tests/fuzz/%.o bin/fuzz/libsecap.a
+	$(FUZZCC) $(FUZZSAN) -fsanitize=fuzzer -fopenmp=libgomp $(LIBPATHS) $^ $(LDLIBS) -o $@
+
+fuzz-build: $(FUZZERS)
+
+# Every fuzz target for FUZZ_SECONDS (default 300) each, one after another;
+# FUZZ_TARGETS="a b" picks some.  The corpus grows in build/fuzz/corpus/.
+fuzz: fuzz-build
+	tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+# The short run of make test: 30 s per target.
+fuzz-short: fuzz-build
+	tests/fuzz/run.sh 30 $(FUZZ_TARGETS)
 
 # C benchmarks, then the PyTorch baselines they are compared with.
 bench: all
@@ -83,3 +133,4 @@ clean:
 	rm -rf build bin
 
 -include $(OBJ:.o=.d) $(wildcard $(BUILD)/tests/*.d $(BUILD)/train/*.d $(BUILD)/eval/*.d $(BUILD)/tools/*.d $(BUILD)/tools/bench/*.d)
+-include $(wildcard build/fuzz/src/*/*.d build/fuzz/tests/fuzz/*.d)

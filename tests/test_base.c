@@ -8,6 +8,49 @@ static void test_fatal_message(void **st)
     EXPECT_FATAL(secap_fatal("op %s: shapes [%d] vs [%d]", "add", 3, 4), "shapes [3] vs [4]");
 }
 
+/* Cleanups record their order into a string. */
+static char order[16];
+static void note(void *arg)
+{
+    size_t n = strlen(order);
+    order[n] = *(const char *)arg;
+    order[n + 1] = 0;
+}
+
+static void test_cleanups(void **st)
+{
+    (void)st;
+    secap_cleanup a, b, c;
+    /* run newest first by a caught fatal error, then forgotten */
+    order[0] = 0;
+    secap_cleanup_push(&a, note, "a");
+    secap_cleanup_push(&b, note, "b");
+    EXPECT_FATAL(secap_fatal("reader: bad input"), "reader: bad input");
+    assert_string_equal(order, "ba");
+    EXPECT_FATAL(secap_fatal("again"), "again");
+    assert_string_equal(order, "ba");
+    /* a popped cleanup does not run; the ones below it still do */
+    order[0] = 0;
+    secap_cleanup_push(&a, note, "a");
+    secap_cleanup_push(&b, note, "b");
+    secap_cleanup_pop(&b);
+    EXPECT_FATAL(secap_fatal("late"), "late");
+    assert_string_equal(order, "a");
+    /* balanced pushes and pops leave nothing behind */
+    order[0] = 0;
+    secap_cleanup_push(&a, note, "a");
+    secap_cleanup_push(&b, note, "b");
+    secap_cleanup_pop(&b);
+    secap_cleanup_pop(&a);
+    EXPECT_FATAL(secap_fatal("none"), "none");
+    assert_string_equal(order, "");
+    /* popping out of order is refused (and runs what was registered) */
+    secap_cleanup_push(&a, note, "a");
+    secap_cleanup_push(&c, note, "c");
+    EXPECT_FATAL(secap_cleanup_pop(&a), "not the innermost");
+    assert_string_equal(order, "ca");
+}
+
 static void test_rng_deterministic(void **st)
 {
     (void)st;
@@ -61,6 +104,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fatal_message),
+        cmocka_unit_test(test_cleanups),
         cmocka_unit_test(test_rng_deterministic),
         cmocka_unit_test(test_rng_distributions),
         cmocka_unit_test(test_shuffle_is_permutation),

@@ -13,7 +13,8 @@
 
 typedef void (*secap_error_fn)(const char *msg, void *ctx);
 
-/* Formats the message, calls the handler; exits(1) if the handler returns. */
+/* Formats the message, runs the registered cleanups (below), calls the
+ * handler; exits(1) if the handler returns. */
 _Noreturn void secap_fatal(const char *fmt, ...)
     __attribute__((format(printf, 1, 2)));
 
@@ -22,6 +23,32 @@ secap_error_fn secap_set_error_handler(secap_error_fn fn, void *ctx);
 
 /* The last message given to secap_fatal (for tests). */
 const char *secap_last_error(void);
+
+/* Cleanups on a caught error.  A function that owns memory, files or HDF5
+ * handles across calls that may stop through secap_fatal registers how to
+ * release them; secap_fatal runs the cleanups registered by its thread,
+ * newest first, after formatting the message and before calling the
+ * handler.  A handler that longjmps (tests, fuzz targets) then leaks
+ * nothing, provided its setjmp point lies outside every registering call.
+ *
+ *   struct reading { FILE *f; char *buf; } r = { f, NULL };
+ *   secap_cleanup cl;
+ *   secap_cleanup_push(&cl, reading_free, &r);   // cl and r live in this frame
+ *   ... work that may call secap_fatal ...
+ *   secap_cleanup_pop(&cl);                       // every normal exit: unregister
+ *   reading_free(&r);                             // (or hand the results out)
+ *
+ * Pops must mirror pushes (a pop out of order is a fatal error naming it).
+ * A cleanup must not itself stop through secap_fatal: one that does ends the
+ * program with both messages. */
+typedef struct secap_cleanup {
+    void (*fn)(void *arg);
+    void *arg;
+    struct secap_cleanup *prev;
+} secap_cleanup;
+
+void secap_cleanup_push(secap_cleanup *cl, void (*fn)(void *arg), void *arg);
+void secap_cleanup_pop(secap_cleanup *cl);
 
 /* malloc/calloc that stop with a message naming `what` on failure. */
 void *secap_xmalloc(size_t n, const char *what);

@@ -57,14 +57,17 @@ int secap_h5_has(secap_h5 *h, const char *name);
 /* Shape of `name`: returns its rank and fills dims [SECAP_H5_MAX_RANK]. */
 int secap_h5_shape(secap_h5 *h, const char *name, int64_t *dims);
 /* Reads `name` converted to float32 into a new buffer; rank and dims as
- * above (either may be NULL).  Stops when it is missing. */
+ * above (either may be NULL).  Stops when it is missing, or when the file
+ * stores too few bytes for the extent it declares (more than deflate can
+ * explain: a damaged header), before allocating anything for it. */
 float *secap_h5_read_f32(secap_h5 *h, const char *name, int *rank, int64_t *dims);
 /* Names of the root datasets, in HDF5's order; *n set.  Free with
  * secap_h5_free_names. */
 char **secap_h5_list(secap_h5 *h, int *n);
 void secap_h5_free_names(char **names, int n);
 /* Reads all of dataset `name` into dst (its count values), converted by HDF5
- * to float32 / uint16.  0, or -1 when it is absent or unreadable. */
+ * to float32 / uint16.  0, or -1 when it is absent, unreadable or stores too
+ * few bytes for its extent (as above). */
 int secap_h5_try_read_f32(secap_h5 *h, const char *name, float *dst);
 int secap_h5_try_read_u16(secap_h5 *h, const char *name, uint16_t *dst);
 

@@ -14,6 +14,9 @@
 static secap_error_fn g_handler;
 static void *g_handler_ctx;
 static char g_last[4096];
+/* Innermost registered cleanup of this thread; 1 while secap_fatal runs them. */
+static _Thread_local secap_cleanup *g_cleanups;
+static _Thread_local int g_in_cleanup;
 
 secap_error_fn secap_set_error_handler(secap_error_fn fn, void *ctx)
 {
@@ -25,12 +28,44 @@ secap_error_fn secap_set_error_handler(secap_error_fn fn, void *ctx)
 
 const char *secap_last_error(void) { return g_last; }
 
+void secap_cleanup_push(secap_cleanup *cl, void (*fn)(void *arg), void *arg)
+{
+    cl->fn = fn;
+    cl->arg = arg;
+    cl->prev = g_cleanups;
+    g_cleanups = cl;
+}
+
+void secap_cleanup_pop(secap_cleanup *cl)
+{
+    if (g_cleanups != cl)
+        secap_fatal("secap_cleanup_pop: popping a cleanup that is not the innermost one (hint: every return "
+                    "path of the function that pushed it must pop it, in reverse order of the pushes)");
+    g_cleanups = cl->prev;
+}
+
 void secap_fatal(const char *fmt, ...)
 {
+    char msg[sizeof g_last];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(g_last, sizeof g_last, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    if (g_in_cleanup) {
+        fprintf(stderr, "secap: error: %s\nsecap: error: (raised by a cleanup after the error: %s)\n", msg, g_last);
+        exit(1);
+    }
+    memcpy(g_last, msg, sizeof g_last);
+    /* Detach the list first: a cleanup runs once even if the handler returns. */
+    secap_cleanup *cl = g_cleanups;
+    g_cleanups = NULL;
+    g_in_cleanup = 1;
+    while (cl) {
+        secap_cleanup *prev = cl->prev;
+        cl->fn(cl->arg);
+        cl = prev;
+    }
+    g_in_cleanup = 0;
     if (g_handler) g_handler(g_last, g_handler_ctx);
     fprintf(stderr, "secap: error: %s\n", g_last);
     secap_tmp_remove_all();   /* no half-written output survives a failed run */

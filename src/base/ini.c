@@ -41,9 +41,11 @@ void secap_ini_set(secap_ini *ini, const char *key, const char *value, const cha
             return;
         }
     if (ini->n == ini->cap) {
-        ini->cap = ini->cap ? 2 * ini->cap : 32;
-        ini->e = realloc(ini->e, (size_t)ini->cap * sizeof *ini->e);
-        if (!ini->e) secap_fatal("config: out of memory for %d entries", ini->cap);
+        int cap = ini->cap ? 2 * ini->cap : 32;
+        secap_ini_entry *e = realloc(ini->e, (size_t)cap * sizeof *e);
+        if (!e) secap_fatal("config: out of memory for %d entries", cap);
+        ini->e = e;
+        ini->cap = cap;
     }
     ini->e[ini->n++] = (secap_ini_entry){
         .key = secap_xstrdup(key, "config key"),
@@ -52,17 +54,37 @@ void secap_ini_set(secap_ini *ini, const char *key, const char *value, const cha
     };
 }
 
+/* What secap_ini_load holds while it parses, released on every exit. */
+typedef struct {
+    FILE *f;
+    char *line;
+    secap_ini *ini;   /* handed out on success */
+} ini_reading;
+
+static void ini_reading_free(void *arg)
+{
+    ini_reading *r = arg;
+    fclose(r->f);
+    free(r->line);
+    secap_ini_free(r->ini);
+}
+
 secap_ini *secap_ini_load(const char *path)
 {
     if (secap_is_dir(path))
         secap_fatal("config %s: is a directory, not a config file (hint: give an .ini file, e.g. configs/q7x2.ini)", path);
     FILE *f = fopen(path, "r");
-    if (!f) secap_fatal("config %s: cannot open: %s (hint: check the path given to --config)", path, strerror(errno));
-    secap_ini *ini = secap_ini_new();
-    char *line = NULL, section[128] = "", key[256], origin[4200];
+    if (!f) secap_fatal("config %s: cannot open: %s (hint: check the path given to --config)", path,
+                        strerror(errno));
+    ini_reading r = { f, NULL, secap_ini_new() };
+    secap_cleanup cl;
+    secap_cleanup_push(&cl, ini_reading_free, &r);
+    secap_ini *ini = r.ini;
+    char section[128] = "", key[256], origin[4200];
     size_t cap = 0;
     ssize_t got;
-    for (int ln = 1; (got = getline(&line, &cap, f)) >= 0; ln++) {
+    for (int ln = 1; (got = getline(&r.line, &cap, f)) >= 0; ln++) {
+        char *line = r.line;
         if ((size_t)got != strlen(line))
             secap_fatal("%s:%d: NUL byte in a text line (hint: is this a binary file?)", path, ln);
         char *s = trim(line);
@@ -91,8 +113,9 @@ secap_ini *secap_ini_load(const char *path)
         snprintf(origin, sizeof origin, "%s:%d", path, ln);
         secap_ini_set(ini, key, v, origin);
     }
-    free(line);
-    fclose(f);
+    secap_cleanup_pop(&cl);
+    r.ini = NULL;
+    ini_reading_free(&r);
     return ini;
 }
 

@@ -20,6 +20,7 @@ struct secap_featcache {
     secap_h5 *h;
     char *path;
     int created;   /* written to a temporary file, committed on close or flush */
+    int writable;  /* an existing cache is opened read-only until the first put */
 };
 
 /* "%" -> "%25", "/" -> "%2F": utterance ids become valid dataset names. */
@@ -117,10 +118,19 @@ void secap_featcache_check_path(const char *path)
     secap_h5_close(h);
 }
 
+/* A failed open closes what it opened (a new file is deleted) and frees fc. */
+static void abandon(void *arg)
+{
+    secap_featcache *fc = arg;
+    if (fc->h) secap_h5_close(fc->h);
+    free(fc->path);
+    free(fc);
+}
+
 static void start_new(secap_featcache *fc, const secap_featcache_key *key)
 {
     fc->h = secap_h5_create(fc->path);
-    fc->created = 1;
+    fc->created = fc->writable = 1;
     secap_h5_set_attr_str(fc->h, NULL, "format", FEATCACHE_FORMAT);
     secap_h5_set_attr_str(fc->h, NULL, "encoder", key->encoder);
     secap_h5_set_attr_str(fc->h, NULL, "settings", key->settings);
@@ -130,19 +140,26 @@ secap_featcache *secap_featcache_open(const char *path, const secap_featcache_ke
 {
     secap_featcache_check_path(path);
     secap_featcache *fc = secap_xcalloc(1, sizeof *fc, "feature cache");
+    secap_cleanup cl;
+    secap_cleanup_push(&cl, abandon, fc);
     fc->path = secap_xstrdup(path, "feature cache path");
     if (access(path, F_OK) == 0) {
-        secap_h5 *h = secap_h5_open(path, 1);
+        /* Read-only: libhdf5 cannot close a damaged file it opened for
+         * writing (H5Fclose fails, the file stays open and libhdf5 crashes
+         * at exit), and reading alone must not touch the file. */
+        secap_h5 *h = fc->h = secap_h5_open(path, 0);
         if (attr_matches(h, "format", FEATCACHE_FORMAT) && attr_matches(h, "encoder", key->encoder) &&
             attr_matches(h, "settings", key->settings)) {
-            fc->h = h;
             if (rebuilt) *rebuilt = 0;
+            secap_cleanup_pop(&cl);
             return fc;
         }
+        fc->h = NULL;
         secap_h5_close(h);
     }
     start_new(fc, key);
     if (rebuilt) *rebuilt = 1;
+    secap_cleanup_pop(&cl);
     return fc;
 }
 
@@ -219,6 +236,14 @@ void secap_featcache_put(secap_featcache *fc, const char *id, const float *x, in
                     "written (hint: the encoder produced non-finite values: check the weights and this "
                     "utterance's audio)", secap_h5_path(fc->h), id, secap_nonfinite_name(x[bad]),
                     (long long)(bad / dim), (long long)(bad % dim), (long long)frames, (long long)dim);
+    if (!fc->writable) {   /* the first put on an existing cache */
+        secap_h5_close(fc->h);
+        fc->h = secap_h5_try_open(fc->path, 1);
+        if (!fc->h)
+            secap_fatal("%s: cannot reopen the feature cache for writing (hint: check the file's permissions)",
+                        fc->path);
+        fc->writable = 1;
+    }
     char *name = escape_id(id);
     int64_t dims[2] = { frames, dim };
     secap_h5_write_f32(fc->h, name, x, 2, dims, FEATCACHE_DEFLATE);
@@ -235,6 +260,7 @@ void secap_featcache_flush(secap_featcache *fc)
     else secap_h5_close(fc->h);
     fc->created = 0;
     fc->h = secap_h5_open(fc->path, 1);
+    fc->writable = 1;
 }
 
 void secap_featcache_close(secap_featcache *fc)

@@ -235,6 +235,17 @@ int secap_h5_shape(secap_h5 *h, const char *name, int64_t *dims)
     return d.rank;
 }
 
+/* 0 when dataset `ds` stores enough bytes for what it declares, else -1:
+ * deflate shrinks data by at most ~1030:1, so a damaged header claiming a
+ * huge extent over a few stored bytes (unwritten chunks read back as fill
+ * values) is refused before anything is allocated or read for it. */
+static int stored_enough(hid_t ds, const secap_h5_desc *d, uint64_t *stored)
+{
+    *stored = (uint64_t)H5Dget_storage_size(ds);
+    double want = (double)d->count * (double)(d->size > 0 ? d->size : 1);
+    return want <= 1100.0 * (double)*stored + 64.0 ? 0 : -1;
+}
+
 /* Reads all of an open dataset as memtype; nothing to read is success. */
 static herr_t read_all(hid_t ds, hid_t memtype, int64_t count, void *dst)
 {
@@ -248,6 +259,13 @@ float *secap_h5_read_f32(secap_h5 *h, const char *name, int *rank_out, int64_t *
     if (d.cls != SECAP_H5_FLOAT) {
         H5Dclose(ds);
         secap_fatal("%s: dataset %s is not floating point (hint: write it as float32)", h->path, name);
+    }
+    uint64_t stored;
+    if (stored_enough(ds, &d, &stored) < 0) {
+        H5Dclose(ds);
+        secap_fatal("%s: dataset %s declares %lld values but the file holds only %llu bytes of them (hint: the "
+                    "file is damaged or was not completely written; rebuild it)", h->path, name,
+                    (long long)d.count, (unsigned long long)stored);
     }
     float *out = secap_xmalloc((size_t)d.count * sizeof *out, name);
     if (read_all(ds, H5T_NATIVE_FLOAT, d.count, out) < 0) {
@@ -321,7 +339,9 @@ static int try_read(secap_h5 *h, const char *name, hid_t memtype, void *dst)
     hid_t ds = H5Dopen2(h->file, name, H5P_DEFAULT);
     if (ds < 0) return -1;
     secap_h5_desc d;
-    int rc = describe_ds(ds, &d) < 0 || read_all(ds, memtype, d.count, dst) < 0 ? -1 : 0;
+    uint64_t stored;
+    int rc = describe_ds(ds, &d) < 0 || stored_enough(ds, &d, &stored) < 0 ||
+             read_all(ds, memtype, d.count, dst) < 0 ? -1 : 0;
     H5Dclose(ds);
     return rc;
 }

@@ -81,6 +81,8 @@ static secap_h5 *free_handle(secap_weights *w)
 
 /* ---- reading ------------------------------------------------------------ */
 
+static void discard_on_error(void *w) { secap_weights_discard(w); }
+
 secap_weights *secap_weights_open(const char *path)
 {
     if (!path) secap_fatal("secap_weights_open: path is NULL");
@@ -96,7 +98,10 @@ secap_weights *secap_weights_open(const char *path)
     if (!h) secap_fatal("weights %s: HDF5 cannot open the file (hint: is it truncated or being written?)", path);
     secap_weights *w = secap_xcalloc(1, sizeof *w, "weights handle");
     w->h = h;
+    secap_cleanup cl;
+    secap_cleanup_push(&cl, discard_on_error, w);
     w->names = secap_h5_list(h, &w->n);
+    secap_cleanup_pop(&cl);
     if (w->n) qsort(w->names, (size_t)w->n, sizeof *w->names, cmp_str);
     w->used = secap_xcalloc((size_t)(w->n ? w->n : 1), 1, "weights used flags");
     return w;

@@ -85,6 +85,9 @@ secap_corpus *secap_corpus_new(secap_tokenize_mode mode)
                 "secap_corpus_new: unknown tokenisation mode %d (hint: SECAP_TOK_ZH_CHAR or SECAP_TOK_SPACE)", (int)mode);
     secap_corpus *c = secap_xcalloc(1, sizeof *c, "caption corpus");
     c->mode = mode;
+    /* never NULL, so sent_tok() of a corpus without any token stays defined */
+    c->tok_cap = 64;
+    c->tok = secap_xmalloc(c->tok_cap * sizeof *c->tok, "corpus tokens");
     strtab_init(&c->ids);
     strtab_init(&c->vocab);
     return c;

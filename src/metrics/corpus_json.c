@@ -23,7 +23,11 @@ static char *read_file(const char *path)
         if (n + 1 >= cap) {
             cap *= 2;
             char *p = realloc(buf, cap);
-            if (!p) { fclose(f); secap_fatal("%s: out of memory reading %zu bytes (hint: split the file)", path, cap); }
+            if (!p) {
+                fclose(f);
+                free(buf);
+                secap_fatal("%s: out of memory reading %zu bytes (hint: split the file)", path, cap);
+            }
             buf = p;
         }
         size_t k = fread(buf + n, 1, cap - n - 1, f);
@@ -32,7 +36,10 @@ static char *read_file(const char *path)
     }
     int err = ferror(f);
     fclose(f);
-    if (err) secap_fatal("%s: read error after %zu bytes (hint: check the file and the disk)", path, n);
+    if (err) {
+        free(buf);
+        secap_fatal("%s: read error after %zu bytes (hint: check the file and the disk)", path, n);
+    }
     buf[n] = 0;
     const char *nul = memchr(buf, 0, n);   /* the parser would stop there and ignore the rest */
     if (nul) {
@@ -127,44 +134,76 @@ static void check_missing(const cJSON *hyps, const secap_strtab *ref_ids, const 
                     missing == 1 ? "" : "s", refs_path, list, missing > 20 ? ", ..." : "");
 }
 
+/* What secap_corpus_load_json owns while it works; released on every exit,
+ * a caught fatal error included (secap_cleanup). */
+typedef struct {
+    char *rbuf, *hbuf;
+    cJSON *refs, *hyps;
+    secap_strtab ref_ids, hyp_ids;
+    const cJSON **ref_entry;
+    const char **hyp, **ref;   /* captions of the item being added */
+    secap_corpus *c;           /* handed out on success */
+} json_load;
+
+static void json_load_free(void *arg)
+{
+    json_load *s = arg;
+    free(s->rbuf);
+    free(s->hbuf);
+    cJSON_Delete(s->refs);
+    cJSON_Delete(s->hyps);
+    strtab_free(&s->ref_ids);
+    strtab_free(&s->hyp_ids);
+    free(s->ref_entry);
+    free(s->hyp);
+    free(s->ref);
+    secap_corpus_free(s->c);
+}
+
 secap_corpus *secap_corpus_load_json(const char *refs_path, const char *hyps_path,
                                      secap_tokenize_mode mode)
 {
-    char *rbuf = read_file(refs_path), *hbuf = read_file(hyps_path);
-    cJSON *refs = parse_object(refs_path, rbuf), *hyps = parse_object(hyps_path, hbuf);
-    free(rbuf);
-    free(hbuf);
-    secap_strtab ref_ids, hyp_ids;
-    strtab_init(&ref_ids);
-    strtab_init(&hyp_ids);
-    index_ids(refs, refs_path, &ref_ids);
-    index_ids(hyps, hyps_path, &hyp_ids);
-    check_missing(hyps, &ref_ids, hyps_path, refs_path);
+    json_load s;
+    memset(&s, 0, sizeof s);
+    secap_cleanup cl;
+    secap_cleanup_push(&cl, json_load_free, &s);
+    s.rbuf = read_file(refs_path);
+    s.hbuf = read_file(hyps_path);
+    s.refs = parse_object(refs_path, s.rbuf);
+    s.hyps = parse_object(hyps_path, s.hbuf);
+    free(s.rbuf);
+    free(s.hbuf);
+    s.rbuf = s.hbuf = NULL;
+    strtab_init(&s.ref_ids);
+    strtab_init(&s.hyp_ids);
+    index_ids(s.refs, refs_path, &s.ref_ids);
+    index_ids(s.hyps, hyps_path, &s.hyp_ids);
+    check_missing(s.hyps, &s.ref_ids, hyps_path, refs_path);
 
-    const cJSON **ref_entry = secap_xmalloc(((size_t)ref_ids.n + 1) * sizeof *ref_entry, "reference index");
+    s.ref_entry = secap_xmalloc(((size_t)s.ref_ids.n + 1) * sizeof *s.ref_entry, "reference index");
     int k = 0;
-    for (const cJSON *e = refs->child; e; e = e->next) ref_entry[k++] = e;
+    for (const cJSON *e = s.refs->child; e; e = e->next) s.ref_entry[k++] = e;
 
-    secap_corpus *c = secap_corpus_new(mode);
-    for (const cJSON *h = hyps->child; h; h = h->next) {
+    secap_corpus *c = s.c = secap_corpus_new(mode);
+    for (const cJSON *h = s.hyps->child; h; h = h->next) {
         int nh, nr;
-        const char **hyp = entry_captions(h, hyps_path, &nh);
-        const cJSON *r = ref_entry[strtab_find(&ref_ids, h->string, strlen(h->string))];
-        const char **ref = entry_captions(r, refs_path, &nr);
-        secap_corpus_add(c, h->string, hyp[0], ref, nr);
-        free(hyp);
-        free(ref);
+        s.hyp = entry_captions(h, hyps_path, &nh);
+        const cJSON *r = s.ref_entry[strtab_find(&s.ref_ids, h->string, strlen(h->string))];
+        s.ref = entry_captions(r, refs_path, &nr);
+        secap_corpus_add(c, h->string, s.hyp[0], s.ref, nr);
+        free(s.hyp);
+        free(s.ref);
+        s.hyp = s.ref = NULL;
     }
-    for (const cJSON *e = refs->child; e; e = e->next) {
-        if (strtab_find(&hyp_ids, e->string, strlen(e->string)) >= 0) continue;
-        c->ignored = realloc(c->ignored, ((size_t)c->n_ignored + 1) * sizeof *c->ignored);
-        SECAP_CHECK(c->ignored, "out of memory listing ignored reference ids (hint: score a smaller corpus)");
+    for (const cJSON *e = s.refs->child; e; e = e->next) {
+        if (strtab_find(&s.hyp_ids, e->string, strlen(e->string)) >= 0) continue;
+        char **ig = realloc(c->ignored, ((size_t)c->n_ignored + 1) * sizeof *c->ignored);
+        SECAP_CHECK(ig, "out of memory listing ignored reference ids (hint: score a smaller corpus)");
+        c->ignored = ig;
         c->ignored[c->n_ignored++] = secap_xstrdup(e->string, "ignored id");
     }
-    free(ref_entry);
-    strtab_free(&ref_ids);
-    strtab_free(&hyp_ids);
-    cJSON_Delete(refs);
-    cJSON_Delete(hyps);
+    secap_cleanup_pop(&cl);
+    s.c = NULL;
+    json_load_free(&s);
     return c;
 }

@@ -130,10 +130,23 @@ static void precompute_pos_weight(secap_ctx *c, secap_hubert *m)
     secap_arena_rewind(c->step, mark);
 }
 
+/* What a failing secap_hubert_load releases (its parameters stay in c). */
+typedef struct { secap_weights *w; secap_hubert *m; } hubert_loading;
+
+static void hubert_loading_free(void *arg)
+{
+    hubert_loading *l = arg;
+    secap_weights_close(l->w);
+    secap_hubert_free(l->m);
+}
+
 secap_hubert *secap_hubert_load(secap_ctx *c, const char *path, int trainable)
 {
     secap_weights *w = secap_weights_open(path);
     secap_hubert *m = secap_xcalloc(1, sizeof *m, "hubert model");
+    hubert_loading ld = { w, m };
+    secap_cleanup cl;
+    secap_cleanup_push(&cl, hubert_loading_free, &ld);
     m->path = secap_xstrdup(path, "hubert path");
     m->trainable = trainable != 0;
     secap_hubert_config_read(&m->cfg, w);
@@ -149,8 +162,10 @@ secap_hubert *secap_hubert_load(secap_ctx *c, const char *path, int trainable)
     secap_params_default_trainable(m->params, m->trainable);
     hubert_table(m->params, cf, m);
     secap_params_load(m->params, c, w, NULL, 0);
+    ld.w = NULL;   /* closed by the check, even when it fails */
     secap_weights_close_checked(w, SECAP_HUBERT_IGNORABLE);
     if (!m->trainable) precompute_pos_weight(c, m);
+    secap_cleanup_pop(&cl);
     return m;
 }
 

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# tests/fuzz/run.sh SECONDS [TARGET...] - run libFuzzer targets one after
+# another, SECONDS each (all of bin/fuzz/ when none is named).
+#
+# Each target first runs every input of its seed corpus tests/fuzz/<name>/
+# (committed: seeds and the regression inputs of fixed findings) and of its
+# working corpus build/fuzz/corpus/<name>/ (grown by earlier runs, not
+# committed), then mutates them; a libFuzzer dictionary tests/fuzz/<name>.dict
+# is used when present.  Crashes, leaks, timeouts (> 10 s for one input) and
+# inputs needing more than 2 GB go to build/fuzz/findings/<name>/ and fail
+# the run (the other targets still run; the exit status is non-zero).
+#
+# One exception: a hang or a crash by signal whose innermost frame of ours or
+# of libhdf5 is in libhdf5 (a damaged HDF5 file sending Debian's libhdf5
+# 1.10.8 into a loop or a wild read; README.md, "Reliability") is libhdf5's,
+# not ours.  Its input goes to build/fuzz/findings/<name>/libhdf5/, it is
+# counted, and the target goes on fuzzing for the rest of its time.  Memory
+# errors found by ASan, leaks and out-of-memory are always failures.
+#
+# The targets' own output is hidden (-close_fd_mask=3); sanitizer reports are
+# not.  Extra libFuzzer flags: FUZZ_FLAGS="...".  On a shared machine run at
+# low priority: `nice -n 19 tests/fuzz/run.sh 3600 score_json`.
+set -uo pipefail
+top=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$top"
+secs=${1:?usage: tests/fuzz/run.sh SECONDS [TARGET...]}
+shift
+targets=("$@")
+if [[ ${#targets[@]} -eq 0 ]]; then
+    for t in tests/fuzz/*.c; do targets+=("$(basename "$t" .c)"); done
+fi
+# allocator_may_return_null=1: an allocation beyond ASan's limit returns NULL
+# as malloc does in production (libhdf5 handles it; ours stop with a message);
+# one over -malloc_limit_mb below is still reported.
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:allocator_may_return_null=1}
+export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$top/tests/fuzz/lsan.supp:print_suppressions=0}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+
+# "libhdf5" when the report in log $1 is a hang, a crash by signal or an
+# oversized allocation whose innermost frame of ours or of libhdf5 is in
+# libhdf5; else "ours".  Frames of ours carry a source path in our tree.
+classify() {
+    local log=$1
+    grep -q "secap fuzz:" "$log" && { echo ours; return; }
+    grep -qE "ERROR: libFuzzer: (timeout|deadly signal|out-of-memory \(malloc)|ERROR: AddressSanitizer: (SEGV|stack-overflow|requested allocation size|allocation-size-too-big)" "$log" \
+        || { echo ours; return; }
+    local frame
+    frame=$(grep -E "^ +#[0-9]+ 0x" "$log" | grep -E "libhdf5|$top/(src|tests|train|eval|tools)/" | head -1)
+    [[ "$frame" == *libhdf5* ]] && echo libhdf5 || echo ours
+}
+
+failed=()
+summary=()
+for t in "${targets[@]}"; do
+    bin=bin/fuzz/$t
+    [[ -x "$bin" ]] || { echo "tests/fuzz/run.sh: $bin is not built (hint: make fuzz-build)"; failed+=("$t (not built)"); continue; }
+    [[ -d tests/fuzz/$t ]] || { echo "tests/fuzz/run.sh: no seed corpus tests/fuzz/$t/"; failed+=("$t (no seeds)"); continue; }
+    corpus=build/fuzz/corpus/$t
+    findings=build/fuzz/findings/$t
+    mkdir -p "$corpus" "$findings/libhdf5"
+    dict=()
+    [[ -f tests/fuzz/$t.dict ]] && dict=(-dict="tests/fuzz/$t.dict")
+    echo "== $t: ${secs} s ($(ls tests/fuzz/$t | wc -l) seeds, $(ls "$corpus" | wc -l) in the working corpus)"
+    log=build/fuzz/$t.log
+    : >"$log"
+    start=$(date +%s)
+    execs=0
+    hdf5=0
+    status=ok
+    while :; do
+        left=$((secs - ($(date +%s) - start)))
+        [[ $left -ge 1 ]] || break
+        run=build/fuzz/$t.run.log
+        # shellcheck disable=SC2086
+        "$bin" -max_total_time="$left" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=2048 \
+            -close_fd_mask=3 -print_final_stats=1 -artifact_prefix="$findings/" "${dict[@]}" \
+            ${FUZZ_FLAGS:-} "$corpus" "tests/fuzz/$t" >"$run" 2>&1
+        rc=$?
+        cat "$run" >>"$log"
+        n=$(sed -n 's/^stat::number_of_executed_units: *//p' "$run" | tail -1)
+        execs=$((execs + ${n:-0}))
+        [[ $rc -eq 0 ]] && break
+        artifact=$(sed -n "s|.*Test unit written to \(.*\)|\1|p" "$run" | tail -1)
+        # Re-run the input alone with output on: -close_fd_mask can swallow a
+        # timeout's stack, and this shows whether it reproduces.
+        repro=build/fuzz/$t.repro.log
+        : >"$repro"
+        [[ -n "$artifact" ]] && "$bin" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=2048 "$artifact" >"$repro" 2>&1
+        cat "$repro" >>"$log"
+        if [[ -n "$artifact" && $(classify "$repro") == libhdf5 ]]; then
+            mv "$artifact" "$findings/libhdf5/"
+            hdf5=$((hdf5 + 1))
+            echo "   libhdf5: $findings/libhdf5/$(basename "$artifact") ($(grep -oE "ERROR: [A-Za-z]+: [a-z -]+" "$repro" | head -1))"
+            continue
+        fi
+        status=failed
+        echo "FAILED: $t (exit $rc), input ${artifact:-(none)}; the report (last 60 lines of $run, then of $repro):"
+        tail -60 "$run"
+        tail -60 "$repro"
+        failed+=("$t")
+        break
+    done
+    line="$t: $(( $(date +%s) - start )) s, $execs inputs, $(ls "$corpus" | wc -l) in the corpus, $hdf5 libhdf5 finding(s), $status"
+    echo "   $line"
+    summary+=("$line")
+done
+echo "=================================================="
+printf '%s\n' "${summary[@]}"
+echo "fuzz: ${#targets[@]} target(s), ${secs} s each, ${#failed[@]} failed ${failed[*]:-}"
+[[ ${#failed[@]} -eq 0 ]]
