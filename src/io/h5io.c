@@ -543,7 +543,7 @@ static int read_num_attr(secap_h5 *h, const char *obj, const char *key, int as_d
         hid_t mt = as_double ? H5T_NATIVE_DOUBLE : is_bool ? bool_memtype() : uns ? H5T_NATIVE_UINT64
                  : H5T_NATIVE_INT64;
         st = d.count ? H5Aread(a, mt, dst) : 0;
-        if (is_bool) H5Tclose(mt);
+        if (is_bool && !as_double) H5Tclose(mt);
     }
     H5Tclose(ft);
     H5Aclose(a);

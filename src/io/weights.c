@@ -209,10 +209,10 @@ static int read_f32_as_bf16(secap_weights *w, const char *name, int ndim, const 
                             uint16_t *dst)
 {
     enum { BLOCK = 1 << 18 };   /* 1 MiB of float32 */
-    float *tmp = malloc((n < BLOCK ? (n ? n : 1) : BLOCK) * sizeof *tmp);
+    if (n == 0) return 0;
+    float *tmp = malloc((n < BLOCK ? n : BLOCK) * sizeof *tmp);
     if (!tmp) secap_fatal("weights %s: out of memory reading tensor %s", secap_h5_path(w->h), name);
     int rc = 0;
-    if (n == 0) { free(tmp); return 0; }
     if (ndim == 0) {
         rc = secap_h5_try_read_f32(w->h, name, tmp);
         if (rc == 0) dst[0] = secap_f32_to_bf16(tmp[0]);
