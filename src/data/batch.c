@@ -29,12 +29,26 @@ static secap_audio load_item(const secap_item *it, int64_t max_n, int normalize,
     return a;
 }
 
+/* The clips of a batch being filled, released when an item stops it. */
+typedef struct { secap_audio *clips; int64_t *starts; int loaded; } filling;
+
+static void filling_free(void *arg)
+{
+    filling *f = arg;
+    for (int i = 0; i < f->loaded; i++) secap_audio_free(&f->clips[i]);
+    free(f->clips);
+    free(f->starts);
+}
+
 void secap_batch_fill(secap_batch *b, const secap_dataset *d, const int *items, int n,
                       const secap_data_config *c, secap_rng *rng)
 {
     int64_t max_n = c->max_seconds > 0 ? (int64_t)(c->max_seconds * SECAP_SAMPLE_RATE) : 0;
     secap_audio *clips = secap_xmalloc((size_t)(n + 1) * sizeof *clips, "batch clips");
     int64_t *starts = secap_xmalloc((size_t)(n + 1) * sizeof *starts, "batch clips");
+    filling fl = { clips, starts, 0 };
+    secap_cleanup cl;
+    secap_cleanup_push(&cl, filling_free, &fl);
     b->B = n;
     b->lengths = grow(b->lengths, (size_t)n * sizeof *b->lengths, "batch lengths");
     b->item = grow(b->item, (size_t)n * sizeof *b->item, "batch items");
@@ -44,6 +58,7 @@ void secap_batch_fill(secap_batch *b, const secap_dataset *d, const int *items, 
     for (int i = 0; i < n; i++) {
         const secap_item *it = &d->items[items[i]];
         clips[i] = load_item(it, max_n, c->normalize, rng, &starts[i], &b->lengths[i]);
+        fl.loaded = i + 1;
         if (b->lengths[i] > b->T) b->T = b->lengths[i];
         b->item[i] = items[i];
         b->label[i] = it->label;
@@ -54,10 +69,9 @@ void secap_batch_fill(secap_batch *b, const secap_dataset *d, const int *items, 
         float *row = b->audio + (size_t)i * (size_t)b->T;
         memcpy(row, clips[i].x + starts[i], (size_t)b->lengths[i] * sizeof *row);
         memset(row + b->lengths[i], 0, (size_t)(b->T - b->lengths[i]) * sizeof *row);
-        secap_audio_free(&clips[i]);
     }
-    free(clips);
-    free(starts);
+    secap_cleanup_pop(&cl);
+    filling_free(&fl);
 }
 
 void secap_batch_free(secap_batch *b)

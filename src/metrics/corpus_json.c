@@ -47,8 +47,10 @@ static char *read_file(const char *path)
         const char *bol = buf;
         for (const char *p = buf; p < nul; p++)
             if (*p == '\n') { line++; bol = p + 1; }
+        int col = (int)(nul - bol) + 1;
+        free(buf);
         secap_fatal("%s:%d:%d: NUL byte in the file (hint: caption files are UTF-8 text; is this a binary file, or "
-                    "UTF-16?)", path, line, (int)(nul - bol) + 1);
+                    "UTF-16?)", path, line, col);
     }
     return buf;
 }

@@ -154,22 +154,42 @@ static secap_qformer *qformer_new(const secap_qformer_config *cfg, int trainable
 
 const char *const SECAP_QFORMER_IGNORABLE[] = { "*embeddings.position_ids", NULL };
 
+/* Cleanups of a load that stops through secap_fatal (the parameters stay
+ * in the context's arena). */
+static void close_weights(void *w) { secap_weights_close(w); }
+static void free_model(void *m) { secap_qformer_free(m); }
+
 secap_qformer *secap_qformer_read(secap_ctx *c, secap_weights *w, const char *bert_prefix, int trainable)
 {
     secap_qformer_config cfg;
     secap_qformer_config_read(&cfg, w);
     secap_qformer *m = qformer_new(&cfg, trainable, secap_weights_path(w));
+    secap_cleanup cl;
+    secap_cleanup_push(&cl, free_model, m);
     secap_params_load(m->bert, c, w, bert_prefix ? bert_prefix : SECAP_QFORMER_PREFIX, 0);
     secap_params_load(m->root, c, w, NULL, 0);
+    secap_cleanup_pop(&cl);
+    return m;
+}
+
+/* Closes w with the unknown-tensor check; m is freed if that fails. */
+static secap_qformer *close_checked(secap_weights *w, secap_qformer *m, const char *const *allow)
+{
+    secap_cleanup cl;
+    secap_cleanup_push(&cl, free_model, m);
+    secap_weights_close_checked(w, allow);   /* frees w even when it fails */
+    secap_cleanup_pop(&cl);
     return m;
 }
 
 secap_qformer *secap_qformer_load(secap_ctx *c, const char *path, int trainable)
 {
     secap_weights *w = secap_weights_open(path);
+    secap_cleanup cl;
+    secap_cleanup_push(&cl, close_weights, w);
     secap_qformer *m = secap_qformer_read(c, w, SECAP_QFORMER_PREFIX, trainable);
-    secap_weights_close_checked(w, SECAP_QFORMER_IGNORABLE);
-    return m;
+    secap_cleanup_pop(&cl);
+    return close_checked(w, m, SECAP_QFORMER_IGNORABLE);
 }
 
 /* Entries not in a plain BERT file take their random rule. */
@@ -183,9 +203,12 @@ secap_qformer *secap_qformer_init_bert(secap_ctx *c, const char *bert_path, cons
                                        int trainable, uint64_t seed)
 {
     secap_weights *w = secap_weights_open(bert_path);
+    secap_cleanup cw, cm;
+    secap_cleanup_push(&cw, close_weights, w);
     secap_qformer_config cfg = *extras;
     secap_qformer_config_read_bert(&cfg, w);
     secap_qformer *m = qformer_new(&cfg, trainable, bert_path);
+    secap_cleanup_push(&cm, free_model, m);
     float std = (float)cfg.initializer_range;
     set_random(m->bert, "encoder.layer.*.crossattention.*", std);   /* the root table loads without a file */
     /* intermediate_query.X <- intermediate.X, output_query.X <- output.X */
@@ -203,8 +226,9 @@ secap_qformer *secap_qformer_init_bert(secap_ctx *c, const char *bert_path, cons
     secap_params_load(m->bert, c, w, prefix, seed);
     secap_params_load(m->root, c, NULL, NULL, seed);
     static const char *const ignore[] = { "pooler.*", "bert.pooler.*", "cls.*", "*position_ids", NULL };
-    secap_weights_close_checked(w, ignore);
-    return m;
+    secap_cleanup_pop(&cm);
+    secap_cleanup_pop(&cw);
+    return close_checked(w, m, ignore);
 }
 
 secap_qformer *secap_qformer_init_random(secap_ctx *c, const secap_qformer_config *cfg, int trainable,

@@ -1176,6 +1176,8 @@ static int cmp_ud(const void *a, const void *b, void *ctx)
 
 static void self_test(secap_spm *m, const raw_model *rm);
 
+static void free_model(void *m) { secap_spm_free(m); }
+
 static secap_spm *build_model(const raw_model *rm, const char *file)
 {
     if (!rm->has_trainer)
@@ -1189,6 +1191,8 @@ static secap_spm *build_model(const raw_model *rm, const char *file)
     if (rm->npieces > INT32_MAX / 2) spm_fail(file, "%zu pieces is more than supported", rm->npieces);
 
     secap_spm *m = secap_xcalloc(1, sizeof *m, "spm model");
+    secap_cleanup cl;   /* a refused model is freed (self_test frees it itself) */
+    secap_cleanup_push(&cl, free_model, m);
     m->file = secap_xstrdup(file, "spm file name");
     m->n = (int)rm->npieces;
     size_t total = 0;
@@ -1317,6 +1321,7 @@ static secap_spm *build_model(const raw_model *rm, const char *file)
     if (rm->dns.present) build_norm(m, &m->denorm, &rm->dns, "denormalizer_spec", 0);
     if (rm->ns.name.n) snprintf(m->norm.name, sizeof m->norm.name, "%.*s", (int)rm->ns.name.n, rm->ns.name.p);
     else snprintf(m->norm.name, sizeof m->norm.name, "(unnamed)");
+    secap_cleanup_pop(&cl);
     self_test(m, rm);
     return m;
 }
@@ -1360,18 +1365,25 @@ static void self_test(secap_spm *m, const raw_model *rm)
     secap_spm_scratch_free(s);
 }
 
+static void free_raw(void *arg)
+{
+    raw_model *rm = arg;
+    free(rm->pieces);
+    free(rm->samples);
+}
+
 secap_spm *secap_spm_from_memory(const void *data, size_t size, const char *name)
 {
     if (!name) name = "(memory)";
     if (!data && size) spm_fail(name, "NULL data");
     if (size == 0) spm_fail(name, "empty model file (hint: not a sentencepiece model, or a failed download)");
-    raw_model rm;
-    /* rm holds realloc'd arrays; a fatal error in the parser leaks them, which
-     * only matters to tests that catch it. */
+    raw_model rm = {0};   /* realloc'd arrays, released on every exit */
+    secap_cleanup cl;
+    secap_cleanup_push(&cl, free_raw, &rm);
     parse_model(data, size, name, &rm);
     secap_spm *m = build_model(&rm, name);
-    free(rm.pieces);
-    free(rm.samples);
+    secap_cleanup_pop(&cl);
+    free_raw(&rm);
     return m;
 }
 
@@ -1392,7 +1404,10 @@ secap_spm *secap_spm_load(const char *path)
     int err = ferror(f);
     fclose(f);
     if (got != size || err) { free(buf); spm_fail(path, "read %zu of %zu bytes", got, size); }
+    secap_cleanup cl;
+    secap_cleanup_push(&cl, free, buf);
     secap_spm *m = secap_spm_from_memory(buf, size, path);
+    secap_cleanup_pop(&cl);
     free(buf);
     return m;
 }
