@@ -942,14 +942,35 @@ static void resegment(const secap_spm *m, secap_spm_scratch *s, const char *text
 }
 
 /* Encodes into s->ids (and the piece extents when s->want_pieces). */
-static void encode_core(const secap_spm *m, const char *text, size_t len, secap_spm_scratch *s)
+/* The scratch's text buffer is on loan to a strbuf while normalising: it is
+ * given back on every exit, a caught error included (a grown buffer would
+ * otherwise leak, and the scratch keep a freed pointer). */
+typedef struct { strbuf *b; secap_spm_scratch *s; } text_loan;
+
+static void give_back(void *arg)
+{
+    text_loan *l = arg;
+    l->s->norm = l->b->buf;
+    l->s->norm_cap = l->b->cap;
+}
+
+/* Normalises text into s->norm; returns its length. */
+static size_t normalize_into(const secap_spm *m, const char *text, size_t len, secap_spm_scratch *s)
 {
     strbuf b = {s->norm, 0, s->norm_cap};
+    text_loan l = {&b, s};
+    secap_cleanup cl;
+    secap_cleanup_push(&cl, give_back, &l);
     normalize(m, &m->norm, 1, (const uint8_t *)text, len, &b);
-    s->norm = b.buf;
-    s->norm_cap = b.cap;
+    secap_cleanup_pop(&cl);
+    give_back(&l);
+    return b.n;
+}
+
+static void encode_core(const secap_spm *m, const char *text, size_t len, secap_spm_scratch *s)
+{
+    size_t n = normalize_into(m, text, len, s);
     s->ids_n = 0;
-    size_t n = b.n;
     if (n == 0) return;
     if (n > INT32_MAX / 2) secap_fatal("spm: %s: a line of %zu bytes is too long to encode (hint: split it)", m->file, n);
     const char *t = s->norm;
@@ -1027,11 +1048,8 @@ size_t secap_spm_encode(const secap_spm *m, const char *text, size_t len, unsign
 const char *secap_spm_normalize(const secap_spm *m, const char *text, size_t len, secap_spm_scratch *s,
                                 size_t *out_len)
 {
-    strbuf b = {s->norm, 0, s->norm_cap};
-    normalize(m, &m->norm, 1, (const uint8_t *)(text ? text : ""), len, &b);
-    s->norm = b.buf;
-    s->norm_cap = b.cap;
-    if (out_len) *out_len = b.n;
+    size_t n = normalize_into(m, text ? text : "", len, s);
+    if (out_len) *out_len = n;
     return s->norm;
 }
 
