@@ -23,6 +23,7 @@
 #include "gradcheck.h"
 
 #include "secap/autograd.h"
+#include "secap/ini.h"
 #include "secap/losses.h"
 #include "secap/ops.h"
 
@@ -488,6 +489,56 @@ static void test_objective_branches(void **st)
     secap_ctx_free(c);
 }
 
+static int loss_set(void *cfg, const char *key, const char *value)
+{
+    return secap_stage1_config_set(cfg, key, value);
+}
+
+static void test_config_keys(void **st)
+{
+    (void)st;
+    secap_stage1_config s, d;
+    secap_stage1_config_default(&s);
+    secap_stage1_config_default(&d);
+    secap_stage1_config_validate(&d, "defaults");
+    assert_true(d.temp_init == 0.07f && d.temp_min == 0.001f && d.temp_max == 0.5f);
+    secap_ini *ini = secap_ini_new();
+    const char *args[] = {"--loss.w_mi=0", "--loss.w_con=2.5", "--loss.w_pair=0.5", "--loss.w_class=0.25",
+                          "--loss.mi_variant=sampled", "--loss.mi_hidden=128", "--loss.mi_lr=3e-4",
+                          "--loss.mi_weight_decay=0.01", "--loss.temp_init=0.1", "--loss.temp_min=0.01",
+                          "--loss.temp_max=0.4"};
+    for (size_t i = 0; i < sizeof args / sizeof *args; i++) assert_true(secap_ini_set_arg(ini, args[i]));
+    secap_ini_apply(ini, "loss", &s, loss_set);
+    secap_ini_check_used(ini, "loss");
+    secap_ini_free(ini);
+    assert_true(s.w_mi == 0 && s.w_con == 2.5f && s.w_pair == 0.5f && s.w_class == 0.25f);
+    assert_true(s.mi_variant == SECAP_VCLUB_SAMPLED && s.mi.hidden == 128 && s.mi.lr == 3e-4f);
+    assert_true(s.mi.weight_decay == 0.01f && s.temp_init == 0.1f && s.temp_min == 0.01f && s.temp_max == 0.4f);
+    secap_stage1_config_validate(&s, "overrides");
+    /* print -> set gives the same config back */
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    assert_non_null(f);
+    secap_stage1_config_print(&s, f);
+    fclose(f);
+    secap_stage1_config r;
+    secap_stage1_config_default(&r);
+    int lines = 0;
+    for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n"), lines++) {
+        char key[64], val[64];
+        assert_int_equal(sscanf(line, "%63s = %63s", key, val), 2);
+        assert_int_equal(secap_stage1_config_set(&r, key, val), 0);
+    }
+    free(buf);
+    assert_int_equal(lines, 11);
+    assert_memory_equal(&r, &s, sizeof s);
+    assert_int_equal(secap_stage1_config_set(&r, "loss.w_mii", "1"), -1);
+    EXPECT_FATAL(secap_stage1_config_set(&r, "w_mi", "-1"), "loss.w_mi");
+    EXPECT_FATAL(secap_stage1_config_set(&r, "mi_variant", "pairs"), "full or sampled");
+    EXPECT_FATAL(secap_stage1_config_set(&r, "mi_hidden", "12.5"), "whole number");
+}
+
 /* ---- property: the estimator learns, U sees dependence ------------------- */
 
 /* t = A q + sigma noise ([B, Y]); A fixed random. */
@@ -584,6 +635,7 @@ int main(void)
         cmocka_unit_test(test_contrastive_grad),
         cmocka_unit_test(test_vclub_grad),
         cmocka_unit_test(test_objective_branches),
+        cmocka_unit_test(test_config_keys),
         cmocka_unit_test(test_vclub_learns),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -50,6 +50,7 @@
 #define SECAP_LOSSES_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "secap/optim.h"
 #include "secap/params.h"
@@ -132,17 +133,26 @@ secap_tensor *secap_contrastive_loss(secap_ctx *c, secap_tensor *q, secap_tensor
 
 /* ---- the stage-1 objective (src/nn/stage1.c) ----------------------------- */
 
+/* Config section [loss] (README "Stage-1 losses"); keys in comments. */
 typedef struct {
     float w_mi;                   /* weight of U; 0: U not computed */
     float w_con;                  /* weight of L_con; 0: not computed */
     float w_pair, w_class;        /* contrastive positives */
-    secap_vclub_variant mi_variant;
+    secap_vclub_variant mi_variant;  /* mi_variant = full | sampled */
     float temp_init, temp_min, temp_max;
+    secap_vclub_config mi;        /* mi_hidden, mi_lr, mi_weight_decay; x_dim and
+                                     y_dim are the model's embed_dim (the trainer
+                                     sets them), betas / eps fixed at defaults */
 } secap_stage1_config;
 
 /* w_mi 1, w_con 1, w_pair 1, w_class 1, full variant, temp 0.07 in
- * [0.001, 0.5]. */
+ * [0.001, 0.5], mi as secap_vclub_config_default. */
 void secap_stage1_config_default(secap_stage1_config *s);
+/* Sets one key ("loss.w_mi" or "w_mi"); returns -1 for a key it does not
+ * know (secap_ini_apply's contract); fails naming the key on a bad value. */
+int secap_stage1_config_set(secap_stage1_config *s, const char *key, const char *value);
+/* The config as "loss.key = value" lines (logs, checkpoints). */
+void secap_stage1_config_print(const secap_stage1_config *s, FILE *f);
 /* Ranges (weights >= 0 and finite, not both zero, temp_min < temp_init <=
  * temp_max); `where` names the source in messages. */
 void secap_stage1_config_validate(const secap_stage1_config *s, const char *where);

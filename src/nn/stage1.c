@@ -6,7 +6,9 @@
 #include "secap/ops.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 void secap_stage1_config_default(secap_stage1_config *s)
 {
@@ -15,6 +17,54 @@ void secap_stage1_config_default(secap_stage1_config *s)
         .mi_variant = SECAP_VCLUB_FULL,
         .temp_init = SECAP_TEMP_INIT, .temp_min = SECAP_TEMP_MIN, .temp_max = SECAP_TEMP_MAX,
     };
+    secap_vclub_config_default(&s->mi);
+}
+
+static double number(const char *key, const char *v, double lo, double hi)
+{
+    char *end;
+    double x = strtod(v, &end);
+    if (!*v || *end || !(x >= lo && x <= hi))
+        secap_fatal("config loss.%s = '%s': expected a number in [%g, %g]", key, v, lo, hi);
+    return x;
+}
+
+int secap_stage1_config_set(secap_stage1_config *s, const char *key, const char *v)
+{
+    if (!strncmp(key, "loss.", 5)) key += 5;
+    if (!strcmp(key, "w_mi")) s->w_mi = (float)number(key, v, 0, 1e6);
+    else if (!strcmp(key, "w_con")) s->w_con = (float)number(key, v, 0, 1e6);
+    else if (!strcmp(key, "w_pair")) s->w_pair = (float)number(key, v, 0, 1e6);
+    else if (!strcmp(key, "w_class")) s->w_class = (float)number(key, v, 0, 1e6);
+    else if (!strcmp(key, "mi_variant")) {
+        if (!strcmp(v, "full")) s->mi_variant = SECAP_VCLUB_FULL;
+        else if (!strcmp(v, "sampled")) s->mi_variant = SECAP_VCLUB_SAMPLED;
+        else secap_fatal("config loss.mi_variant = '%s': use full or sampled", v);
+    } else if (!strcmp(key, "mi_hidden")) s->mi.hidden = (int)number(key, v, 1, 1 << 20);
+    else if (!strcmp(key, "mi_lr")) s->mi.lr = (float)number(key, v, 1e-12, 10);
+    else if (!strcmp(key, "mi_weight_decay")) s->mi.weight_decay = (float)number(key, v, 0, 10);
+    else if (!strcmp(key, "temp_init")) s->temp_init = (float)number(key, v, 1e-6, 100);
+    else if (!strcmp(key, "temp_min")) s->temp_min = (float)number(key, v, 1e-6, 100);
+    else if (!strcmp(key, "temp_max")) s->temp_max = (float)number(key, v, 1e-6, 100);
+    else return -1;
+    if (!strcmp(key, "mi_hidden") && s->mi.hidden != number(key, v, 1, 1 << 20))
+        secap_fatal("config loss.mi_hidden = '%s': expected a whole number", v);
+    return 0;
+}
+
+void secap_stage1_config_print(const secap_stage1_config *s, FILE *f)
+{
+    fprintf(f, "loss.w_mi = %g\n", s->w_mi);
+    fprintf(f, "loss.w_con = %g\n", s->w_con);
+    fprintf(f, "loss.w_pair = %g\n", s->w_pair);
+    fprintf(f, "loss.w_class = %g\n", s->w_class);
+    fprintf(f, "loss.mi_variant = %s\n", s->mi_variant == SECAP_VCLUB_SAMPLED ? "sampled" : "full");
+    fprintf(f, "loss.mi_hidden = %d\n", s->mi.hidden);
+    fprintf(f, "loss.mi_lr = %g\n", s->mi.lr);
+    fprintf(f, "loss.mi_weight_decay = %g\n", s->mi.weight_decay);
+    fprintf(f, "loss.temp_init = %g\n", s->temp_init);
+    fprintf(f, "loss.temp_min = %g\n", s->temp_min);
+    fprintf(f, "loss.temp_max = %g\n", s->temp_max);
 }
 
 void secap_stage1_config_validate(const secap_stage1_config *s, const char *where)
@@ -31,6 +81,9 @@ void secap_stage1_config_validate(const secap_stage1_config *s, const char *wher
     SECAP_CHECK(s->temp_min > 0 && s->temp_min <= s->temp_init && s->temp_init <= s->temp_max,
                 "%s: need 0 < temp_min <= temp_init <= temp_max, got %g, %g, %g", where, s->temp_min,
                 s->temp_init, s->temp_max);
+    SECAP_CHECK(s->mi.hidden > 0 && s->mi.lr > 0 && s->mi.weight_decay >= 0,
+                "%s: need mi_hidden > 0, mi_lr > 0, mi_weight_decay >= 0 (got %d, %g, %g)", where, s->mi.hidden,
+                s->mi.lr, s->mi.weight_decay);
 }
 
 secap_tensor *secap_stage1_objective(secap_ctx *c, const secap_stage1_config *s, const secap_vclub *est,
