@@ -123,7 +123,7 @@ static secap_vclub *ref_estimator(secap_ctx *c, hid_t h, float lr, float wd)
     secap_vclub_config cfg = small_cfg(dims[1], dims[2], dims[3]);
     cfg.lr = lr;
     cfg.weight_decay = wd;
-    secap_vclub *e = secap_vclub_new(c, &cfg, 1);
+    secap_vclub *e = secap_vclub_new(c, &cfg, NULL, NULL, 1);
     secap_params *p = secap_vclub_params(e);
     assert_int_equal(secap_params_count(p), 8);
     for (int i = 0; i < secap_params_count(p); i++) {
@@ -244,7 +244,7 @@ static void test_contrastive_parity(void **st)
     fixture f = read_fixture(h);
     float wp = h5scalar(h, "w_pair"), wc = h5scalar(h, "w_class");
     secap_ctx *c = new_ctx();
-    secap_params *tp = secap_contrastive_params_new(c, SECAP_TEMP_INIT);
+    secap_params *tp = secap_contrastive_params_new(c, SECAP_TEMP_INIT, NULL, NULL);
     secap_tensor *temp = secap_params_get(tp, "temp");
     assert_non_null(temp);
     assert_true(temp->requires_grad);
@@ -356,7 +356,7 @@ static void test_vclub_grad(void **st)
     (void)st;
     secap_ctx *ec = new_ctx();
     secap_vclub_config cfg = small_cfg(5, 4, 6);
-    secap_vclub *e = secap_vclub_new(ec, &cfg, 7);
+    secap_vclub *e = secap_vclub_new(ec, &cfg, NULL, NULL, 7);
     /* Non-zero biases, so logvar is not centred by construction. */
     secap_params *p = secap_vclub_params(e);
     secap_rng r;
@@ -419,10 +419,10 @@ static void test_objective_branches(void **st)
 {
     (void)st;
     secap_ctx *c = new_ctx();
-    secap_params *tp = secap_contrastive_params_new(c, 0.1f);
+    secap_params *tp = secap_contrastive_params_new(c, 0.1f, NULL, NULL);
     secap_tensor *temp = secap_params_get(tp, "temp");
     secap_vclub_config cfg = small_cfg(4, 4, 5);
-    secap_vclub *e = secap_vclub_new(c, &cfg, 2);
+    secap_vclub *e = secap_vclub_new(c, &cfg, NULL, NULL, 2);
     float x[6 * 4];
     secap_rng r;
     secap_rng_seed(&r, 11);
@@ -483,7 +483,67 @@ static void test_objective_branches(void **st)
     int32_t badperm[6] = {0, 1, 2, 3, 4, 6};
     EXPECT_FATAL(secap_vclub_bound(c, e, q, t, badperm), "perm[5] = 6");
     cfg.hidden = 0;
-    EXPECT_FATAL(secap_vclub_new(c, &cfg, 1), "mi_hidden");
+    EXPECT_FATAL(secap_vclub_new(c, &cfg, NULL, NULL, 1), "mi_hidden");
+    secap_vclub_free(e);
+    secap_params_free(tp);
+    secap_ctx_free(c);
+}
+
+/* Random init rules, and a checkpoint round trip of both tables under
+ * prefixes in one file (what a trainer writes), plus a refused file. */
+static void test_tables_and_checkpoint(void **st)
+{
+    (void)st;
+    secap_ctx *c = new_ctx();
+    secap_vclub_config cfg = small_cfg(6, 5, 9);
+    secap_vclub *e = secap_vclub_new(c, &cfg, NULL, NULL, 4);
+    secap_params *tp = secap_contrastive_params_new(c, 0.07f, NULL, NULL);
+    secap_tensor *temp = secap_params_get(tp, "temp");
+    assert_int_equal(temp->ndim, 0);
+    assert_true(temp->requires_grad && secap_f32(temp)[0] == 0.07f);
+    secap_params *p = secap_vclub_params(e);
+    assert_true(secap_params_numel(p, 1) == 2 * (9 * 6 + 9 + 5 * 9 + 5));
+    for (int i = 0; i < secap_params_count(p); i++) {
+        const secap_param_entry *en = secap_params_entry(p, i);
+        const float *x = secap_f32(en->t);
+        int is_w = en->ndim == 2;
+        float bound = is_w ? 1.0f / sqrtf((float)en->shape[1]) : 0.0f, amax = 0;
+        for (int64_t j = 0; j < en->t->n; j++) amax = fmaxf(amax, fabsf(x[j]));
+        if (amax > bound || (is_w && amax < 0.5f * bound))
+            fail_msg("vclub init: %s has max |x| %g, expected %s %g", en->name, amax, is_w ? "about" : "exactly",
+                     bound);
+        assert_true(en->trainable && en->t->requires_grad);
+    }
+    secap_f32(temp)[0] = 0.123f;
+
+    secap_weights *w = secap_weights_create(tu_tmp("stage1.h5"));
+    secap_params_write(p, w, "mi_estimator.", 0);
+    secap_params_write(tp, w, NULL, 0);
+    secap_weights_close(w);
+
+    w = secap_weights_open(tu_tmp("stage1.h5"));
+    secap_vclub *e2 = secap_vclub_new(c, &cfg, w, "mi_estimator.", 99);
+    secap_params *tp2 = secap_contrastive_params_new(c, 0.07f, w, NULL);
+    secap_weights_close_checked(w, NULL);
+    assert_true(secap_f32(secap_params_get(tp2, "temp"))[0] == 0.123f);
+    for (int i = 0; i < secap_params_count(p); i++) {
+        const secap_param_entry *a = secap_params_entry(p, i);
+        secap_tensor *b = secap_params_get(secap_vclub_params(e2), a->name);
+        assert_non_null(b);
+        if (memcmp(a->t->data, b->data, (size_t)a->t->n * sizeof(float)))
+            fail_msg("vclub checkpoint: %s differs after the round trip", a->name);
+    }
+    /* A file without the estimator (wrong prefix) is refused naming a tensor. */
+    w = secap_weights_open(tu_tmp("stage1.h5"));
+    EXPECT_FATAL(secap_vclub_new(c, &cfg, w, "vclub.", 1), "vclub.p_mu.0.weight");
+    secap_weights_close(w);
+    /* A different hidden width is refused naming the shape. */
+    w = secap_weights_open(tu_tmp("stage1.h5"));
+    secap_vclub_config cfg2 = small_cfg(6, 5, 8);
+    EXPECT_FATAL(secap_vclub_new(c, &cfg2, w, "mi_estimator.", 1), "p_mu.0.weight");
+    secap_weights_close(w);
+    secap_vclub_free(e2);
+    secap_params_free(tp2);
     secap_vclub_free(e);
     secap_params_free(tp);
     secap_ctx_free(c);
@@ -563,7 +623,7 @@ static float fit_and_measure(int dependent, const float *A, int B, int X, int Y,
     secap_ctx *c = new_ctx();
     secap_vclub_config cfg = small_cfg(X, Y, 32);
     cfg.lr = 1e-2f;
-    secap_vclub *e = secap_vclub_new(c, &cfg, 9);
+    secap_vclub *e = secap_vclub_new(c, &cfg, NULL, NULL, 9);
     secap_rng r;
     secap_rng_seed(&r, seed);
     float *q = secap_xmalloc((size_t)B * X * sizeof *q, "q"), *t = secap_xmalloc((size_t)B * Y * sizeof *t, "t");
@@ -602,7 +662,7 @@ static void test_vclub_learns(void **st)
     secap_ctx *c = new_ctx();
     secap_vclub_config cfg = small_cfg(X, Y, 32);
     cfg.lr = 1e-2f;
-    secap_vclub *e = secap_vclub_new(c, &cfg, 9);
+    secap_vclub *e = secap_vclub_new(c, &cfg, NULL, NULL, 9);
     float l0 = 0, l1 = 0;
     for (int s = 0; s <= STEPS; s++) {
         secap_tensor *qt = secap_from_data(c, 2, (int64_t[]){B, X}, q), *tt = secap_from_data(c, 2, (int64_t[]){B, Y}, t);
@@ -636,7 +696,8 @@ int main(void)
         cmocka_unit_test(test_vclub_grad),
         cmocka_unit_test(test_objective_branches),
         cmocka_unit_test(test_config_keys),
+        cmocka_unit_test(test_tables_and_checkpoint),
         cmocka_unit_test(test_vclub_learns),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, tu_tmpdir_setup, tu_tmpdir_teardown);
 }

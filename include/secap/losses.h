@@ -56,6 +56,7 @@
 #include "secap/params.h"
 #include "secap/rng.h"
 #include "secap/tensor.h"
+#include "secap/weights.h"
 
 /* ---- vCLUB estimator (src/nn/vclub.c) ------------------------------------ */
 
@@ -82,12 +83,15 @@ typedef struct secap_vclub secap_vclub;
  *   p_mu.0.weight [Hm, x_dim]      p_mu.0.bias [Hm]
  *   p_mu.2.weight [y_dim, Hm]      p_mu.2.bias [y_dim]
  *   p_logvar.0.weight, p_logvar.0.bias, p_logvar.2.weight, p_logvar.2.bias
- * initialised like nn.Linear's weights (kaiming-uniform, bound
- * 1/sqrt(fan_in)) with zero biases (nn.Linear draws its biases uniformly;
- * zeros start the estimator at logvar = tanh(W h) centred on 0), drawn from
- * `seed`; and its AdamW over that table (one group, cfg's weight decay).
- * Validates cfg (positive sizes, lr > 0), failing with the key name. */
-secap_vclub *secap_vclub_new(secap_ctx *c, const secap_vclub_config *cfg, uint64_t seed);
+ * read from w under prefix (a checkpoint: prefix e.g. "mi_estimator.",
+ * shapes checked, missing tensors refused) or, with w NULL, initialised
+ * like nn.Linear's weights (kaiming-uniform, bound 1/sqrt(fan_in)) with zero
+ * biases (nn.Linear draws its biases uniformly), drawn from `seed`; and a
+ * fresh AdamW over that table (one group, cfg's weight decay; its moments
+ * are not part of the file).  Validates cfg (positive sizes, lr > 0),
+ * failing with the key name.  Does not close w. */
+secap_vclub *secap_vclub_new(secap_ctx *c, const secap_vclub_config *cfg, secap_weights *w, const char *prefix,
+                             uint64_t seed);
 void secap_vclub_free(secap_vclub *e);
 /* The table (checkpoints: secap_params_write under a prefix such as
  * "mi_estimator."; tests). */
@@ -121,8 +125,10 @@ void secap_vclub_perm(secap_rng *r, int32_t *perm, int B);
 #define SECAP_TEMP_MAX 0.5f
 
 /* A table (model "contrastive") holding the one trainable scalar
- * "temp" [] = init, for the model's optimizer. */
-secap_params *secap_contrastive_params_new(secap_ctx *c, float init);
+ * "temp" [], for the model's optimizer: read from w under prefix (a
+ * checkpoint; must be positive), or = init when w is NULL.  Write it with
+ * secap_params_write.  Does not close w. */
+secap_params *secap_contrastive_params_new(secap_ctx *c, float init, secap_weights *w, const char *prefix);
 
 /* L_con (scalar).  q, k [B, E]; temp a scalar parameter (shape [] or [1]),
  * its value clamped in place to [tmin, tmax] first; labels [B] emotion class

@@ -15,15 +15,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-secap_params *secap_contrastive_params_new(secap_ctx *c, float init)
+secap_params *secap_contrastive_params_new(secap_ctx *c, float init, secap_weights *w, const char *prefix)
 {
     SECAP_CHECK(isfinite(init) && init > 0, "contrastive: temp_init must be positive, got %g", init);
     secap_params *p = secap_params_new("contrastive");
     secap_params_default_trainable(p, 1);
-    int i = secap_params_add(p, NULL, 0, (int64_t[]){1}, "temp");
+    int i = secap_params_add(p, NULL, 0, (int64_t[]){1}, "temp");   /* shape [] */
     secap_params_set_init(p, i, SECAP_INIT_ONES, 0);
-    secap_params_load(p, c, NULL, NULL, 0);
-    secap_f32(secap_params_get(p, "temp"))[0] = init;
+    secap_params_set_init(p, i, SECAP_INIT_FILE, 0);
+    secap_params_load(p, c, w, prefix, 0);
+    float *v = secap_f32(secap_params_get(p, "temp"));
+    if (!w) v[0] = init;
+    SECAP_CHECK(isfinite(v[0]) && v[0] > 0, "contrastive: temp read from the weight file is %g (hint: a "
+                "diverged checkpoint; it must be positive)", v[0]);
     return p;
 }
 

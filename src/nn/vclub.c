@@ -52,17 +52,20 @@ static void validate(const secap_vclub_config *c)
 
 static void add_mlp(secap_params *p, mlp *m, const char *name, int in, int hidden, int out)
 {
+    /* Read from a file when there is one; otherwise nn.Linear's weight rule
+     * (the second set_init keeps KAIMING as the random rule). */
     int i = secap_params_add(p, &m->w1, SECAP_SHAPE(hidden, in), "%s.0.weight", name);
     secap_params_set_init(p, i, SECAP_INIT_KAIMING, 0);
-    i = secap_params_add(p, &m->b1, SECAP_SHAPE(hidden), "%s.0.bias", name);
-    secap_params_set_init(p, i, SECAP_INIT_ZEROS, 0);
+    secap_params_set_init(p, i, SECAP_INIT_FILE, 0);
+    secap_params_add(p, &m->b1, SECAP_SHAPE(hidden), "%s.0.bias", name);         /* random rule: zeros */
     i = secap_params_add(p, &m->w2, SECAP_SHAPE(out, hidden), "%s.2.weight", name);
     secap_params_set_init(p, i, SECAP_INIT_KAIMING, 0);
-    i = secap_params_add(p, &m->b2, SECAP_SHAPE(out), "%s.2.bias", name);
-    secap_params_set_init(p, i, SECAP_INIT_ZEROS, 0);
+    secap_params_set_init(p, i, SECAP_INIT_FILE, 0);
+    secap_params_add(p, &m->b2, SECAP_SHAPE(out), "%s.2.bias", name);
 }
 
-secap_vclub *secap_vclub_new(secap_ctx *c, const secap_vclub_config *cfg, uint64_t seed)
+secap_vclub *secap_vclub_new(secap_ctx *c, const secap_vclub_config *cfg, secap_weights *w, const char *prefix,
+                             uint64_t seed)
 {
     validate(cfg);
     secap_vclub *e = secap_xcalloc(1, sizeof *e, "vclub");
@@ -71,7 +74,7 @@ secap_vclub *secap_vclub_new(secap_ctx *c, const secap_vclub_config *cfg, uint64
     secap_params_default_trainable(e->table, 1);
     add_mlp(e->table, &e->mu, "p_mu", cfg->x_dim, cfg->hidden, cfg->y_dim);
     add_mlp(e->table, &e->logvar, "p_logvar", cfg->x_dim, cfg->hidden, cfg->y_dim);
-    secap_params_load(e->table, c, NULL, NULL, seed);
+    secap_params_load(e->table, c, w, prefix, seed);
     e->opt = secap_adamw_new(cfg->beta1, cfg->beta2, cfg->eps);
     int g = secap_adamw_group(e->opt, 1.0f, cfg->weight_decay);
     secap_adamw_add_params(e->opt, c, e->table, NULL, NULL, g);
