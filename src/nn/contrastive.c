@@ -15,10 +15,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+static void free_cb(void *p) { secap_params_free(p); }
+
 secap_params *secap_contrastive_params_new(secap_ctx *c, float init, secap_weights *w, const char *prefix)
 {
     SECAP_CHECK(isfinite(init) && init > 0, "contrastive: temp_init must be positive, got %g", init);
     secap_params *p = secap_params_new("contrastive");
+    secap_cleanup cl;   /* a refused file frees the table */
+    secap_cleanup_push(&cl, free_cb, p);
     secap_params_default_trainable(p, 1);
     int i = secap_params_add(p, NULL, 0, (int64_t[]){1}, "temp");   /* shape [] */
     secap_params_set_init(p, i, SECAP_INIT_ONES, 0);
@@ -28,6 +32,7 @@ secap_params *secap_contrastive_params_new(secap_ctx *c, float init, secap_weigh
     if (!w) v[0] = init;
     SECAP_CHECK(isfinite(v[0]) && v[0] > 0, "contrastive: temp read from the weight file is %g (hint: a "
                 "diverged checkpoint; it must be positive)", v[0]);
+    secap_cleanup_pop(&cl);
     return p;
 }
 

@@ -50,6 +50,8 @@ static void validate(const secap_vclub_config *c)
                 "vclub: mi_weight_decay must be >= 0, got %g", c->weight_decay);
 }
 
+static void free_cb(void *e);
+
 static void add_mlp(secap_params *p, mlp *m, const char *name, int in, int hidden, int out)
 {
     /* Read from a file when there is one; otherwise nn.Linear's weight rule
@@ -69,17 +71,22 @@ secap_vclub *secap_vclub_new(secap_ctx *c, const secap_vclub_config *cfg, secap_
 {
     validate(cfg);
     secap_vclub *e = secap_xcalloc(1, sizeof *e, "vclub");
+    secap_cleanup cl;   /* a refused file frees e (tests catch the error) */
+    secap_cleanup_push(&cl, free_cb, e);
     e->cfg = *cfg;
     e->table = secap_params_new("vclub");
     secap_params_default_trainable(e->table, 1);
     add_mlp(e->table, &e->mu, "p_mu", cfg->x_dim, cfg->hidden, cfg->y_dim);
     add_mlp(e->table, &e->logvar, "p_logvar", cfg->x_dim, cfg->hidden, cfg->y_dim);
     secap_params_load(e->table, c, w, prefix, seed);
+    secap_cleanup_pop(&cl);
     e->opt = secap_adamw_new(cfg->beta1, cfg->beta2, cfg->eps);
     int g = secap_adamw_group(e->opt, 1.0f, cfg->weight_decay);
     secap_adamw_add_params(e->opt, c, e->table, NULL, NULL, g);
     return e;
 }
+
+static void free_cb(void *e) { secap_vclub_free(e); }
 
 void secap_vclub_free(secap_vclub *e)
 {
