@@ -132,8 +132,8 @@ secap_params *secap_contrastive_params_new(secap_ctx *c, float init, secap_weigh
 
 /* L_con (scalar).  q, k [B, E]; temp a scalar parameter (shape [] or [1]),
  * its value clamped in place to [tmin, tmax] first; labels [B] emotion class
- * ids (>= 0) or NULL.  w_pair, w_class >= 0 and not both 0 where labels
- * are given.  Gradients reach q, k and temp. */
+ * ids (>= 0) or NULL.  w_pair, w_class >= 0, and some positive must weigh:
+ * w_pair > 0, or labels with w_class > 0.  Gradients reach q, k and temp. */
 secap_tensor *secap_contrastive_loss(secap_ctx *c, secap_tensor *q, secap_tensor *k, secap_tensor *temp,
                                      const int32_t *labels, float w_pair, float w_class, float tmin, float tmax);
 
