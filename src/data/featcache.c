@@ -104,7 +104,7 @@ void secap_featcache_check_path(const char *path)
         secap_h5_desc d;
         int weights = secap_h5_describe_attr(h, NULL, "model_type", &d) == 0 && d.cls == SECAP_H5_STRING;
         if (weights) secap_h5_get_attr_str(h, NULL, "model_type", &model);
-        char kind[200];
+        char kind[320];
         if (weights) snprintf(kind, sizeof kind, "a model weight file (model_type = %s)", model ? model : "?");
         else snprintf(kind, sizeof kind, "an HDF5 file without the attribute format = %s* (%d dataset%s%s)",
                       FEATCACHE_FORMAT_PREFIX, n, n == 1 ? "" : "s", first);
