@@ -1070,7 +1070,7 @@ def secap_shape_config(cfg, sd):
     if layers:
         cfg["num_hidden_layers"] = layers[-1] + 1
         cross = sorted({int(n[len(QF) + len("encoder.layer."):].split(".")[0]) for n in sd
-                        if n.startswith(QF + "encoder.layer.") and ".crossattention." in n})
+                        if n.startswith(QF + "encoder.layer.") and n.endswith(".crossattention.self.key.weight")})
         if len(cross) > 1:
             cfg["cross_attention_freq"] = cross[1] - cross[0]
         elif cross:
