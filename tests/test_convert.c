@@ -1,0 +1,150 @@
+/* Converted checkpoints load in C (tests/ref_convert_bert.py writes them).
+ *
+ * bert-base-chinese-style BERT checkpoints (torch zip with `bert.` prefix
+ * and gamma/beta spelling, torch legacy format, safetensors) converted by
+ * tools/convert_hf.py initialise a Q-Former through secap_qformer_init_bert:
+ * every tensor of the checkpoint's BertModel arrives bit for bit under its
+ * Q-Former name (compared with convert_bert_expect.h5, written by plain
+ * h5py from the checkpoint's values; closing that file with the unknown-
+ * tensor check proves every expected tensor was compared), the sizes come
+ * from the file's attributes.  SECap's checkpoint layout converted with
+ * --secap loads through secap_qformer_load (text_mode 0, no token types), every
+ * tensor equal to the checkpoint's, and runs the query mode. */
+#include "testutil.h"
+
+#include "secap/qformer.h"
+
+static secap_ctx *new_ctx(void)
+{
+    secap_ctx *c = secap_ctx_new((size_t)64 << 20, (size_t)64 << 20, 1);
+    c->training = 0;
+    return c;
+}
+
+/* Compares every entry of p found in ex (name = prefix + entry name) with
+ * the model's tensor, bit for bit; returns how many were compared. */
+static int compare_params(const secap_params *p, const char *prefix, secap_weights *ex, const char *what)
+{
+    int n = 0;
+    char name[512];
+    for (int i = 0; i < secap_params_count(p); i++) {
+        const secap_param_entry *e = secap_params_entry(p, i);
+        snprintf(name, sizeof name, "%s%s", prefix, e->name);
+        if (!secap_weights_has(ex, name)) continue;
+        float *want = malloc((size_t)e->t->n * sizeof(float));
+        assert_non_null(want);
+        secap_weights_read(ex, name, e->ndim, e->shape, want);
+        const float *got = secap_f32(e->t);
+        for (int64_t k = 0; k < e->t->n; k++)
+            if (memcmp(&got[k], &want[k], sizeof(float)) != 0)
+                fail_msg("%s: tensor %s element %lld is %.9g in C, %.9g in the checkpoint (the converter moved "
+                         "or rounded it)", what, name, (long long)k, got[k], want[k]);
+        free(want);
+        n++;
+    }
+    return n;
+}
+
+static void check_bert(const char *file)
+{
+    secap_ctx *c = new_ctx();
+    secap_qformer_config extras;
+    secap_qformer_config_default(&extras);
+    extras.num_query_tokens = 4;
+    extras.encoder_width = 24;
+    extras.audio_width = 20;
+    extras.llm_width = 40;
+    extras.embed_dim = 16;
+    secap_qformer *m = secap_qformer_init_bert(c, tu_ref_path(file), &extras, 1, 7);
+    const secap_qformer_config *cf = secap_qformer_cfg(m);
+    /* config.json of ref_convert_bert.py: BERT_CFG */
+    assert_int_equal(cf->hidden_size, 32);
+    assert_int_equal(cf->num_hidden_layers, 3);
+    assert_int_equal(cf->num_attention_heads, 4);
+    assert_int_equal(cf->intermediate_size, 48);
+    assert_int_equal(cf->vocab_size, 99);
+    assert_int_equal(cf->max_position_embeddings, 40);
+    assert_int_equal(cf->type_vocab_size, 2);
+    assert_true(cf->layer_norm_eps == 1e-12);
+    assert_int_equal(cf->num_query_tokens, 4);
+    assert_int_equal(cf->text_mode, 1);
+    secap_weights *ex = secap_weights_open(tu_ref_path("convert_bert_expect.h5"));
+    int n = compare_params(secap_qformer_bert_params(m), SECAP_QFORMER_PREFIX, ex, file);
+    secap_weights_close_checked(ex, NULL);   /* every expected tensor was compared */
+    printf("  %s: %d BERT tensors equal the checkpoint's\n", file, n);
+    assert_int_equal(n, 5 + 16 * 3);
+    /* the text mode runs on the converted weights */
+    int32_t ids[6] = { 2, 5, 98, 0, 7, 1 }, lens[2] = { 3, 2 };
+    secap_tensor *y = secap_qformer_text(c, m, ids, lens, NULL, 2, 3);
+    for (int64_t k = 0; k < y->n; k++)
+        if (!isfinite(secap_f32(y)[k])) fail_msg("%s: text mode output %lld is not finite", file, (long long)k);
+    secap_qformer_free(m);
+    secap_ctx_free(c);
+}
+
+static void test_bert_zip(void **st) { (void)st; check_bert("convert_bert_bin.h5"); }
+static void test_bert_legacy(void **st) { (void)st; check_bert("convert_bert_old.h5"); }
+static void test_bert_safetensors(void **st) { (void)st; check_bert("convert_bert_st.h5"); }
+
+static void check_secap(const char *file)
+{
+    secap_ctx *c = new_ctx();
+    secap_qformer *m = secap_qformer_load(c, tu_ref_path(file), 1);
+    const secap_qformer_config *cf = secap_qformer_cfg(m);
+    assert_int_equal(cf->text_mode, 0);
+    assert_int_equal(cf->type_vocab_size, 0);
+    assert_int_equal(cf->embed_dim, 0);
+    assert_int_equal(cf->hidden_size, 32);
+    assert_int_equal(cf->num_hidden_layers, 3);
+    assert_int_equal(cf->num_query_tokens, 5);
+    assert_int_equal(cf->cross_attention_freq, 2);
+    assert_int_equal(cf->encoder_width, 24);
+    assert_int_equal(cf->audio_width, 20);
+    assert_int_equal(cf->llm_width, 40);
+    secap_weights *ex = secap_weights_open(tu_ref_path("convert_secap_expect.h5"));
+    int nb = compare_params(secap_qformer_bert_params(m), SECAP_QFORMER_PREFIX, ex, file);
+    int nr = compare_params(secap_qformer_root_params(m), "", ex, file);
+    secap_weights_close_checked(ex, NULL);
+    printf("  %s: %d BERT + %d root tensors equal the checkpoint's\n", file, nb, nr);
+    assert_int_equal(nb, secap_params_count(secap_qformer_bert_params(m)));
+    assert_int_equal(nr, secap_params_count(secap_qformer_root_params(m)));
+    /* query mode -> LLM inputs [B, Q, D] */
+    float audio[2 * 7 * 20];
+    for (int k = 0; k < 2 * 7 * 20; k++) audio[k] = sinf(0.37f * (float)k);
+    int32_t frames[2] = { 7, 4 };
+    secap_tensor *q = secap_qformer_query(c, m, secap_from_data(c, 3, (int64_t[]){2, 7, 20}, audio), frames);
+    secap_tensor *y = secap_qformer_llm_project(c, m, q);
+    assert_int_equal(y->n, 2 * 5 * 40);
+    for (int64_t k = 0; k < y->n; k++)
+        if (!isfinite(secap_f32(y)[k])) fail_msg("%s: LLM input %lld is not finite", file, (long long)k);
+    secap_qformer_free(m);
+    secap_ctx_free(c);
+}
+
+static void test_secap_plain(void **st) { (void)st; check_secap("convert_secap.h5"); }
+static void test_secap_lightning(void **st) { (void)st; check_secap("convert_secap_pl.h5"); }
+
+static void test_refusals(void **st)
+{
+    (void)st;
+    secap_ctx *c = new_ctx();
+    /* a BERT file is not a Q-Former file, and a Q-Former file is no BERT file */
+    EXPECT_FATAL(secap_qformer_load(c, tu_ref_path("convert_bert_bin.h5"), 1), "model_type");
+    secap_qformer_config x;
+    secap_qformer_config_default(&x);
+    EXPECT_FATAL(secap_qformer_init_bert(c, tu_ref_path("convert_secap.h5"), &x, 1, 1), "model_type");
+    secap_ctx_free(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bert_zip),
+        cmocka_unit_test(test_bert_legacy),
+        cmocka_unit_test(test_bert_safetensors),
+        cmocka_unit_test(test_secap_plain),
+        cmocka_unit_test(test_secap_lightning),
+        cmocka_unit_test(test_refusals),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
