@@ -585,7 +585,7 @@ def _is_float(v):
 
 def read_safetensors(path):
     """Hand-written safetensors reader: u64 header size, JSON header, raw data
-    (memory-mapped: a tensor's pages are read when it is loaded)."""
+    (each tensor's bytes are read from the file when it is loaded)."""
     with open(path, "rb") as f:
         raw = f.read(8)
         if len(raw) != 8:
@@ -594,8 +594,7 @@ def read_safetensors(path):
         if n > 100 << 20:
             raise ConvertError(f"{path}: header size {n} is not plausible (not a safetensors file?)")
         header = json.loads(f.read(n))
-    size = os.path.getsize(path)
-    data = np.memmap(path, dtype=np.uint8, mode="r", offset=8 + n) if size > 8 + n else np.zeros(0, np.uint8)
+    base, size = 8 + n, os.path.getsize(path) - 8 - n
     out = {}
     for name, info in header.items():
         if name == "__metadata__":
@@ -604,16 +603,21 @@ def read_safetensors(path):
         if dt is None:
             raise ConvertError(f"{path}: tensor {name}: unsupported safetensors dtype {info['dtype']}")
         b, e = info["data_offsets"]
-        if not 0 <= b <= e <= data.size:
+        if not 0 <= b <= e <= size:
             raise ConvertError(f"{path}: tensor {name}: data_offsets [{b}, {e}] outside the "
-                               f"{data.size}-byte data section (truncated download?)")
+                               f"{size}-byte data section (truncated download?)")
         shape = tuple(info["shape"])
         item = 2 if dt == "bf16" else np.dtype(dt).itemsize
         if (e - b) != item * int(np.prod(shape, dtype=np.int64)):
             raise ConvertError(f"{path}: tensor {name}: {e - b} bytes for shape {list(shape)} of {info['dtype']}")
 
-        def fn(b=b, e=e, dt=dt, shape=shape):
-            buf = np.array(data[b:e])
+        def fn(b=b, e=e, dt=dt, shape=shape, name=name):
+            # read, not mapped: the shard's pages do not pile up in the RSS
+            buf = np.empty(e - b, np.uint8)
+            with open(path, "rb") as f:
+                f.seek(base + b)
+                if f.readinto(memoryview(buf)) != e - b:
+                    raise ConvertError(f"{path}: tensor {name}: file ends early")
             return (buf.view("<u2") if dt == "bf16" else buf.view(dt)).reshape(shape)
         out[name] = Lazy(shape, "bfloat16" if dt == "bf16" else np.dtype(dt), fn, path)
     return out
