@@ -231,6 +231,17 @@ def test_random(top):
         expect(ok, f"--init random --config {preset}: names, shapes, RMSNorm 1, N(0, 0.02) (std {w.std():.4f}), bf16")
 
 
+def test_bf16_blocks():
+    x = (np.random.default_rng(9).standard_normal(2_500_003) * 3).astype(np.float32).reshape(1, -1)
+    x[0, 1_048_580] = np.nan
+    x[0, 7] = np.inf
+    got = C.f32_to_bf16(x)
+    want = torch.from_numpy(x).to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
+    nan = np.isnan(x)
+    expect(got.shape == x.shape and np.array_equal(got[~nan], want[~nan]) and got[nan][0] == 0x7FC0,
+           "f32_to_bf16 over several 1M-element blocks == torch (NaN in the second block stays NaN)")
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit("usage: ref_convert_llama.py OUTDIR")
@@ -243,6 +254,7 @@ def main():
     test_memory(top)
     test_refusals(top)
     test_random(top)
+    test_bf16_blocks()
     shutil.rmtree(top)
     if FAILS:
         sys.exit(f"ref_convert_llama: {len(FAILS)} check(s) FAILED")
