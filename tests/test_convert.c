@@ -9,7 +9,8 @@
  * tensor check proves every expected tensor was compared), the sizes come
  * from the file's attributes.  SECap's checkpoint layout converted with
  * --secap loads through secap_qformer_load (text_mode 0, no token types), every
- * tensor equal to the checkpoint's, and runs the query mode. */
+ * tensor equal to the checkpoint's, and runs the query mode.  A Q-Former
+ * from --init random --config qformer-tiny loads. */
 #include "testutil.h"
 
 #include "secap/qformer.h"
@@ -124,6 +125,29 @@ static void check_secap(const char *file)
 static void test_secap_plain(void **st) { (void)st; check_secap("convert_secap.h5"); }
 static void test_secap_lightning(void **st) { (void)st; check_secap("convert_secap_pl.h5"); }
 
+/* --init random --config qformer-tiny (tools/convert_hf.py) loads */
+static void test_random_qformer(void **st)
+{
+    (void)st;
+    secap_ctx *c = new_ctx();
+    secap_qformer *m = secap_qformer_load(c, tu_ref_path("qformer_tiny.h5"), 0);
+    const secap_qformer_config *cf = secap_qformer_cfg(m);
+    assert_int_equal(cf->hidden_size, 32);
+    assert_int_equal(cf->num_hidden_layers, 3);
+    assert_int_equal(cf->num_query_tokens, 4);
+    assert_int_equal(cf->embed_dim, 16);
+    assert_int_equal(cf->text_mode, 1);
+    secap_tensor *t = secap_qformer_param(m, "Qformer.bert.encoder.layer.2.crossattention.self.key.weight");
+    assert_non_null(t);
+    assert_int_equal(t->n, 32 * 24);
+    double s2 = 0;
+    for (int64_t k = 0; k < t->n; k++) s2 += (double)secap_f32(t)[k] * secap_f32(t)[k];
+    double sd = sqrt(s2 / (double)t->n);
+    if (fabs(sd - 0.02) > 0.003) fail_msg("qformer_tiny.h5: cross-attention key std %g, expected 0.02", sd);
+    secap_qformer_free(m);
+    secap_ctx_free(c);
+}
+
 static void test_refusals(void **st)
 {
     (void)st;
@@ -144,6 +168,7 @@ int main(void)
         cmocka_unit_test(test_bert_safetensors),
         cmocka_unit_test(test_secap_plain),
         cmocka_unit_test(test_secap_lightning),
+        cmocka_unit_test(test_random_qformer),
         cmocka_unit_test(test_refusals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
