@@ -6,13 +6,20 @@
     convert_hf.py --secap model.ckpt --out bridge.h5 [--config QFORMER.json|PRESET] [--dtype ...]
 
 HF_DIR holds config.json and the weights as model.safetensors,
-pytorch_model.bin, or a sharded set with its *.index.json.  The safetensors
-format is read by hand (json + numpy); pytorch_model.bin needs torch.
+pytorch_model.bin, or a sharded set with its *.index.json (model_type hubert,
+bert or llama).  --secap converts SECap's released model.ckpt (the Q-Former
+bridge) into a Q-Former file (model_type qformer).  Checkpoints are read
+lazily: safetensors by hand (json + file reads), torch's zip format by
+unpickling data.pkl without torch and reading each storage record when its
+tensor is written; only legacy (pre-1.6) torch files need torch.load.
+Tensors are loaded, checked and written one at a time, shard after shard, so
+the memory peak is about twice the largest tensor (tools/README-convert.md).
 
 The weight file (SECAP.md section 7):
   * one dataset per tensor at the root, named exactly as in the HF state dict
-    of the bare model (`HubertModel`): the `hubert.` prefix of the task heads
-    is dropped and the positional conv's weight norm is always spelled
+    of the bare model (`HubertModel`, `BertModel`, `LlamaForCausalLM`): the
+    `hubert.` / `bert.` prefix of the task models is dropped; HuBERT's
+    positional conv weight norm is always spelled
     `encoder.pos_conv_embed.conv.weight_g` / `.weight_v` (the newer
     `parametrizations.weight.original0` / `original1` spelling is renamed);
   * dtype float32, or bfloat16 stored as a uint16 dataset carrying the
@@ -30,9 +37,10 @@ The file is written to a temporary name next to --out and renamed at the end,
 so a crash never leaves a half-written weight file behind.
 
 Models are described by one table entry each (MODELS below): default config,
-name prefixes to strip, the function giving every expected tensor name and
-shape, and a random initialiser.  HuBERT is there now; BERT and LLaMA are added
-by writing their entries.
+name prefixes to strip, spelling fixes, tensors to drop, the function giving
+every expected tensor name and shape, and a random initialiser: HuBERT, BERT
+(the plain file secap_qformer_init_bert reads), the Q-Former
+(include/secap/qformer.h) and LLaMA (HF LlamaForCausalLM).
 """
 import argparse
 import copy
