@@ -208,13 +208,19 @@ def test_secap(outdir, top):
     torch.save(sd, plain)
     pl = os.path.join(top, "lightning.ckpt")
     torch.save({"epoch": 7, "global_step": 1234, "pytorch-lightning_version": "2.0.2",
-                "state_dict": {"model." + k: v for k, v in sd.items()},
+                # nn.Parameter values, as a module's parameters pickle
+                "state_dict": {"model." + k: (torch.nn.Parameter(v, requires_grad=False) if v.is_floating_point() else v)
+                               for k, v in sd.items()},
                 "hyper_parameters": argparse.Namespace(lr=1e-4),
                 "optimizer_states": [{"state": {0: {"exp_avg": torch.zeros(3)}}, "param_groups": [{"lr": 1e-4}]}]},
                pl)
     for tag, ck in (("", plain), ("_pl", pl)):
         out = os.path.join(outdir, f"convert_secap{tag}.h5")
+        C.TRACE = []
         rc, log = run(["--secap", ck, "--config", cfgp, "--out", out])
+        loaded, C.TRACE = [e[2] for e in C.TRACE if e[0] == "load"], None
+        expect(sorted(loaded) == sorted(want), f"secap{tag}: only the bridge's tensors are read from the checkpoint "
+                                               "(the frozen HuBERT / text2vec / LLaMA data never is)")
         expect(rc == 0, f"secap{tag}: converts (rc {rc}) {log.strip()}")
         ts, attrs = read_h5(out) if rc == 0 else ({}, {})
         ok = set(ts) == set(want) and all(np.array_equal(ts[n][0], want[n]) for n in want)

@@ -697,7 +697,7 @@ def _read_torch_zip(path):
         def find_class(self, mod, name):
             if mod == "torch._utils" and name == "_rebuild_tensor_v2":
                 return rebuild
-            if mod == "torch._utils" and name == "_rebuild_parameter":
+            if mod == "torch._utils" and name in ("_rebuild_parameter", "_rebuild_parameter_with_state"):
                 return lambda data, *a: data
             if mod == "torch" and name in _TORCH_STORAGES:
                 return name
