@@ -705,7 +705,8 @@ def _read_torch_zip(path):
                 import collections
                 return collections.OrderedDict
             if mod in ("builtins", "__builtin__") and name in ("set", "frozenset", "tuple", "list", "dict"):
-                return getattr(__builtins__, name) if hasattr(__builtins__, name) else __builtins__[name]
+                import builtins
+                return getattr(builtins, name)
             return _Stub
 
         def persistent_load(self, pid):
