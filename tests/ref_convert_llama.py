@@ -16,6 +16,9 @@ rotary_emb.inv_freq buffers:
      memory on a 23 MB model stays below a quarter of the model;
   4. tied embeddings (no lm_head), refusals (a missing shard, a wrong shape,
      an unsupported hidden_act), --init random for llama presets.
+Leaves in OUTDIR, for tests/test_convert.c: convert_llama_bf16.h5 (fp16
+.bin shards -> bf16) and convert_llama_expect.h5 (torch's bf16 rounding of
+the source, float32, plain h5py).
 Exits non-zero on any mismatch.
 """
 import json
@@ -141,6 +144,13 @@ def test_sharded(top):
                        "llama bf16 source -> bf16: the same bits")
             check_trace(trace, [os.path.join(d, f) for f in files], f"llama {tag} -> {out_dtype}")
             expect(rc == 0 and not unmappable(out), f"llama {tag} -> {out_dtype}: contiguous, uncompressed, aligned")
+            if tag == "bin_float16" and out_dtype == "bf16" and rc == 0:
+                # for tests/test_convert.c: the file and its expected values (plain h5py)
+                shutil.copy(out, os.path.join(OUTDIR, "convert_llama_bf16.h5"))
+                import h5py
+                with h5py.File(os.path.join(OUTDIR, "convert_llama_expect.h5"), "w") as f:
+                    for k, v in want.items():
+                        f.create_dataset(k, data=v)
             if tag == "bin_float16" and out_dtype == "fp32":
                 a = attrs
                 expect(rc == 0 and a["model_type"] == "llama" and a["hidden_size"] == 32
@@ -242,9 +252,14 @@ def test_bf16_blocks():
            "f32_to_bf16 over several 1M-element blocks == torch (NaN in the second block stays NaN)")
 
 
+OUTDIR = None
+
+
 def main():
+    global OUTDIR
     if len(sys.argv) != 2:
         sys.exit("usage: ref_convert_llama.py OUTDIR")
+    OUTDIR = sys.argv[1]
     top = os.path.join(sys.argv[1], "convert_llama_tmp")
     if os.path.exists(top):
         shutil.rmtree(top)

@@ -148,6 +148,54 @@ static void test_random_qformer(void **st)
     secap_ctx_free(c);
 }
 
+/* A sharded fp16 LLaMA converted to bf16 (tests/ref_convert_llama.py) reads
+ * through the weight-file API: every tensor bfloat16 with torch's rounding,
+ * nothing else in the file, LLaMA's attributes. */
+static void test_llama_bf16(void **st)
+{
+    (void)st;
+    secap_weights *w = secap_weights_open(tu_ref_path("convert_llama_bf16.h5"));
+    secap_weights *ex = secap_weights_open(tu_ref_path("convert_llama_expect.h5"));
+    assert_string_equal(secap_weights_attr_string(w, "model_type"), "llama");
+    assert_string_equal(secap_weights_attr_string(w, "hidden_act"), "silu");
+    assert_int_equal(secap_weights_attr_int(w, "num_attention_heads"), 4);
+    assert_int_equal(secap_weights_attr_int(w, "num_key_value_heads"), 2);
+    assert_int_equal(secap_weights_attr_int(w, "tie_word_embeddings"), 0);
+    assert_true(secap_weights_attr_double(w, "rope_theta") == 500000.0);
+    assert_true(secap_weights_attr_double(w, "rms_norm_eps") == 1e-5);
+    int64_t L = secap_weights_attr_int(w, "num_hidden_layers"), n = 0;
+    char name[256];
+    for (int64_t i = -3; i < 9 * L; i++) {   /* -3, -2, -1: model.norm, embed_tokens, lm_head */
+        static const char *const per[9] = { "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                                            "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj",
+                                            "input_layernorm", "post_attention_layernorm" };
+        if (i == -3) snprintf(name, sizeof name, "model.norm.weight");
+        else if (i == -2) snprintf(name, sizeof name, "model.embed_tokens.weight");
+        else if (i == -1) snprintf(name, sizeof name, "lm_head.weight");
+        else snprintf(name, sizeof name, "model.layers.%lld.%s.weight", (long long)(i / 9), per[i % 9]);
+        int64_t shape[SECAP_WEIGHTS_MAX_DIMS];
+        secap_wdtype dt;
+        int nd = secap_weights_info(w, name, shape, &dt);
+        if (dt != SECAP_WDTYPE_BF16) fail_msg("convert_llama_bf16.h5: %s is not stored as bfloat16", name);
+        int64_t cnt = 1;
+        for (int d = 0; d < nd; d++) cnt *= shape[d];
+        float *got = malloc((size_t)cnt * sizeof(float)), *want = malloc((size_t)cnt * sizeof(float));
+        assert_non_null(got);
+        assert_non_null(want);
+        secap_weights_read(w, name, nd, shape, got);
+        secap_weights_read(ex, name, nd, shape, want);
+        if (memcmp(got, want, (size_t)cnt * sizeof(float)))
+            fail_msg("convert_llama_bf16.h5: %s differs from torch's bf16 rounding of the checkpoint", name);
+        free(got);
+        free(want);
+        n++;
+    }
+    printf("  convert_llama_bf16.h5: %lld tensors equal torch's bf16 rounding\n", (long long)n);
+    assert_int_equal(n, 3 + 9 * L);
+    secap_weights_close_checked(w, NULL);    /* nothing else in the file */
+    secap_weights_close_checked(ex, NULL);   /* and every expected tensor compared */
+}
+
 static void test_refusals(void **st)
 {
     (void)st;
@@ -175,6 +223,7 @@ int main(void)
         cmocka_unit_test(test_secap_plain),
         cmocka_unit_test(test_secap_lightning),
         cmocka_unit_test(test_random_qformer),
+        cmocka_unit_test(test_llama_bf16),
         cmocka_unit_test(test_refusals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
