@@ -10,7 +10,9 @@
  * from the file's attributes.  SECap's checkpoint layout converted with
  * --secap loads through secap_qformer_load (text_mode 0, no token types), every
  * tensor equal to the checkpoint's, and runs the query mode.  A Q-Former
- * from --init random --config qformer-tiny loads. */
+ * from --init random --config qformer-tiny loads.  A sharded fp16 LLaMA
+ * converted to bf16 reads through the weight-file API (tensors and
+ * attributes; the LLaMA model itself is issue 10's). */
 #include "testutil.h"
 
 #include "secap/qformer.h"
