@@ -239,6 +239,28 @@ def run_variant(tag, cfg, lcfg, seed, outdir, bf16=False, merged=False):
     print(f"  {tag}: T {T}, loss {float(loss):.6f}, {len(A)} LoRA tensors, {time.time() - t0:.1f} s")
 
 
+def check_merge_refusals(outdir):
+    """tools/merge_lora.py refuses an adapter of another base, a base as the
+    adapter, and an output that is one of its inputs, naming the problem."""
+    tool = os.path.join(HERE, "..", "tools", "merge_lora.py")
+    j = lambda n: os.path.join(outdir, n)   # noqa: E731
+    cases = [
+        (["--base", j("llama_tied.h5"), "--adapter", j("llama_gqa_adapter.h5"), "--out", j("llama_bad.h5")],
+         "do not fit"),
+        (["--base", j("llama_gqa.h5"), "--adapter", j("llama_gqa.h5"), "--out", j("llama_bad.h5")],
+         "expected 'lora'"),
+        (["--base", j("llama_gqa.h5"), "--adapter", j("llama_gqa_adapter.h5"), "--out", j("llama_gqa.h5")],
+         "input"),
+    ]
+    for args, want in cases:
+        p = subprocess.run([sys.executable, tool] + args, capture_output=True, text=True)
+        if p.returncode == 0 or want not in p.stderr:
+            sys.exit(f"ref_llama: merge_lora.py {' '.join(args)} should fail with '{want}', got rc {p.returncode}: "
+                     f"{p.stderr.strip()}")
+    assert not os.path.exists(j("llama_bad.h5")), "a refused merge left an output file"
+    print("  merge_lora.py refusals: ok")
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit("usage: ref_llama.py OUTDIR")
@@ -251,6 +273,7 @@ def main():
     run_variant("gqa", gqa, dict(r=4, alpha=8, target_modules="q_proj,v_proj"), 21, outdir, merged=True)
     run_variant("tied", tied, dict(r=2, alpha=5, target_modules=",".join(PROJ)), 22, outdir)
     run_variant("bf16", gqa, dict(r=4, alpha=8, target_modules="q_proj,v_proj"), 23, outdir, bf16=True)
+    check_merge_refusals(outdir)
     print("ref_llama: ok")
 
 

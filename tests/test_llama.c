@@ -23,6 +23,7 @@
 #include "secap/autograd.h"
 #include "secap/llama.h"
 #include "secap/ops.h"
+#include "secap/optim.h"
 
 #include <hdf5.h>
 
@@ -449,6 +450,48 @@ static void test_peft_init(void **st)
     secap_ctx_free(c);
 }
 
+/* Only LoRA tensors get optimizer state: the base table registers nothing,
+ * an AdamW step moves every LoRA tensor and leaves the base weights. */
+static void test_optimizer_lora_only(void **st)
+{
+    (void)st;
+    secap_ctx *c = new_ctx();
+    secap_llama *m = load_variant(c, "gqa", 1, 0);
+    const secap_params *bp = secap_llama_base_params(m), *lp = secap_llama_lora_params(m);
+    secap_adamw *o = secap_adamw_new(0.9f, 0.999f, 1e-8f);
+    int g = secap_adamw_group(o, 1.0f, 0.0f);
+    assert_int_equal(secap_adamw_add_params(o, c, bp, NULL, NULL, g), 0);
+    assert_int_equal(secap_adamw_add_params(o, c, lp, "*.lora_*", NULL, g), secap_params_count(lp));
+    int nl = secap_params_count(lp), nb = secap_params_count(bp);
+    float **before = calloc((size_t)(nl + nb), sizeof *before);
+    assert_non_null(before);
+    for (int i = 0; i < nl + nb; i++) {
+        const secap_tensor *t = secap_params_entry(i < nl ? lp : bp, i < nl ? i : i - nl)->t;
+        before[i] = malloc((size_t)t->n * sizeof(float));
+        assert_non_null(before[i]);
+        memcpy(before[i], t->data, (size_t)t->n * sizeof(float));
+    }
+    hid_t h = H5Fopen(tu_ref_path("llama_gqa_io.h5"), H5F_ACC_RDONLY, H5P_DEFAULT);
+    assert_true(h >= 0);
+    inputs in = read_inputs(h);
+    secap_tensor *audio;
+    secap_llama_batch bt = make_batch(c, m, &in, &audio);
+    secap_backward(c, secap_llama_loss(c, secap_llama_forward(c, m, bt.x, bt.lens), bt.targets));
+    secap_adamw_step(o, 1e-3f);
+    for (int i = 0; i < nl + nb; i++) {
+        const secap_param_entry *e = secap_params_entry(i < nl ? lp : bp, i < nl ? i : i - nl);
+        int moved = memcmp(before[i], e->t->data, (size_t)e->t->n * sizeof(float)) != 0;
+        if (moved != (i < nl)) fail_msg("after an AdamW step %s %s", e->name, moved ? "moved" : "did not move");
+        free(before[i]);
+    }
+    free(before);
+    inputs_free(&in);
+    H5Fclose(h);
+    secap_adamw_free(o);
+    secap_llama_free(m);
+    secap_ctx_free(c);
+}
+
 /* LoRA off (SECap's released setting): every weight frozen, the gradient
  * still reaches the audio vectors; dropout on the LoRA input in training. */
 static void test_frozen_and_dropout(void **st)
@@ -556,6 +599,7 @@ int main(void)
         cmocka_unit_test(test_adapter_roundtrip),
         cmocka_unit_test(test_merged_equals_lora),
         cmocka_unit_test(test_peft_init),
+        cmocka_unit_test(test_optimizer_lora_only),
         cmocka_unit_test(test_frozen_and_dropout),
         cmocka_unit_test(test_refusals),
     };
