@@ -11,6 +11,7 @@
 #include "secap/llama.h"
 #include "secap/autograd.h"
 #include "secap/base.h"
+#include "secap/fileutil.h"
 #include "secap/ops.h"
 
 #include <errno.h>
@@ -217,6 +218,7 @@ static void write_adapter_json(const secap_lora_config *l, const char *path)
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
     FILE *f = fopen(tmp, "w");
     if (!f) secap_fatal("adapter: cannot create %s: %s (hint: check the directory is writable)", tmp, strerror(errno));
+    secap_tmp_register(tmp);   /* removed if the run stops before the rename */
     fprintf(f, "{\n  \"base_model_name_or_path\": null,\n  \"bias\": \"none\",\n  \"fan_in_fan_out\": false,\n"
                "  \"inference_mode\": true,\n  \"init_lora_weights\": true,\n  \"lora_alpha\": %.17g,\n"
                "  \"lora_dropout\": %.17g,\n  \"modules_to_save\": null,\n  \"peft_type\": \"LORA\",\n"
@@ -235,8 +237,10 @@ static void write_adapter_json(const secap_lora_config *l, const char *path)
     if (bad || rename(tmp, path) != 0) {
         int e = errno;
         unlink(tmp);
+        secap_tmp_unregister(tmp);
         secap_fatal("adapter: cannot write %s: %s (hint: disk full or not writable?)", path, strerror(e));
     }
+    secap_tmp_unregister(tmp);
 }
 
 void secap_llama_save_adapter(const secap_llama *m, const char *dir)
