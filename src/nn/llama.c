@@ -143,14 +143,25 @@ static secap_llama *llama_new(const secap_llama_config *cfg, const secap_llama_o
     return m;
 }
 
-/* Adds the adapters the options ask for (after the base is loaded). */
-static void attach_lora(secap_llama *m, secap_ctx *c, const secap_llama_opts *o)
+/* What a failing load releases (parameters already made stay in c's arena). */
+typedef struct { secap_weights *w; secap_llama *m; } llama_loading;
+
+static void llama_loading_free(void *arg)
 {
+    llama_loading *l = arg;
+    secap_weights_close(l->w);
+    secap_llama_free(l->m);
+}
+
+/* Adds the adapters the options ask for (after the base is loaded); the
+ * adapter file's reader sits in ld->w while it may fail. */
+static void attach_lora(llama_loading *ld, secap_ctx *c, const secap_llama_opts *o)
+{
+    secap_llama *m = ld->m;
     if (!o) return;
-    secap_weights *w = NULL;
     if (o->adapter) {
-        w = secap_weights_open(o->adapter);
-        secap_lora_config_read(&m->lcfg, w);
+        ld->w = secap_weights_open(o->adapter);
+        secap_lora_config_read(&m->lcfg, ld->w);
     } else if (o->lora && o->lora->r > 0) {
         m->lcfg = *o->lora;
         secap_lora_config_validate(&m->lcfg, "secap_llama_opts.lora");
@@ -161,32 +172,46 @@ static void attach_lora(secap_llama *m, secap_ctx *c, const secap_llama_opts *o)
     m->lora_scale = (float)(m->lcfg.alpha / m->lcfg.r);
     m->lora = secap_params_new("lora");
     secap_params_default_trainable(m->lora, 1);
-    lora_table(m, w != NULL);
-    secap_params_load(m->lora, c, w, NULL, o->seed);
-    if (w) secap_weights_close_checked(w, NULL);
+    lora_table(m, ld->w != NULL);
+    secap_params_load(m->lora, c, ld->w, NULL, o->seed);
+    if (ld->w) {
+        secap_weights *w = ld->w;
+        ld->w = NULL;   /* closed by the check, even when it fails */
+        secap_weights_close_checked(w, NULL);
+    }
 }
 
 secap_llama *secap_llama_load(secap_ctx *c, const char *path, const secap_llama_opts *opts)
 {
-    secap_weights *w = secap_weights_open(path);
+    llama_loading ld = { NULL, NULL };
+    secap_cleanup cl;
+    secap_cleanup_push(&cl, llama_loading_free, &ld);
+    ld.w = secap_weights_open(path);
     secap_llama_config cfg;
-    secap_llama_config_read(&cfg, w);
-    secap_llama *m = llama_new(&cfg, opts, path);
-    secap_params_load(m->base, c, w, NULL, opts ? opts->seed : 0);
+    secap_llama_config_read(&cfg, ld.w);
+    ld.m = llama_new(&cfg, opts, path);
+    secap_params_load(ld.m->base, c, ld.w, NULL, opts ? opts->seed : 0);
     static const char *const tied_allow[] = { "lm_head.weight", NULL };
+    secap_weights *w = ld.w;
+    ld.w = NULL;
     secap_weights_close_checked(w, cfg.tie_word_embeddings ? tied_allow : NULL);
-    if (cfg.tie_word_embeddings) m->lm_head = m->embed;
-    attach_lora(m, c, opts);
-    return m;
+    if (cfg.tie_word_embeddings) ld.m->lm_head = ld.m->embed;
+    attach_lora(&ld, c, opts);
+    secap_cleanup_pop(&cl);
+    return ld.m;
 }
 
 secap_llama *secap_llama_init_random(secap_ctx *c, const secap_llama_config *cfg, const secap_llama_opts *opts)
 {
-    secap_llama *m = llama_new(cfg, opts, "secap_llama_init_random");
-    secap_params_load(m->base, c, NULL, NULL, opts ? opts->seed : 0);
-    if (cfg->tie_word_embeddings) m->lm_head = m->embed;
-    attach_lora(m, c, opts);
-    return m;
+    llama_loading ld = { NULL, NULL };
+    secap_cleanup cl;
+    secap_cleanup_push(&cl, llama_loading_free, &ld);
+    ld.m = llama_new(cfg, opts, "secap_llama_init_random");
+    secap_params_load(ld.m->base, c, NULL, NULL, opts ? opts->seed : 0);
+    if (cfg->tie_word_embeddings) ld.m->lm_head = ld.m->embed;
+    attach_lora(&ld, c, opts);
+    secap_cleanup_pop(&cl);
+    return ld.m;
 }
 
 void secap_llama_free(secap_llama *m)
