@@ -14,7 +14,8 @@
  * one step at a time, rows at different lengths) gives the full forward's
  * logits at every step; adapter export -> reload is bit-identical and
  * writes PEFT's adapter_config.json; the merge tool's merged model without
- * LoRA equals the model with LoRA; a fresh adapter (PEFT init) changes
+ * LoRA equals the model with LoRA (for the reference's adapter file and for
+ * one exported here); a fresh adapter (PEFT init) changes
  * nothing and only LoRA tensors are trainable; LoRA off still passes
  * gradients to the inputs; refusals name what is wrong. */
 #pragma GCC diagnostic ignored "-Wclobbered"
@@ -384,6 +385,21 @@ static void test_merged_equals_lora(void **st)
     int same = 0;
     double d = compare("base alone vs base + adapter logits (must differ)", v3, v1, y1->n, INFINITY, &same);
     if (!(d > 1e-3)) fail_msg("the adapter changes the logits by only %g: the merge test is vacuous", d);
+    /* the same with the adapter this library writes (its attributes and
+     * names), merged by the tool: the tool reads what the C side exports */
+    secap_llama_save_adapter(m, tu_tmp("exported"));
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 tools/merge_lora.py --base '%s' --adapter '%s' --out '%s'",
+             tu_ref_path("llama_gqa.h5"), tu_tmp("exported/adapter_model.h5"), tu_tmp("merged_c.h5"));
+    int rc = system(cmd);
+    if (rc != 0) fail_msg("merge_lora.py failed (exit %d): %s (hint: run from the repository root)", rc, cmd);
+    secap_llama *mc = secap_llama_load(c, tu_tmp("merged_c.h5"), NULL);
+    secap_llama_batch b4;
+    secap_tensor *y4 = full_logits(c, mc, &in, &b4);
+    float *v4 = valid_logits(y4, b1.lens);
+    compare("merged C-exported adapter (no LoRA) vs base + adapter logits", v4, v1, y1->n, TOL, &bad);
+    free(v4);
+    secap_llama_free(mc);
     free(v1); free(v2); free(v3);
     inputs_free(&in);
     H5Fclose(h);
