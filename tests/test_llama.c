@@ -22,6 +22,7 @@
 #include "testutil.h"
 
 #include "secap/autograd.h"
+#include "secap/ini.h"
 #include "secap/llama.h"
 #include "secap/ops.h"
 #include "secap/optim.h"
@@ -547,6 +548,32 @@ static void test_frozen_and_dropout(void **st)
     secap_ctx_free(c);
 }
 
+/* The [lora] section of a run config. */
+static void test_lora_ini(void **st)
+{
+    (void)st;
+    secap_ini *ini = secap_ini_new();
+    secap_ini_set(ini, "lora.r", "16", "test");
+    secap_ini_set(ini, "lora.lora_alpha", "32", "test");
+    secap_ini_set(ini, "lora.lora_dropout", "0.1", "test");
+    secap_ini_set(ini, "lora.target_modules", "q_proj,k_proj,v_proj,o_proj", "test");
+    secap_lora_config l;
+    secap_lora_config_default(&l);
+    secap_ini_apply(ini, "lora", &l, secap_lora_config_set);
+    secap_ini_check_used(ini, "lora");
+    secap_lora_config_validate(&l, "test");
+    assert_int_equal(l.r, 16);
+    assert_true(l.alpha == 32 && l.dropout == 0.1);
+    assert_string_equal(l.target_modules, "q_proj,k_proj,v_proj,o_proj");
+    secap_ini_set(ini, "lora.rank", "4", "test");
+    secap_ini_apply(ini, "lora", &l, secap_lora_config_set);
+    EXPECT_FATAL(secap_ini_check_used(ini, "lora"), "lora.rank");
+    assert_int_equal(secap_lora_config_set(&l, "r", "8"), 0);
+    EXPECT_FATAL(secap_lora_config_set(&l, "r", "8.5"), "not an integer");
+    EXPECT_FATAL(secap_lora_config_set(&l, "lora_dropout", "abc"), "lora.lora_dropout");
+    secap_ini_free(ini);
+}
+
 /* ------------------------------------------------------------- refusals */
 
 static void test_refusals(void **st)
@@ -617,6 +644,7 @@ int main(void)
         cmocka_unit_test(test_peft_init),
         cmocka_unit_test(test_optimizer_lora_only),
         cmocka_unit_test(test_frozen_and_dropout),
+        cmocka_unit_test(test_lora_ini),
         cmocka_unit_test(test_refusals),
     };
     return cmocka_run_group_tests(tests, tu_tmpdir_setup, tu_tmpdir_teardown);

@@ -101,6 +101,11 @@ typedef struct {
 void secap_lora_config_default(secap_lora_config *l);
 /* Ranges and known target names; `where` names the source. */
 void secap_lora_config_validate(const secap_lora_config *l, const char *where);
+/* One key of a run config's [lora] section (r, lora_alpha, lora_dropout,
+ * target_modules; "lora.r" or "r"); returns non-zero for a key it does not know.  Use with
+ * secap_ini_apply(ini, "lora", &l, secap_lora_config_set), then
+ * secap_lora_config_validate.  A bad value is fatal naming key and value. */
+int secap_lora_config_set(void *cfg, const char *key, const char *value);
 /* From an adapter file's attributes (model_type "lora", peft_type "LORA"). */
 void secap_lora_config_read(secap_lora_config *l, secap_weights *w);
 

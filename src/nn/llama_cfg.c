@@ -2,7 +2,9 @@
 #include "secap/llama.h"
 #include "secap/base.h"
 
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 void secap_llama_config_default(secap_llama_config *c)
@@ -209,4 +211,38 @@ void secap_lora_config_read(secap_lora_config *l, secap_weights *w)
         secap_fatal("adapter %s: target_modules \"%s\" is too long", path, t);
     snprintf(l->target_modules, sizeof l->target_modules, "%s", t);
     secap_lora_config_validate(l, path);
+}
+
+/* "lora.KEY = V" of a run config. */
+static double lora_number(const char *key, const char *v, double lo, double hi)
+{
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (errno || end == v || *end || !(x >= lo && x <= hi))
+        secap_fatal("config lora.%s = '%s': not a number in [%g, %g] (hint: see README, LLaMA with LoRA)", key, v,
+                    lo, hi);
+    return x;
+}
+
+int secap_lora_config_set(void *cfg, const char *key, const char *value)
+{
+    secap_lora_config *l = cfg;
+    if (!strncmp(key, "lora.", 5)) key += 5;   /* secap_ini_apply passes "section.key" */
+    if (!strcmp(key, "r")) {
+        double x = lora_number(key, value, 0, 65536);
+        if (x != (double)(int)x) secap_fatal("config lora.r = '%s': not an integer (hint: lora.r = 8)", value);
+        l->r = (int)x;
+    } else if (!strcmp(key, "lora_alpha")) {
+        l->alpha = lora_number(key, value, 1e-6, 1e6);
+    } else if (!strcmp(key, "lora_dropout")) {
+        l->dropout = lora_number(key, value, 0, 0.999999);
+    } else if (!strcmp(key, "target_modules")) {
+        if (strlen(value) >= sizeof l->target_modules)
+            secap_fatal("config lora.target_modules = '%s': too long", value);
+        snprintf(l->target_modules, sizeof l->target_modules, "%s", value);
+    } else {
+        return 1;
+    }
+    return 0;
 }
