@@ -548,6 +548,37 @@ static void test_frozen_and_dropout(void **st)
     secap_ctx_free(c);
 }
 
+/* Batch layout without prompts: lens, targets (caption and EOS only). */
+static void test_batch_layout(void **st)
+{
+    (void)st;
+    secap_ctx *c = new_ctx();
+    secap_llama *m = load_variant(c, "gqa", 0, 0);
+    secap_tensor *audio = secap_zeros(c, SECAP_SHAPE(2, 3, 32));
+    int32_t cap0[2] = { 7, 9 };
+    const int32_t *caps[2] = { cap0, NULL };
+    int32_t clen[2] = { 2, 0 };
+    secap_llama_batch bt = secap_llama_caption_batch(c, m, audio, NULL, NULL, caps, clen, 2);
+    assert_int_equal(bt.T, 7);
+    assert_int_equal(bt.lens[0], 7);
+    assert_int_equal(bt.lens[1], 5);
+    const int I = SECAP_LLAMA_IGNORE;
+    const int32_t want[14] = { I, I, I, 7, 9, 2, I,    /* [BOS][a a a] 7 9 EOS */
+                               I, I, I, 2, I, I, I };  /* [BOS][a a a] EOS pad pad */
+    for (int i = 0; i < 14; i++)
+        if (bt.targets[i] != want[i]) fail_msg("target %d is %d, want %d", i, bt.targets[i], want[i]);
+    /* step 0 is the BOS embedding, steps 1..3 the audio vectors (zeros here) */
+    const float *x = secap_f32(bt.x), *E = NULL;
+    secap_tensor *bos = secap_llama_embed(c, m, (int32_t[]){ 1 }, 1, 1);
+    E = secap_f32(bos);
+    for (int d = 0; d < 32; d++) {
+        assert_true(x[d] == E[d]);
+        assert_true(x[32 + d] == 0.0f);
+    }
+    secap_llama_free(m);
+    secap_ctx_free(c);
+}
+
 /* The [lora] section of a run config. */
 static void test_lora_ini(void **st)
 {
@@ -644,6 +675,7 @@ int main(void)
         cmocka_unit_test(test_peft_init),
         cmocka_unit_test(test_optimizer_lora_only),
         cmocka_unit_test(test_frozen_and_dropout),
+        cmocka_unit_test(test_batch_layout),
         cmocka_unit_test(test_lora_ini),
         cmocka_unit_test(test_refusals),
     };

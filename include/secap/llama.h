@@ -157,8 +157,9 @@ secap_tensor *secap_llama_forward(secap_ctx *c, const secap_llama *m, secap_tens
 
 /* A caption batch: row b is
  *   [BOS] [audio[b]: Q vectors] [prompt_b] [caption_b] [EOS] [padding]
- * (right-padded to T = max length).  ids NULL-able per part: prompt[b] /
- * caption[b] point to prompt_len[b] / caption_len[b] ids.  targets [B * T]
+ * (right-padded to T = max length).  prompt[b] / caption[b] point to
+ * prompt_len[b] / caption_len[b] ids; a NULL length array means no prompt
+ * (or no caption: the loss then covers the EOS only) in any row.  targets [B * T]
  * hold, at step t, the token at t + 1 when that is a caption token or the
  * EOS, else SECAP_LLAMA_IGNORE: the loss covers the caption and EOS only
  * (each predicted from the step before it).  Arrays live in c's step

@@ -390,11 +390,11 @@ secap_llama_batch secap_llama_caption_batch(secap_ctx *c, const secap_llama *m, 
     r.lens = secap_arena_alloc(c->step, (size_t)B * sizeof *r.lens, 0, op);
     int64_t T = 0;
     for (int b = 0; b < B; b++) {
-        if (prompt_len[b] < 0 || caption_len[b] < 0 || (prompt_len[b] && !prompt[b]) ||
-            (caption_len[b] && !caption[b]))
+        int32_t pl = prompt_len ? prompt_len[b] : 0, cl = caption_len ? caption_len[b] : 0;
+        if (pl < 0 || cl < 0 || (pl && (!prompt || !prompt[b])) || (cl && (!caption || !caption[b])))
             secap_fatal("%s: row %d has prompt length %d and caption length %d (negative, or ids missing)", op, b,
-                        prompt_len[b], caption_len[b]);
-        r.lens[b] = (int32_t)(1 + Q + prompt_len[b] + caption_len[b] + 1);
+                        pl, cl);
+        r.lens[b] = (int32_t)(1 + Q + pl + cl + 1);
         if (r.lens[b] > T) T = r.lens[b];
     }
     r.T = (int)T;
@@ -407,11 +407,12 @@ secap_llama_batch secap_llama_caption_batch(secap_ctx *c, const secap_llama *m, 
         bos[b] = cf->bos_token_id;
         int32_t *t = rest + b * R;
         int64_t j = 0;
-        for (int i = 0; i < prompt_len[b]; i++) t[j++] = prompt[b][i];
-        for (int i = 0; i < caption_len[b]; i++) t[j++] = caption[b][i];
+        int32_t pl = prompt_len ? prompt_len[b] : 0, cl = caption_len ? caption_len[b] : 0;
+        for (int i = 0; i < pl; i++) t[j++] = prompt[b][i];
+        for (int i = 0; i < cl; i++) t[j++] = caption[b][i];
         t[j++] = cf->eos_token_id;
         while (j < R) t[j++] = pad;
-        int64_t first = 1 + Q + prompt_len[b];   /* step of the first caption token */
+        int64_t first = 1 + Q + pl;   /* step of the first caption token */
         for (int64_t s = 0; s < T; s++) {
             int64_t nx = s + 1;
             r.targets[b * T + s] = nx >= first && nx < r.lens[b] ? t[nx - 1 - Q] : SECAP_LLAMA_IGNORE;
