@@ -186,7 +186,8 @@ secap_kvcache *secap_llama_kvcache_new(const secap_llama *m, int64_t B, int64_t 
 /* One decoding step (or a prefill): x [B, T, D] new inputs; row b's first
  * n[b] steps are new (n NULL: all T; 0 leaves row b unchanged), placed at
  * the row's next positions in kc.  Returns the logits [B, V] of each row's
- * last new step (a row with n[b] = 0: unspecified).  Records no tape. */
+ * last new step (a row with n[b] = 0: unspecified).  Records no tape and
+ * applies no dropout, whatever c->training says. */
 secap_tensor *secap_llama_decode(secap_ctx *c, const secap_llama *m, secap_kvcache *kc, secap_tensor *x,
                                  const int32_t *n);
 

@@ -462,7 +462,8 @@ secap_tensor *secap_llama_decode(secap_ctx *c, const secap_llama *m, secap_kvcac
         for (int64_t b = 0; b < B; b++)
             if (n[b] < 0 || n[b] > T)
                 secap_fatal("%s: n[%lld] = %d is outside [0, %lld]", op, (long long)b, n[b], (long long)T);
-    int prev = secap_no_grad_begin(c);
+    int prev = secap_no_grad_begin(c), training = c->training;
+    c->training = 0;   /* decoding is inference: no LoRA dropout */
     int32_t *pos = secap_arena_alloc(c->step, (size_t)(B * T) * sizeof *pos, 0, op);
     for (int l = 0; l < m->cfg.num_hidden_layers; l++) {
         secap_kvcache_positions(kc, l, T, pos);
@@ -478,5 +479,6 @@ secap_tensor *secap_llama_decode(secap_ctx *c, const secap_llama *m, secap_kvcac
     secap_tensor *y = secap_linear(c, last, m->lm_head, NULL);
     y = secap_reshape(c, y, SECAP_SHAPE(B, m->cfg.vocab_size));
     secap_no_grad_end(c, prev);
+    c->training = training;
     return y;
 }
