@@ -97,18 +97,17 @@ static void read_config(void)
 /* The parameter count of cfg, or -1 when it passes 1M floats. */
 static int64_t config_params(void)
 {
-    int n = secap_hubert_tensors(&cfg, NULL, 0);
-    if (n < 1 || n > 10000) return -1;
-    secap_hubert_tensor *t = secap_xcalloc((size_t)n, sizeof *t, "names");
-    secap_hubert_tensors(&cfg, t, n);
-    int64_t total = 0;
+    secap_params *p = secap_hubert_table_new(&cfg);
+    int n = secap_params_count(p);
+    int64_t total = n >= 1 ? 0 : -1;
     for (int i = 0; i < n && total >= 0; i++) {
+        const secap_param_entry *t = secap_params_entry(p, i);
         int64_t k = 1;
-        for (int d = 0; d < t[i].ndim && k <= (1 << 20); d++) k *= t[i].shape[d];
+        for (int d = 0; d < t->ndim && k <= (1 << 20); d++) k *= t->shape[d];
         total = k > (1 << 20) ? -1 : total + k;
         if (total > (1 << 20)) total = -1;
     }
-    free(t);
+    secap_params_free(p);
     return total;
 }
 
