@@ -252,6 +252,42 @@ def featcache():
         put(d, "num-attr.h5", open(p, "rb").read())
 
 
+# ---------------------------------------------------------------- spm, vocab
+
+def spm():
+    import sentencepiece as sp
+    d = target_dir("spm")
+    corpus = ["hello world, hello there", "你好世界，今天天气很好。", "numbers 12345 and 678",
+              "tabs\tand  spaces", "emoji 😀 ok", "语速较快，声音较高，情绪中带着一丝不满"] * 20
+    with tempfile.TemporaryDirectory() as tmp:
+        txt = os.path.join(tmp, "c.txt")
+        with open(txt, "w", encoding="utf-8") as f:
+            f.write("\n".join(corpus) + "\n")
+        for name, extra in [("llama-like", dict(byte_fallback=True, split_digits=True,
+                                                normalization_rule_name="identity",
+                                                remove_extra_whitespaces=False)),
+                            ("nfkc-user", dict(user_defined_symbols=["<sep>"]))]:
+            prefix = os.path.join(tmp, name)
+            sp.SentencePieceTrainer.train(input=txt, model_prefix=prefix, vocab_size=400 if "llama" in name else 120,
+                                          model_type="bpe", minloglevel=2,
+                                          character_coverage=1.0, **extra)
+            put(d, name + ".model", open(prefix + ".model", "rb").read())
+    put(d, "empty.model", b"")
+    put(d, "truncated.model", open(os.path.join(d, "seed-llama-like.model"), "rb").read()[:300])
+
+
+def vocab():
+    d = target_dir("vocab")
+    head = ["[PAD]"] + [f"[unused{i}]" for i in range(1, 100)] + ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    body = list("的一是不了人我在有他这中大来上个国们到说和地也子时道出而要于就下得可你年生声音高兴") + \
+        ["hello", "world", "##s", "##ing", "1", "2", "##3", ",", "!", "。", "，"]
+    put(d, "bert-like.txt", "\n".join(head + body).encode() + b"\n")
+    put(d, "crlf.txt", "\r\n".join(head + body).encode())
+    put(d, "duplicates.txt", "\n".join(head + body + ["hello", ""]).encode() + b"\n")
+    put(d, "no-unk.txt", b"[PAD]\n[CLS]\n[SEP]\nhello\n")
+    put(d, "bom.txt", b"\xef\xbb\xbf" + "\n".join(head + body).encode())
+
+
 def main():
     score_json()
     data_layout()
@@ -260,6 +296,8 @@ def main():
     audio()
     weights()
     featcache()
+    spm()
+    vocab()
     for t in sorted(os.listdir(HERE)):
         p = os.path.join(HERE, t)
         if os.path.isdir(p):
