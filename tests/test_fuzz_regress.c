@@ -4,6 +4,7 @@
  * the sanitizer build LeakSanitizer also checks that the refusal leaks
  * nothing (tests/run.sh). */
 #include "testutil.h"
+#include "secap/dataset.h"
 #include "secap/featcache.h"
 #include "secap/h5io.h"
 #include "secap/score.h"
@@ -118,9 +119,29 @@ static void test_score_no_tokens(void **st)
     secap_corpus_free(c);
 }
 
+/* data config: "nan" passed every range check (comparisons with NaN are
+ * false), then (int)NaN was undefined (UBSan; fuzz target ini,
+ * regress-nan-value). */
+static void test_config_nan(void **st)
+{
+    (void)st;
+    secap_data_config c;
+    secap_data_config_default(&c);
+    EXPECT_FATAL(secap_data_config_set(&c, "batch_size", "nan"), "data.batch_size = 'nan': not a number");
+    EXPECT_FATAL(secap_data_config_set(&c, "data.max_seconds", "NAN"), "not a number in [0, 1e+06]");
+    EXPECT_FATAL(secap_data_config_set(&c, "seed", "-nan"), "data.seed");
+    EXPECT_FATAL(secap_data_config_set(&c, "split_ratios", "nan,0,1"), "split_ratios = 'nan,0,1'");
+    EXPECT_FATAL(secap_data_config_set(&c, "split_ratios", "0.5,0.5,nan"), "summing to 1");
+    assert_int_equal(c.batch_size, 8);
+    assert_true(c.max_seconds == 0 && c.split_ratios[0] == 0.9);
+    assert_int_equal(secap_data_config_set(&c, "max_seconds", "2.5"), 0);
+    assert_true(c.max_seconds == 2.5);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_config_nan),
         cmocka_unit_test(test_score_no_tokens),
         cmocka_unit_test(test_featcache_int_features),
         cmocka_unit_test(test_huge_extent),

@@ -35,7 +35,7 @@ static double parse_double(const char *key, const char *v, double lo, double hi)
     char *end;
     errno = 0;
     double x = strtod(v, &end);
-    if (errno || end == v || *end || x < lo || x > hi)
+    if (errno || end == v || *end || !(x >= lo && x <= hi))   /* NaN fails too */
         secap_fatal("config data.%s = '%s': not a number in [%g, %g] (hint: e.g. data.%s = %g)",
                     key, v, lo, hi, key, lo);
     return x;
@@ -63,11 +63,11 @@ static void parse_ratios(double r[3], const char *v)
     const char *p = v;
     for (int i = 0; i < 3; i++) {
         x[i] = strtod(p, &end);
-        if (end == p || x[i] < 0) goto bad;
+        if (end == p || !(x[i] >= 0)) goto bad;   /* NaN fails too */
         p = end;
         if (i < 2) { if (*p != ',') goto bad; p++; }
     }
-    if (*p || x[0] + x[1] + x[2] < 0.999999 || x[0] + x[1] + x[2] > 1.000001) goto bad;
+    if (*p || !(x[0] + x[1] + x[2] >= 0.999999 && x[0] + x[1] + x[2] <= 1.000001)) goto bad;
     memcpy(r, x, sizeof x);
     return;
 bad:
