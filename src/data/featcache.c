@@ -79,6 +79,17 @@ static int attr_matches(secap_h5 *h, const char *key, const char *want)
     return ok;
 }
 
+/* What secap_featcache_check_path holds while it looks inside a file. */
+typedef struct { secap_h5 *h; char *fmt, *model; } peek;
+
+static void peek_free(void *arg)
+{
+    peek *k = arg;
+    free(k->fmt);
+    free(k->model);
+    secap_h5_close(k->h);
+}
+
 void secap_featcache_check_path(const char *path)
 {
     char what[160];
@@ -91,31 +102,30 @@ void secap_featcache_check_path(const char *path)
         secap_fatal("feature cache %s: exists and is %s%s, not a feature cache; it is never overwritten (hint: choose "
                     "another path, or remove the file if it is yours to lose)", path, what,
                     strncmp(what, "an HDF5", 7) ? "" : " that HDF5 cannot open (damaged, or being written?)");
-    secap_h5 *h = secap_h5_open(path, 0);
-    char *fmt = NULL, *model = NULL;
-    secap_h5_get_attr_str(h, NULL, "format", &fmt);
-    int cache = fmt && !strncmp(fmt, FEATCACHE_FORMAT_PREFIX, strlen(FEATCACHE_FORMAT_PREFIX));
+    peek k = { secap_h5_open(path, 0), NULL, NULL };
+    secap_cleanup cl;   /* a damaged file stopping a read below leaks nothing */
+    secap_cleanup_push(&cl, peek_free, &k);
+    secap_h5_get_attr_str(k.h, NULL, "format", &k.fmt);
+    int cache = k.fmt && !strncmp(k.fmt, FEATCACHE_FORMAT_PREFIX, strlen(FEATCACHE_FORMAT_PREFIX));
+    char kind[320] = "";
     if (!cache) {
         int n = 0;
-        char **names = secap_h5_list(h, &n);
+        char **names = secap_h5_list(k.h, &n);
         char first[128] = "";
         if (n) snprintf(first, sizeof first, ", e.g. %s", names[0]);
         secap_h5_free_names(names, n);
         secap_h5_desc d;
-        int weights = secap_h5_describe_attr(h, NULL, "model_type", &d) == 0 && d.cls == SECAP_H5_STRING;
-        if (weights) secap_h5_get_attr_str(h, NULL, "model_type", &model);
-        char kind[320];
-        if (weights) snprintf(kind, sizeof kind, "a model weight file (model_type = %s)", model ? model : "?");
+        int weights = secap_h5_describe_attr(k.h, NULL, "model_type", &d) == 0 && d.cls == SECAP_H5_STRING;
+        if (weights) secap_h5_get_attr_str(k.h, NULL, "model_type", &k.model);
+        if (weights) snprintf(kind, sizeof kind, "a model weight file (model_type = %s)", k.model ? k.model : "?");
         else snprintf(kind, sizeof kind, "an HDF5 file without the attribute format = %s* (%d dataset%s%s)",
                       FEATCACHE_FORMAT_PREFIX, n, n == 1 ? "" : "s", first);
-        free(fmt);
-        free(model);
-        secap_h5_close(h);
+    }
+    secap_cleanup_pop(&cl);
+    peek_free(&k);
+    if (!cache)
         secap_fatal("feature cache %s: exists and is %s, not a feature cache; it is never overwritten (hint: choose "
                     "another path for the features)", path, kind);
-    }
-    free(fmt);
-    secap_h5_close(h);
 }
 
 /* A failed open closes what it opened (a new file is deleted) and frees fc. */
