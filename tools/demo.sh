@@ -12,6 +12,10 @@
 # Stage 1 (Q-Former) and stage 2 (captioner) land with the training issues.
 # SECAP_DEMO_NUM sets the corpus size (default 1500).
 set -euo pipefail
+# Threads sleep rather than spin between parallel regions: on a shared machine
+# a spinning OpenMP team whose partner thread is descheduled runs the small
+# demo models several times slower (7x measured with one other busy process).
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 cd "$(dirname "$0")/.."
 bin=${BIN:-bin}
 if [[ ! -e data/demo/wav.scp ]]; then
