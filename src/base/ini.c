@@ -109,7 +109,9 @@ secap_ini *secap_ini_load(const char *path)
         v = trim(v);
         if (!*k) secap_fatal("%s:%d: empty key", path, ln);
         if (!*section) secap_fatal("%s:%d: key '%s' before any [section] (hint: put it under e.g. [train])", path, ln, k);
-        snprintf(key, sizeof key, "%s.%s", section, k);
+        if (snprintf(key, sizeof key, "%s.%s", section, k) >= (int)sizeof key) /* cut, it would not read back */
+            secap_fatal("%s:%d: key '%.40s...' is %zu bytes long; section and key are at most %zu (hint: is this a "
+                        "config file?)", path, ln, k, strlen(k), sizeof key - 2);
         snprintf(origin, sizeof origin, "%s:%d", path, ln);
         secap_ini_set(ini, key, v, origin);
     }
@@ -125,6 +127,8 @@ int secap_ini_set_arg(secap_ini *ini, const char *arg)
     const char *eq = strchr(arg, '='), *dot = strchr(arg, '.');
     if (!eq || !dot || dot > eq) return 0;
     char key[256];
+    if (eq - arg - 2 >= (ptrdiff_t)sizeof key)
+        secap_fatal("command line: key of '%.60s...' is longer than %zu bytes", arg, sizeof key - 1);
     snprintf(key, sizeof key, "%.*s", (int)(eq - arg - 2), arg + 2);
     secap_ini_set(ini, key, eq + 1, "command line");
     return 1;

@@ -17,6 +17,12 @@
 # counted, and the target goes on fuzzing for the rest of its time.  Memory
 # errors found by ASan, leaks and out-of-memory are always failures.
 #
+# FUZZ_RUNS=N (make test's short run) makes the run reproducible: each target
+# executes at most N inputs from libFuzzer seed FUZZ_SEED (default 1), and a
+# restart after a libhdf5 finding continues with the next seed and the runs
+# left, so a clean checkout explores exactly the same inputs on every machine
+# (fewer where SECONDS runs out first).
+#
 # The targets' own output is hidden (-close_fd_mask=3); sanitizer reports are
 # not.  Extra libFuzzer flags: FUZZ_FLAGS="...".  On a shared machine run at
 # low priority: `nice -n 19 tests/fuzz/run.sh 3600 score_json`.
@@ -69,14 +75,21 @@ for t in "${targets[@]}"; do
     execs=0
     hdf5=0
     status=ok
+    restarts=0
     while :; do
         left=$((secs - ($(date +%s) - start)))
         [[ $left -ge 1 ]] || break
+        budget=()
+        if [[ -n ${FUZZ_RUNS:-} ]]; then
+            [[ $execs -lt $FUZZ_RUNS ]] || break
+            budget=(-runs=$((FUZZ_RUNS - execs)) -seed=$((${FUZZ_SEED:-1} + restarts)))
+        fi
+        restarts=$((restarts + 1))
         run=build/fuzz/$t.run.log
         # shellcheck disable=SC2086
         "$bin" -max_total_time="$left" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=2048 \
             -close_fd_mask=3 -print_final_stats=1 -artifact_prefix="$findings/" "${dict[@]}" \
-            ${FUZZ_FLAGS:-} "$corpus" "tests/fuzz/$t" >"$run" 2>&1
+            "${budget[@]}" ${FUZZ_FLAGS:-} "$corpus" "tests/fuzz/$t" >"$run" 2>&1
         rc=$?
         cat "$run" >>"$log"
         n=$(sed -n 's/^stat::number_of_executed_units: *//p' "$run" | tail -1)
