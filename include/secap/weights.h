@@ -129,6 +129,12 @@ const char *secap_weights_attr_string(secap_weights *w, const char *name);
  * (attr_ints) or of numbers (attr_doubles) into dst [cap]; fails if it has
  * more than cap entries.  Returns the count; an empty list gives 0. */
 int secap_weights_attr_ints(secap_weights *w, const char *name, int64_t *dst, int cap);
+/* attr_int that must lie in [lo, hi] (and so fit an int); fails naming the
+ * file, the attribute, its value and the range. */
+int secap_weights_attr_int_in(secap_weights *w, const char *name, int64_t lo, int64_t hi);
+/* A string attribute that must equal `want`; fails naming file, attribute,
+ * its value, and `hint`. */
+void secap_weights_require_string(secap_weights *w, const char *name, const char *want, const char *hint);
 int secap_weights_attr_doubles(secap_weights *w, const char *name, double *dst, int cap);
 
 /* Closes; fails listing every tensor never read nor skipped, unless it

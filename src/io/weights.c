@@ -652,3 +652,21 @@ void secap_weights_close(secap_weights *w)
     if (writing) secap_h5_commit(h);
     else secap_h5_close(h);
 }
+
+int secap_weights_attr_int_in(secap_weights *w, const char *name, int64_t lo, int64_t hi)
+{
+    int64_t v = secap_weights_attr_int(w, name);
+    if (v < lo || v > hi)
+        secap_fatal("weights %s: attribute %s = %lld is out of range [%lld, %lld] (hint: check the config.json the "
+                    "file was converted from)", secap_weights_path(w), name, (long long)v, (long long)lo,
+                    (long long)hi);
+    return (int)v;
+}
+
+void secap_weights_require_string(secap_weights *w, const char *name, const char *want, const char *hint)
+{
+    const char *s = secap_weights_attr_string(w, name);
+    if (strcmp(s, want) != 0)
+        secap_fatal("weights %s: attribute %s = \"%s\", only \"%s\" is supported (hint: %s)",
+                    secap_weights_path(w), name, s, want, hint);
+}

@@ -38,16 +38,6 @@ double secap_hubert_forward_bytes(const secap_hubert_config *c, const int64_t *n
     return (conv > tr ? conv : tr) + 4.0 * B * F * c->hidden_size;   /* + the result */
 }
 
-/* An int attribute that must fit an int and lie in [lo, hi]. */
-static int attr_int_range(secap_weights *w, const char *name, int64_t lo, int64_t hi)
-{
-    int64_t v = secap_weights_attr_int(w, name);
-    if (v < lo || v > hi)
-        secap_fatal("weights %s: attribute %s = %lld is out of range [%lld, %lld] (hint: check config.json)",
-                    secap_weights_path(w), name, (long long)v, (long long)lo, (long long)hi);
-    return (int)v;
-}
-
 static void attr_ints(secap_weights *w, const char *name, int *dst, int *n)
 {
     int64_t v[SECAP_HUBERT_MAX_CONV];
@@ -61,25 +51,17 @@ static void attr_ints(secap_weights *w, const char *name, int *dst, int *n)
     *n = k;
 }
 
-static void require_string(secap_weights *w, const char *name, const char *want, const char *hint)
-{
-    const char *s = secap_weights_attr_string(w, name);
-    if (strcmp(s, want) != 0)
-        secap_fatal("weights %s: attribute %s = \"%s\", only \"%s\" is supported (hint: %s)",
-                    secap_weights_path(w), name, s, want, hint);
-}
-
 void secap_hubert_config_read(secap_hubert_config *c, secap_weights *w)
 {
     memset(c, 0, sizeof *c);
     const char *path = secap_weights_path(w);
-    require_string(w, "model_type", "hubert", "this is not a HuBERT weight file");
-    require_string(w, "hidden_act", "gelu", "the encoder implements exact (erf) GELU");
-    require_string(w, "feat_extract_activation", "gelu", "the conv stack implements exact (erf) GELU");
-    c->hidden_size = attr_int_range(w, "hidden_size", 1, 1 << 16);
-    c->num_hidden_layers = attr_int_range(w, "num_hidden_layers", 1, 1024);
-    c->num_attention_heads = attr_int_range(w, "num_attention_heads", 1, 1 << 12);
-    c->intermediate_size = attr_int_range(w, "intermediate_size", 1, 1 << 20);
+    secap_weights_require_string(w, "model_type", "hubert", "this is not a HuBERT weight file");
+    secap_weights_require_string(w, "hidden_act", "gelu", "the encoder implements exact (erf) GELU");
+    secap_weights_require_string(w, "feat_extract_activation", "gelu", "the conv stack implements exact (erf) GELU");
+    c->hidden_size = secap_weights_attr_int_in(w, "hidden_size", 1, 1 << 16);
+    c->num_hidden_layers = secap_weights_attr_int_in(w, "num_hidden_layers", 1, 1024);
+    c->num_attention_heads = secap_weights_attr_int_in(w, "num_attention_heads", 1, 1 << 12);
+    c->intermediate_size = secap_weights_attr_int_in(w, "intermediate_size", 1, 1 << 20);
     int nd, nk, ns;
     attr_ints(w, "conv_dim", c->conv_dim, &nd);
     attr_ints(w, "conv_kernel", c->conv_kernel, &nk);
@@ -88,19 +70,19 @@ void secap_hubert_config_read(secap_hubert_config *c, secap_weights *w)
         secap_fatal("weights %s: conv_dim, conv_kernel and conv_stride have %d, %d and %d entries; they must "
                     "agree (hint: check config.json)", path, nd, nk, ns);
     c->nconv = nd;
-    c->conv_bias = attr_int_range(w, "conv_bias", 0, 1);
+    c->conv_bias = secap_weights_attr_int_in(w, "conv_bias", 0, 1);
     const char *norm = secap_weights_attr_string(w, "feat_extract_norm");
     if (!strcmp(norm, "group")) c->feat_extract_norm = SECAP_HUBERT_NORM_GROUP;
     else if (!strcmp(norm, "layer")) c->feat_extract_norm = SECAP_HUBERT_NORM_LAYER;
     else secap_fatal("weights %s: attribute feat_extract_norm = \"%s\", expected \"group\" or \"layer\"", path, norm);
-    c->do_stable_layer_norm = attr_int_range(w, "do_stable_layer_norm", 0, 1);
+    c->do_stable_layer_norm = secap_weights_attr_int_in(w, "do_stable_layer_norm", 0, 1);
     c->feat_proj_layer_norm = secap_weights_has_attr(w, "feat_proj_layer_norm")
-                            ? attr_int_range(w, "feat_proj_layer_norm", 0, 1) : 1;
+                            ? secap_weights_attr_int_in(w, "feat_proj_layer_norm", 0, 1) : 1;
     if (secap_weights_has_attr(w, "conv_pos_batch_norm") && secap_weights_attr_int(w, "conv_pos_batch_norm"))
         secap_fatal("weights %s: attribute conv_pos_batch_norm = 1: the BatchNorm positional conv is not "
                     "supported (hint: only the weight-norm positional conv of HubertModel is)", path);
-    c->num_conv_pos_embeddings = attr_int_range(w, "num_conv_pos_embeddings", 1, 1 << 16);
-    c->num_conv_pos_embedding_groups = attr_int_range(w, "num_conv_pos_embedding_groups", 1, 1 << 16);
+    c->num_conv_pos_embeddings = secap_weights_attr_int_in(w, "num_conv_pos_embeddings", 1, 1 << 16);
+    c->num_conv_pos_embedding_groups = secap_weights_attr_int_in(w, "num_conv_pos_embedding_groups", 1, 1 << 16);
     c->layer_norm_eps = secap_weights_attr_double(w, "layer_norm_eps");
     secap_hubert_config_validate(c, path);
 }

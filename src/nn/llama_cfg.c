@@ -26,19 +26,9 @@ void secap_llama_config_default(secap_llama_config *c)
     c->initializer_range = 0.02;
 }
 
-static int attr_int(secap_weights *w, const char *name, int64_t lo, int64_t hi)
-{
-    int64_t v = secap_weights_attr_int(w, name);
-    if (v < lo || v > hi)
-        secap_fatal("weights %s: attribute %s = %lld is out of range [%lld, %lld] (hint: check the config.json the "
-                    "file was converted from)", secap_weights_path(w), name, (long long)v, (long long)lo,
-                    (long long)hi);
-    return (int)v;
-}
-
 static int attr_int_or(secap_weights *w, const char *name, int64_t lo, int64_t hi, int dflt)
 {
-    return secap_weights_has_attr(w, name) ? attr_int(w, name, lo, hi) : dflt;
+    return secap_weights_has_attr(w, name) ? secap_weights_attr_int_in(w, name, lo, hi) : dflt;
 }
 
 void secap_llama_config_read(secap_llama_config *c, secap_weights *w)
@@ -64,13 +54,13 @@ void secap_llama_config_read(secap_llama_config *c, secap_weights *w)
         if (secap_weights_has_attr(w, nobias[i]) && secap_weights_attr_int(w, nobias[i]) != 0)
             secap_fatal("weights %s: attribute %s is true; projections with biases are not implemented "
                         "(LLaMA has none)", path, nobias[i]);
-    c->vocab_size = attr_int(w, "vocab_size", 1, 1 << 24);
-    c->hidden_size = attr_int(w, "hidden_size", 1, 1 << 16);
-    c->intermediate_size = attr_int(w, "intermediate_size", 1, 1 << 20);
-    c->num_hidden_layers = attr_int(w, "num_hidden_layers", 1, 1024);
-    c->num_attention_heads = attr_int(w, "num_attention_heads", 1, 1 << 12);
+    c->vocab_size = secap_weights_attr_int_in(w, "vocab_size", 1, 1 << 24);
+    c->hidden_size = secap_weights_attr_int_in(w, "hidden_size", 1, 1 << 16);
+    c->intermediate_size = secap_weights_attr_int_in(w, "intermediate_size", 1, 1 << 20);
+    c->num_hidden_layers = secap_weights_attr_int_in(w, "num_hidden_layers", 1, 1024);
+    c->num_attention_heads = secap_weights_attr_int_in(w, "num_attention_heads", 1, 1 << 12);
     c->num_key_value_heads = attr_int_or(w, "num_key_value_heads", 1, 1 << 12, c->num_attention_heads);
-    c->max_position_embeddings = attr_int(w, "max_position_embeddings", 1, 1 << 24);
+    c->max_position_embeddings = secap_weights_attr_int_in(w, "max_position_embeddings", 1, 1 << 24);
     c->rms_norm_eps = secap_weights_attr_double(w, "rms_norm_eps");
     if (secap_weights_has_attr(w, "rope_theta")) c->rope_theta = secap_weights_attr_double(w, "rope_theta");
     c->tie_word_embeddings = attr_int_or(w, "tie_word_embeddings", 0, 1, 0);
@@ -203,7 +193,7 @@ void secap_lora_config_read(secap_lora_config *l, secap_weights *w)
         if (strcmp(b, "none") != 0)
             secap_fatal("adapter %s: bias = \"%s\", only \"none\" is supported (adapters without bias terms)", path, b);
     }
-    l->r = attr_int(w, "r", 1, 65536);
+    l->r = secap_weights_attr_int_in(w, "r", 1, 65536);
     l->alpha = secap_weights_attr_double(w, "lora_alpha");
     l->dropout = secap_weights_attr_double(w, "lora_dropout");
     const char *t = secap_weights_attr_string(w, "target_modules");

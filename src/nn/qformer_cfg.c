@@ -27,37 +27,20 @@ void secap_qformer_config_default(secap_qformer_config *c)
     c->text_mode = 1;
 }
 
-/* An int attribute in [lo, hi]. */
-static int attr_int(secap_weights *w, const char *name, int64_t lo, int64_t hi)
-{
-    int64_t v = secap_weights_attr_int(w, name);
-    if (v < lo || v > hi)
-        secap_fatal("weights %s: attribute %s = %lld is out of range [%lld, %lld] (hint: check the config the "
-                    "file was written from)", secap_weights_path(w), name, (long long)v, (long long)lo, (long long)hi);
-    return (int)v;
-}
-
-static void require_string(secap_weights *w, const char *name, const char *want, const char *hint)
-{
-    const char *s = secap_weights_attr_string(w, name);
-    if (strcmp(s, want) != 0)
-        secap_fatal("weights %s: attribute %s = \"%s\", only \"%s\" is supported (hint: %s)",
-                    secap_weights_path(w), name, s, want, hint);
-}
-
 /* The config.json fields BERT and the Q-Former share. */
 static void read_bert_fields(secap_qformer_config *c, secap_weights *w)
 {
-    require_string(w, "hidden_act", "gelu", "the Q-Former implements exact (erf) GELU");
+    secap_weights_require_string(w, "hidden_act", "gelu", "the Q-Former implements exact (erf) GELU");
     if (secap_weights_has_attr(w, "position_embedding_type"))
-        require_string(w, "position_embedding_type", "absolute", "relative position embeddings are not implemented");
-    c->hidden_size = attr_int(w, "hidden_size", 1, 1 << 16);
-    c->num_hidden_layers = attr_int(w, "num_hidden_layers", 1, 1024);
-    c->num_attention_heads = attr_int(w, "num_attention_heads", 1, 1 << 12);
-    c->intermediate_size = attr_int(w, "intermediate_size", 1, 1 << 20);
-    c->vocab_size = attr_int(w, "vocab_size", 0, 1 << 24);
-    c->max_position_embeddings = attr_int(w, "max_position_embeddings", 0, 1 << 20);
-    c->type_vocab_size = attr_int(w, "type_vocab_size", 0, 1 << 16);
+        secap_weights_require_string(w, "position_embedding_type", "absolute",
+                                     "relative position embeddings are not implemented");
+    c->hidden_size = secap_weights_attr_int_in(w, "hidden_size", 1, 1 << 16);
+    c->num_hidden_layers = secap_weights_attr_int_in(w, "num_hidden_layers", 1, 1024);
+    c->num_attention_heads = secap_weights_attr_int_in(w, "num_attention_heads", 1, 1 << 12);
+    c->intermediate_size = secap_weights_attr_int_in(w, "intermediate_size", 1, 1 << 20);
+    c->vocab_size = secap_weights_attr_int_in(w, "vocab_size", 0, 1 << 24);
+    c->max_position_embeddings = secap_weights_attr_int_in(w, "max_position_embeddings", 0, 1 << 20);
+    c->type_vocab_size = secap_weights_attr_int_in(w, "type_vocab_size", 0, 1 << 16);
     c->layer_norm_eps = secap_weights_attr_double(w, "layer_norm_eps");
     c->hidden_dropout_prob = secap_weights_attr_double(w, "hidden_dropout_prob");
     c->attention_probs_dropout_prob = secap_weights_attr_double(w, "attention_probs_dropout_prob");
@@ -67,22 +50,23 @@ static void read_bert_fields(secap_qformer_config *c, secap_weights *w)
 void secap_qformer_config_read(secap_qformer_config *c, secap_weights *w)
 {
     memset(c, 0, sizeof *c);
-    require_string(w, "model_type", "qformer",
+    secap_weights_require_string(w, "model_type", "qformer",
                    "this is not a Q-Former file; a plain BERT file initialises one through secap_qformer_init_bert");
     read_bert_fields(c, w);
-    c->num_query_tokens = attr_int(w, "num_query_tokens", 1, 1 << 16);
-    c->cross_attention_freq = attr_int(w, "cross_attention_freq", 1, 1024);
-    c->encoder_width = attr_int(w, "encoder_width", 1, 1 << 16);
-    c->audio_width = attr_int(w, "audio_width", 0, 1 << 16);
-    c->llm_width = attr_int(w, "llm_width", 0, 1 << 20);
-    c->embed_dim = attr_int(w, "embed_dim", 0, 1 << 16);
-    c->text_mode = attr_int(w, "text_mode", 0, 1);
+    c->num_query_tokens = secap_weights_attr_int_in(w, "num_query_tokens", 1, 1 << 16);
+    c->cross_attention_freq = secap_weights_attr_int_in(w, "cross_attention_freq", 1, 1024);
+    c->encoder_width = secap_weights_attr_int_in(w, "encoder_width", 1, 1 << 16);
+    c->audio_width = secap_weights_attr_int_in(w, "audio_width", 0, 1 << 16);
+    c->llm_width = secap_weights_attr_int_in(w, "llm_width", 0, 1 << 20);
+    c->embed_dim = secap_weights_attr_int_in(w, "embed_dim", 0, 1 << 16);
+    c->text_mode = secap_weights_attr_int_in(w, "text_mode", 0, 1);
     secap_qformer_config_validate(c, secap_weights_path(w));
 }
 
 void secap_qformer_config_read_bert(secap_qformer_config *c, secap_weights *w)
 {
-    require_string(w, "model_type", "bert", "a Q-Former is initialised from a converted BERT file (bert-base-chinese)");
+    secap_weights_require_string(w, "model_type", "bert",
+                                 "a Q-Former is initialised from a converted BERT file (bert-base-chinese)");
     read_bert_fields(c, w);
     c->text_mode = 1;
     secap_qformer_config_validate(c, secap_weights_path(w));
