@@ -300,12 +300,14 @@ void secap_lmtext_pack(secap_lmtext *t, int block_size)
     t->N = (t->S - 1) / block_size;
 }
 
+static void lmtext_free_arg(void *t) { secap_lmtext_free(t); }
+
 secap_lmtext *secap_lmtext_build(const secap_lm_config *c, const secap_spm *tok, const secap_dataset *d, int split)
 {
     secap_lm_config_validate(c, "lm text");
     secap_lmtext *t = secap_lmtext_new(tok);
     secap_cleanup cl;
-    secap_cleanup_push(&cl, (void (*)(void *))secap_lmtext_free, t);
+    secap_cleanup_push(&cl, lmtext_free_arg, t);
     if (d) secap_lmtext_add_dataset(t, d, split);
     if (c->prompts[0]) secap_lmtext_add_file(t, c->prompts);
     for (const char *s = c->text; *s;) {
