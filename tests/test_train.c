@@ -106,7 +106,7 @@ static int setup(void **st)
     char ini[8192];
     snprintf(ini, sizeof ini,
              "# tiny models for tests/test_train.c\n"
-             "[data]\ndir = ds\nbatch_size = 4\nworkers = 1\nprefetch = 2\nsplit_ratios = 1,0,0\n"
+             "[data]\ndir = ds\nbatch_size = 4\nworkers = 1\nprefetch = 2\nsplit_ratios = 0.75,0.25,0\n"
              "[hubert]\nweights = %s\ncache = feats.h5\n"
              "[qformer]\nvocab = vocab.txt\nhidden_size = 32\nnum_hidden_layers = 2\nnum_attention_heads = 2\n"
              "intermediate_size = 64\nnum_query_tokens = 4\nencoder_width = 32\nembed_dim = 16\n"
@@ -115,6 +115,7 @@ static int setup(void **st)
              "num_attention_heads = 2\nmax_position_embeddings = 128\nbf16 = false\n"
              "[lora]\nr = 4\n[loss]\nmi_hidden = 16\n"
              "[optim]\nlr = 1e-3\nwarmup = 2\n"
+             "[eval]\nevery = 2\nbatches = 2\n"
              "[train]\nout_dir = run\nmax_steps = 4\nstages = qformer,caption\nsave_every = 2\n", g_hubert);
     write_text("tiny.ini", ini);
     return 0;
@@ -194,6 +195,7 @@ static void full_run(void)
     assert_non_null(strstr(g_full.line[7], "\"stage\":\"caption\""));
     assert_non_null(strstr(g_full.line[0], "\"mi\":"));
     assert_non_null(strstr(g_full.line[0], "\"con\":"));
+    assert_non_null(strstr(g_full.line[1], "\"dev_loss\":"));
 }
 
 static void test_resume_stop_at(void **st)

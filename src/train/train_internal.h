@@ -24,6 +24,10 @@ typedef struct {
     secap_dataset *d;
     int ntrain;
     secap_loader *L;
+    secap_loader *dev;           /* dev split for eval.every (NULL until used) */
+    int dev_batches;             /* batches of the last evaluation */
+    int no_dev;                  /* 1: the dev split is empty */
+    int evaluating;              /* 1: dev loss, no estimator update */
     secap_featcache *fc;         /* NULL: features from the encoder */
     secap_hubert *hub;           /* frozen */
     secap_qformer *qf;           /* trainable */

@@ -159,6 +159,61 @@ static secap_tensor *batch_features(trainer *tr, const secap_batch *b, int32_t *
 
 /* ---------------------------------------------------------------- models */
 
+/* Every model file the config names, checked before any work: one message
+ * listing each missing file with the commands that make it. */
+static void check_model_files(const secap_train_config *t, int init_random)
+{
+    char msg[8192] = "";
+    size_t n = 0;
+    int bad = 0, llm = 0, q = 0;
+    for (int i = 0; i < t->train.nstages; i++) {
+        llm |= t->train.stage[i] != SECAP_STAGE_QFORMER;
+        q |= t->train.stage[i] != SECAP_STAGE_LM;
+    }
+#define MISSING(path, ...)                                                                    \
+    do {                                                                                      \
+        bad++;                                                                                \
+        if (n < sizeof msg - 1200) {                                                          \
+            n += (size_t)snprintf(msg + n, sizeof msg - n, "\n  %s is missing; make it with:\n    ", path); \
+            n += (size_t)snprintf(msg + n, sizeof msg - n, __VA_ARGS__);                      \
+        }                                                                                     \
+    } while (0)
+    if (!t->hubert.weights[0] || access(t->hubert.weights, R_OK))
+        MISSING(t->hubert.weights[0] ? t->hubert.weights : "hubert.weights",
+                "huggingface-cli download TencentGameMate/chinese-hubert-large config.json preprocessor_config.json "
+                "pytorch_model.bin --local-dir models/chinese-hubert-large\n    /usr/bin/python3 tools/convert_hf.py "
+                "models/chinese-hubert-large --out %s\n    (random weights for a scale test: /usr/bin/python3 "
+                "tools/convert_hf.py --init random --config hubert-large --out %s)",
+                t->hubert.weights[0] ? t->hubert.weights : "models/hubert-large.h5",
+                t->hubert.weights[0] ? t->hubert.weights : "models/hubert-large.h5");
+    if (q && (!t->qformer.vocab[0] || access(t->qformer.vocab, R_OK)))
+        MISSING(t->qformer.vocab[0] ? t->qformer.vocab : "qformer.vocab",
+                "huggingface-cli download bert-base-chinese vocab.txt --local-dir models/bert-base-chinese\n    "
+                "(or the corpus' own: bin/secap-vocab --data %s --out %s)", t->data_dir,
+                t->qformer.vocab[0] ? t->qformer.vocab : "build/vocab.txt");
+    if (q && !init_random && t->qformer.bert[0] && !t->qformer.weights[0] && access(t->qformer.bert, R_OK))
+        MISSING(t->qformer.bert, "huggingface-cli download bert-base-chinese config.json model.safetensors vocab.txt "
+                "--local-dir models/bert-base-chinese\n    /usr/bin/python3 tools/convert_hf.py "
+                "models/bert-base-chinese --out %s", t->qformer.bert);
+    if (q && !init_random && t->qformer.weights[0] && access(t->qformer.weights, R_OK))
+        MISSING(t->qformer.weights, "/usr/bin/python3 tools/convert_hf.py --secap models/secap/model.ckpt --out %s",
+                t->qformer.weights);
+    if (llm && !init_random && t->llama.weights[0] && access(t->llama.weights, R_OK))
+        MISSING(t->llama.weights, "huggingface-cli download minlik/chinese-llama-7b-merged --local-dir "
+                "models/chinese-llama-7b\n    /usr/bin/python3 tools/convert_hf.py models/chinese-llama-7b --out %s "
+                "--dtype bf16", t->llama.weights);
+    if (llm && (!t->llama.tokenizer[0] || access(t->llama.tokenizer, R_OK)))
+        MISSING(t->llama.tokenizer[0] ? t->llama.tokenizer : "llama.tokenizer",
+                "huggingface-cli download minlik/chinese-llama-7b-merged tokenizer.model --local-dir "
+                "models/chinese-llama-7b\n    (a LLaMA trained from scratch may use a vocab.txt: bin/secap-vocab "
+                "--data %s --out build/vocab.txt)", t->data_dir);
+#undef MISSING
+    if (bad)
+        secap_fatal("secap-train: %d model file%s missing (tools/README-convert.md has the details):%s\n  (hint: or "
+                    "run with --init random to train every model from random weights at the config's sizes; the "
+                    "HuBERT file and the tokenizers are still needed)", bad, bad > 1 ? "s" : "", msg);
+}
+
 static void build_models(trainer *tr, int init_random)
 {
     secap_train_config *t = &tr->cfg;
@@ -406,7 +461,7 @@ static secap_tensor *step_qformer(trainer *tr, const secap_batch *b, step_terms 
     secap_tensor *t = NULL, *k = NULL;
     if (s->w_mi > 0) {
         t = text_embed(tr, tx, b->B);
-        st->est = secap_vclub_step(c, tr->est, q, t, s->mi.lr);
+        if (!tr->evaluating) st->est = secap_vclub_step(c, tr->est, q, t, s->mi.lr);
     }
     if (s->w_con > 0) k = text_embed(tr, cap, b->B);
     int32_t labels[256];
@@ -469,6 +524,50 @@ static secap_tensor *run_stage_step(trainer *tr, int stage, const secap_batch *b
 }
 
 /* ------------------------------------------------------------------ loop */
+
+/* Mean loss over the first eval.batches batches of the dev split, without
+ * gradients, dropout or estimator updates; the training state (RNGs, loader)
+ * is left as it was, so evaluating does not change the training run.
+ * Returns NAN when the dev split is empty. */
+static double dev_loss(trainer *tr, int stage)
+{
+    if (tr->no_dev) return NAN;
+    if (!tr->dev) {
+        int *idx = NULL;
+        int n = secap_split_indices(tr->d, SECAP_SPLIT_DEV, &idx);
+        free(idx);
+        if (!n) {
+            fprintf(stderr, "secap-train: warning: the dev split is empty; eval.every has nothing to evaluate\n");
+            tr->no_dev = 1;
+            return NAN;
+        }
+        secap_data_config dc = tr->cfg.data;
+        dc.classes_per_batch = 0;
+        tr->dev = secap_loader_create(tr->d, SECAP_SPLIT_DEV, 0, &dc);
+    } else {
+        secap_loader_set_state(tr->dev, (secap_loader_state){ 0, 0 });
+    }
+    secap_rng r = tr->rng, cr = tr->c->rng;
+    int prev = secap_no_grad_begin(tr->c);
+    tr->c->training = 0;
+    tr->evaluating = 1;
+    int nb = secap_loader_batches(tr->dev);
+    if (nb > tr->cfg.eval.batches) nb = tr->cfg.eval.batches;
+    double sum = 0;
+    for (int i = 0; i < nb; i++) {
+        step_terms st = { 0 };
+        const secap_batch *b = secap_loader_next(tr->dev);
+        sum += secap_f32(run_stage_step(tr, stage, b, &st))[0];
+        secap_ctx_reset(tr->c);
+    }
+    tr->evaluating = 0;
+    tr->c->training = 1;
+    secap_no_grad_end(tr->c, prev);
+    tr->rng = r;
+    tr->c->rng = cr;
+    tr->dev_batches = nb;
+    return sum / nb;
+}
 
 static double rss_mb(void)
 {
@@ -586,6 +685,7 @@ int secap_train_main(const secap_train_opts *o)
     tr->c = secap_ctx_new(0, 0, tr->cfg.train.seed);
     tr->c->training = 1;
     secap_rng_seed_stream(&tr->rng, tr->cfg.train.seed, 0x7a41);
+    check_model_files(&tr->cfg, o->init_random);
     load_data(tr);
     build_models(tr, o->init_random);
     if (o->dry_run) {
@@ -675,6 +775,14 @@ int secap_train_main(const secap_train_opts *o)
             if (stage == SECAP_STAGE_QFORMER)
                 fprintf(mf, ",\"mi\":%.9g,\"con\":%.9g,\"est\":%.9g,\"temp\":%.9g", st.mi, st.con, st.est, st.temp);
             if (stage == SECAP_STAGE_CAPTION) fprintf(mf, ",\"caption\":%.9g,\"prompt\":%d", lv, st.prompt);
+            if (tr->cfg.eval.every && (tr->step % tr->cfg.eval.every == 0 || tr->step == tr->total)) {
+                double dl = dev_loss(tr, stage);
+                if (isfinite(dl)) {
+                    fprintf(mf, ",\"dev_loss\":%.9g", dl);
+                    fprintf(stderr, "%ssecap-train: %s step %lld: dev loss %.6g (%d batches)\n", tr->bar ? "\n" : "",
+                            sname, (long long)tr->step, dl, tr->dev_batches);
+                }
+            }
             fprintf(mf, ",\"lr\":%.9g,\"grad_norm\":%.9g,\"samples_per_s\":%.4g,\"rss_mb\":%.1f,\"skipped\":%d}\n",
                     lr, isfinite(gn) ? gn : -1.0, sps, rss_mb(), skipped);
             fflush(mf);
@@ -709,6 +817,7 @@ int secap_train_main(const secap_train_opts *o)
                           tr->cfg.train.out_dir);
     fclose(mf);
     secap_loader_free(tr->L);
+    if (tr->dev) secap_loader_free(tr->dev);
     if (tr->opt) secap_adamw_free(tr->opt);
     free_models(tr);
     secap_dataset_free(tr->d);
