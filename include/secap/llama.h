@@ -116,6 +116,12 @@ typedef struct {
     int base_bf16;                 /* store the frozen projections, embeddings
                                       and lm_head as bf16 (norms stay f32) */
     uint64_t seed;                 /* LoRA init and --init random */
+    int train_base;                /* 1: every base tensor (embeddings, norms,
+                                      projections, lm_head) is a trainable f32
+                                      parameter with a gradient (LM pretraining,
+                                      stage lm); refused with base_bf16.  Tied
+                                      embeddings then take the gradient of both
+                                      uses (lookup and logits).  0: frozen. */
 } secap_llama_opts;
 
 typedef struct secap_llama secap_llama;
@@ -132,9 +138,15 @@ void secap_llama_free(secap_llama *m);
 const secap_llama_config *secap_llama_cfg(const secap_llama *m);
 /* The adapter config in use, or NULL when the model has no adapters. */
 const secap_lora_config *secap_llama_lora_cfg(const secap_llama *m);
-/* Base table (HF names, frozen) and LoRA table (PEFT names, trainable; NULL
- * without adapters).  Optimizer groups: secap_adamw_add_params on the LoRA
- * table. */
+/* Base table (HF names, frozen unless opts.train_base) and LoRA table (PEFT
+ * names, trainable; NULL without adapters).  Optimizer groups:
+ * secap_adamw_add_params on the LoRA table; with train_base on the base
+ * table, norms without weight decay:
+ *   secap_adamw_add_params(o, c, base, SECAP_LLAMA_NO_DECAY, NULL, no_decay);
+ *   secap_adamw_add_params(o, c, base, NULL, NULL, decay); */
+#define SECAP_LLAMA_NO_DECAY "*norm.weight,*layernorm.weight"
+/* 1 when the base weights are trainable (opts.train_base). */
+int secap_llama_train_base(const secap_llama *m);
 const secap_params *secap_llama_base_params(const secap_llama *m);
 const secap_params *secap_llama_lora_params(const secap_llama *m);
 
