@@ -30,6 +30,13 @@ bf16, which the C test loads as bf16 storage):
                         /lens [B], /targets [B, T], /logits [B, T, V] (rows
                         t >= lens[b] zero), /loss [1], /grad_audio [B, Q, D],
                         /grad/<lora name> every LoRA tensor's gradient
+  llama_TAG_lm.h5       LM pretraining with trainable base weights (gqa and
+                        tied, no LoRA): /ids [B, T] token ids (row b valid
+                        for t < lens[b], right-padded), /lens [B], /targets
+                        [B, T] (the next id, or -100 past the row), /loss [1]
+                        (mean next-token cross entropy), /grad/<HF name> the
+                        gradient of every base tensor (tied: the embedding
+                        gets the lookup's and the logits' parts)
 """
 import math
 import os
@@ -239,6 +246,38 @@ def run_variant(tag, cfg, lcfg, seed, outdir, bf16=False, merged=False):
     print(f"  {tag}: T {T}, loss {float(loss):.6f}, {len(A)} LoRA tensors, {time.time() - t0:.1f} s")
 
 
+def run_lm(tag, cfg, seed, outdir):
+    """Next-token loss of a padded id batch with every base tensor trainable;
+    the weights are those of llama_TAG.h5 (make_weights from the same seed)."""
+    gen = torch.Generator().manual_seed(seed)
+    sd32 = make_weights(cfg, gen, False)
+    W = {k: v.double().requires_grad_(True) for k, v in sd32.items()}
+    g2 = torch.Generator().manual_seed(seed + 100)
+    B, T, V = 3, 9, cfg["vocab_size"]
+    lens = [9, 6, 8]
+    ids = torch.randint(0, V, (B, T), generator=g2)
+    targets = torch.full((B, T), IGNORE, dtype=torch.int64)
+    for b in range(B):
+        ids[b, lens[b]:] = cfg["eos_token_id"]
+        targets[b, :lens[b] - 1] = ids[b, 1:lens[b]]
+    x = W["model.embed_tokens.weight"][ids]
+    logits = forward(cfg, None, W, None, x, lens)
+    loss = Fn.cross_entropy(logits.reshape(-1, V), targets.reshape(-1), ignore_index=IGNORE)
+    loss.backward()
+    for k, w in W.items():
+        assert w.grad is not None and float(w.grad.abs().max()) > 0, f"lm {tag}: no gradient reaches {k}"
+    path = os.path.join(outdir, f"llama_{tag}_lm.h5")
+    with h5py.File(path + ".tmp", "w") as f:
+        f["ids"] = ids.numpy().astype(np.int32)
+        f["lens"] = np.asarray(lens, dtype=np.int32)
+        f["targets"] = targets.numpy().astype(np.int32)
+        f["loss"] = np.asarray([float(loss)], dtype=np.float32)
+        for k, w in W.items():
+            f[f"grad/{k}"] = w.grad.float().numpy()
+    os.replace(path + ".tmp", path)
+    print(f"  {tag} lm: loss {float(loss):.6f}, {len(W)} base tensors with gradients")
+
+
 def check_merge_refusals(outdir):
     """tools/merge_lora.py refuses an adapter of another base, a base as the
     adapter, and an output that is one of its inputs, naming the problem."""
@@ -273,6 +312,8 @@ def main():
     run_variant("gqa", gqa, dict(r=4, alpha=8, target_modules="q_proj,v_proj"), 21, outdir, merged=True)
     run_variant("tied", tied, dict(r=2, alpha=5, target_modules=",".join(PROJ)), 22, outdir)
     run_variant("bf16", gqa, dict(r=4, alpha=8, target_modules="q_proj,v_proj"), 23, outdir, bf16=True)
+    run_lm("gqa", gqa, 21, outdir)
+    run_lm("tied", tied, 22, outdir)
     check_merge_refusals(outdir)
     print("ref_llama: ok")
 

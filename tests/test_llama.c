@@ -17,7 +17,9 @@
  * LoRA equals the model with LoRA (for the reference's adapter file and for
  * one exported here); a fresh adapter (PEFT init) changes
  * nothing and only LoRA tensors are trainable; LoRA off still passes
- * gradients to the inputs; refusals name what is wrong. */
+ * gradients to the inputs; refusals name what is wrong.  LM pretraining
+ * (train_base): the next-token loss and the gradient of every base tensor
+ * (tied embeddings included) within 1e-4 relative, the optimizer groups. */
 #pragma GCC diagnostic ignored "-Wclobbered"
 #include "testutil.h"
 
@@ -226,6 +228,106 @@ static void parity(const char *tag, int bf16, double tol)
 static void test_gqa_parity(void **st) { (void)st; parity("gqa", 0, TOL); }
 static void test_tied_parity(void **st) { (void)st; parity("tied", 0, TOL); }
 static void test_bf16_parity(void **st) { (void)st; parity("bf16", 1, TOL_BF16); }
+
+/* LM pretraining (opts.train_base): the next-token loss of a padded id
+ * batch and the gradient of every base tensor (embeddings, norms, every
+ * projection, lm_head; tied: the embedding sums the lookup's and the
+ * logits' parts) against tests/ref_llama.py's llama_TAG_lm.h5. */
+static void lm_parity(const char *tag)
+{
+    secap_ctx *c = new_ctx();
+    char *w = ref("llama_%s.h5", tag), *io = ref("llama_%s_lm.h5", tag);
+    secap_llama_opts o = { .train_base = 1 };
+    secap_llama *m = secap_llama_load(c, w, &o);
+    assert_true(secap_llama_train_base(m));
+    hid_t h = H5Fopen(io, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (h < 0) fail_msg("cannot open %s (hint: run tests/ref_llama.py build/ref)", io);
+    arr ids = h5get(h, "ids", 1), lens = h5get(h, "lens", 1), tg = h5get(h, "targets", 1), lref = h5get(h, "loss", 0);
+    int B = (int)ids.dims[0], T = (int)ids.dims[1];
+    secap_tensor *x = secap_llama_embed(c, m, ids.i, B, T);
+    secap_tensor *loss = secap_llama_loss(c, secap_llama_forward(c, m, x, lens.i), tg.i);
+    int bad = 0;
+    char what[512], name[512];
+    snprintf(what, sizeof what, "%s lm loss (train_base)", tag);
+    compare(what, secap_f32(loss), lref.x, 1, TOL, &bad);
+    secap_backward(c, loss);
+    const secap_params *bp = secap_llama_base_params(m);
+    int n = secap_params_count(bp);
+    assert_int_equal(n, secap_llama_cfg(m)->tie_word_embeddings ? 20 : 21);
+    for (int i = 0; i < n; i++) {
+        const secap_param_entry *e = secap_params_entry(bp, i);
+        if (!e->trainable || e->dtype != SECAP_F32 || !e->t->grad)
+            fail_msg("%s: base tensor %s is not a trainable f32 parameter with a gradient", tag, e->name);
+        snprintf(name, sizeof name, "grad/%s", e->name);
+        arr g = h5get(h, name, 0);
+        assert_int_equal(g.n, e->t->n);
+        snprintf(what, sizeof what, "%s lm grad %s", tag, e->name);
+        compare(what, e->t->grad, g.x, g.n, TOL, &bad);
+        arr_free(&g);
+    }
+    arr_free(&ids); arr_free(&lens); arr_free(&tg); arr_free(&lref);
+    H5Fclose(h);
+    free(w); free(io);
+    secap_llama_free(m);
+    secap_ctx_free(c);
+    if (bad) fail_msg("%s: %d LM tensors differ from the PyTorch reference", tag, bad);
+}
+
+static void test_lm_parity_gqa(void **st) { (void)st; lm_parity("gqa"); }
+static void test_lm_parity_tied(void **st) { (void)st; lm_parity("tied"); }
+
+/* train_base: the optimizer groups of secap_llama.h (norms without decay),
+ * every base tensor moves after one AdamW step, and bf16 storage is
+ * refused. */
+static void test_train_base_optimizer(void **st)
+{
+    (void)st;
+    secap_ctx *c = new_ctx();
+    char *w = ref("llama_%s.h5", "tied");
+    secap_llama_opts o = { .train_base = 1 };
+    secap_llama *m = secap_llama_load(c, w, &o);
+    const secap_params *bp = secap_llama_base_params(m);
+    const secap_llama_config *cf = secap_llama_cfg(m);
+    secap_adamw *opt = secap_adamw_new(0.9f, 0.999f, 1e-8f);
+    int g0 = secap_adamw_group(opt, 1.0f, 0.0f), g1 = secap_adamw_group(opt, 1.0f, 0.1f);
+    int nd = secap_adamw_add_params(opt, c, bp, SECAP_LLAMA_NO_DECAY, NULL, g0);
+    int d = secap_adamw_add_params(opt, c, bp, NULL, NULL, g1);
+    assert_int_equal(nd, 2 * cf->num_hidden_layers + 1);
+    assert_int_equal(nd + d, secap_params_count(bp));
+    for (int i = 0; i < opt->nslots; i++) {
+        const char *nm = opt->slots[i].param->name;
+        assert_true(secap_params_find(bp, nm) >= 0);
+        int is_norm = strstr(nm, "norm.weight") != NULL;
+        if (is_norm != (opt->slots[i].group == g0)) fail_msg("%s sits in group %d", nm, opt->slots[i].group);
+    }
+    int n = secap_params_count(bp);
+    float **before = calloc((size_t)n, sizeof *before);
+    assert_non_null(before);
+    for (int i = 0; i < n; i++) {
+        const secap_tensor *t = secap_params_entry(bp, i)->t;
+        before[i] = malloc((size_t)t->n * sizeof(float));
+        assert_non_null(before[i]);
+        memcpy(before[i], t->data, (size_t)t->n * sizeof(float));
+    }
+    int32_t ids[2 * 6] = { 1, 5, 9, 13, 17, 2, 1, 7, 7, 30, 60, 2 }, tg[2 * 6], lens[2] = { 6, 6 };
+    for (int i = 0; i < 12; i++) tg[i] = i % 6 == 5 ? SECAP_LLAMA_IGNORE : ids[i + 1];
+    secap_tensor *x = secap_llama_embed(c, m, ids, 2, 6);
+    secap_backward(c, secap_llama_loss(c, secap_llama_forward(c, m, x, lens), tg));
+    secap_adamw_step(opt, 1e-3f);
+    for (int i = 0; i < n; i++) {
+        const secap_param_entry *e = secap_params_entry(bp, i);
+        if (!memcmp(before[i], e->t->data, (size_t)e->t->n * sizeof(float)))
+            fail_msg("after an AdamW step %s did not move", e->name);
+        free(before[i]);
+    }
+    free(before);
+    secap_adamw_free(opt);
+    secap_llama_free(m);
+    secap_llama_opts ob = { .train_base = 1, .base_bf16 = 1 };
+    EXPECT_FATAL(secap_llama_load(c, w, &ob), "base_bf16");
+    free(w);
+    secap_ctx_free(c);
+}
 
 /* Full-forward logits [B, T, V] of the fixture's batch (no tape). */
 static secap_tensor *full_logits(secap_ctx *c, const secap_llama *m, const inputs *in, secap_llama_batch *bt)
@@ -668,6 +770,9 @@ int main(void)
         cmocka_unit_test(test_gqa_parity),
         cmocka_unit_test(test_tied_parity),
         cmocka_unit_test(test_bf16_parity),
+        cmocka_unit_test(test_lm_parity_gqa),
+        cmocka_unit_test(test_lm_parity_tied),
+        cmocka_unit_test(test_train_base_optimizer),
         cmocka_unit_test(test_kv_decode_gqa),
         cmocka_unit_test(test_kv_decode_tied),
         cmocka_unit_test(test_adapter_roundtrip),

@@ -7,7 +7,10 @@
  * The model holds no mutable state: activations live in the caller's step
  * arena and on its tape, decoding state in a secap_kvcache.  Base weights are
  * frozen (float32 or bf16 storage), LoRA tensors are the only trainable
- * parameters, and gradients flow back to whatever the caller passed in x. */
+ * parameters, and gradients flow back to whatever the caller passed in x.
+ * With opts.train_base (LM pretraining) the base table's entries are made
+ * trainable float32 parameters instead; the same ops then accumulate their
+ * weight gradients (a tied embedding gets both the lookup's and lm_head's). */
 #include "secap/llama.h"
 #include "secap/autograd.h"
 #include "secap/base.h"
@@ -41,6 +44,7 @@ struct secap_llama {
     secap_llama_config cfg;
     secap_lora_config lcfg;      /* valid when has_lora */
     int has_lora;
+    int train_base;              /* base tensors trainable (opts.train_base) */
     float lora_scale;            /* alpha / r */
     secap_tensor *embed;         /* model.embed_tokens.weight [V, D] */
     secap_tensor *norm;          /* model.norm.weight [D] */
@@ -131,11 +135,15 @@ static void lora_table(secap_llama *m, int from_file)
 static secap_llama *llama_new(const secap_llama_config *cfg, const secap_llama_opts *o, const char *where)
 {
     secap_llama_config_validate(cfg, where);
+    if (o && o->train_base && o->base_bf16)
+        secap_fatal("%s: secap_llama_opts asks for trainable base weights (train_base) stored as bf16 (base_bf16) "
+                    "(hint: trainable tensors are float32; turn base_bf16 off for LM pretraining)", where);
     secap_llama *m = secap_xcalloc(1, sizeof *m, "llama model");
     m->cfg = *cfg;
+    m->train_base = o && o->train_base;
     m->layers = secap_xcalloc((size_t)cfg->num_hidden_layers, sizeof *m->layers, "llama layers");
     m->base = secap_params_new("llama");
-    secap_params_default_trainable(m->base, 0);
+    secap_params_default_trainable(m->base, m->train_base);
     secap_params_default_std(m->base, (float)cfg->initializer_range);
     base_table(m);
     if (o && o->base_bf16)
@@ -226,6 +234,7 @@ void secap_llama_free(secap_llama *m)
 const secap_llama_config *secap_llama_cfg(const secap_llama *m) { return &m->cfg; }
 const secap_lora_config *secap_llama_lora_cfg(const secap_llama *m) { return m->has_lora ? &m->lcfg : NULL; }
 const secap_params *secap_llama_base_params(const secap_llama *m) { return m->base; }
+int secap_llama_train_base(const secap_llama *m) { return m->train_base; }
 const secap_params *secap_llama_lora_params(const secap_llama *m) { return m->lora; }
 
 void secap_llama_save(const secap_llama *m, const char *path)
