@@ -13,8 +13,13 @@
  *   - a prompt list (one caption prompt per line, data/prompts_zh.txt);
  *   - extra UTF-8 text files: one document per line; blank lines and lines
  *     that are exactly "%" (fortune(6) separators, fortunes-zh) are skipped.
- * Every line is checked to be valid UTF-8 without NUL bytes; an error names
- * the file and the line (and the item id for dataset text).
+ * Every document is cleaned the same way: ANSI terminal escape sequences
+ * (ESC '[' parameters final-byte, as fortunes-zh colours its titles) are
+ * removed (repeatedly, for nested broken ones), then leading and trailing
+ * spaces (ASCII space and tab, U+00A0, U+3000); a document left empty
+ * is skipped.  It must be valid UTF-8 without NUL bytes, CR or LF (a
+ * document is one line); an error names the file and the line (and the item
+ * id for dataset text).
  *
  * Tokens: each document is encoded with the SentencePiece model as
  *   [BOS] pieces [EOS]
@@ -66,7 +71,9 @@ void secap_lm_config_print(const secap_lm_config *c, FILE *f);
 typedef struct secap_lmtext secap_lmtext;
 
 /* An empty corpus tokenised with tok (which must have BOS and EOS pieces,
- * and must outlive the corpus). */
+ * and must outlive the corpus).  tok NULL: a text-only corpus (the cleaned
+ * documents, no tokens; pack is fatal), for collecting the text a tokenizer
+ * is trained on (secap-lmtext text, tools/train_spm.sh). */
 secap_lmtext *secap_lmtext_new(const secap_spm *tok);
 void secap_lmtext_free(secap_lmtext *t);
 
@@ -78,8 +85,17 @@ int secap_lmtext_add_dataset(secap_lmtext *t, const secap_dataset *d, int split)
  * Returns the number of documents added; a missing or unreadable file is
  * fatal naming it. */
 int secap_lmtext_add_file(secap_lmtext *t, const char *path);
-/* Adds one document; `where` names it in errors ("file:line"). */
+/* Adds one document (cleaned as above; skipped when empty); `where` names
+ * it in errors ("file:line"). */
 void secap_lmtext_add_line(secap_lmtext *t, const char *text, size_t len, const char *where);
+
+/* Writes every cleaned document, one per line, in stream order. */
+void secap_lmtext_write_text(const secap_lmtext *t, FILE *f);
+/* Decodes every document's tokens and compares them with its cleaned text
+ * (identity-normalising tokenizers such as LLaMA's round-trip exactly);
+ * prints the first few mismatches to `report` (may be NULL) and returns
+ * how many documents differ.  Fatal on a text-only corpus. */
+int64_t secap_lmtext_roundtrip_check(const secap_lmtext *t, FILE *report);
 
 /* Builds the blocks (after the last add; further adds are fatal).  Fatal
  * when the stream has fewer than T + 1 tokens. */
