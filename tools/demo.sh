@@ -8,7 +8,10 @@
 #    chinese-hubert-large cannot be downloaded here) and extracts the
 #    features of every utterance into the feature cache build/demo/features.h5;
 # 3. builds the BERT vocab.txt of the corpus (transcripts and captions) for the
-#    Q-Former's text side: build/demo/vocab.txt (bin/secap-vocab).
+#    Q-Former's text side: build/demo/vocab.txt (bin/secap-vocab);
+# 4. trains the demo's SentencePiece BPE tokenizer (LLaMA's settings) on the
+#    LM text -- train-split captions and transcripts, data/prompts_zh.txt,
+#    fortunes-zh -- with tools/train_spm.sh: build/demo/tokenizer.model.
 # Stage 1 (Q-Former) and stage 2 (captioner) land with the training issues.
 # SECAP_DEMO_NUM sets the corpus size (default 1500).
 set -euo pipefail
@@ -34,5 +37,7 @@ echo "secap demo: extracting HuBERT features into build/demo/features.h5"
 "$bin/secap-extract" --hubert "$hubert" --data data/demo --out build/demo/features.h5
 echo "secap demo: BERT vocab of the corpus' transcripts and captions -> build/demo/vocab.txt"
 "$bin/secap-vocab" --data data/demo --out build/demo/vocab.txt
+echo "secap demo: SentencePiece tokenizer of the LM text (train split, prompts, fortunes-zh) -> build/demo/tokenizer.model"
+BIN="$bin" tools/train_spm.sh --data data/demo --out build/demo/tokenizer.model
 echo "secap demo: next stages (Q-Former stage 1, captioner stage 2, decoding and scoring the"
 echo "test split with configs/q7x2.ini) land with the training issues."
