@@ -16,6 +16,7 @@
 #include "secap/base.h"
 #include "secap/cli.h"
 #include "secap/dataset.h"
+#include "secap/fileutil.h"
 #include "secap/lmtext.h"
 #include "secap/spm.h"
 
@@ -23,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char *prog = "secap-lmtext";
 
@@ -98,6 +100,18 @@ int main(int argc, char **argv)
     if (stats && !tokenizer) secap_fatal("%s stats: --tokenizer is required", prog);
     if (!stats && tokenizer) secap_fatal("%s text: --tokenizer is for stats only", prog);
 
+    if (out) {   /* never over an input */
+        const char *in[] = { data, prompts, tokenizer };
+        for (int k = 0; k < 3; k++)
+            if (in[k] && secap_same_file(out, in[k]))
+                secap_fatal("%s: --out %s is one of the inputs (hint: write the text elsewhere)", prog, out);
+        for (int i = 2; i < argc; i++)
+            if (secap_cli_is(argv[i], "--text")) {
+                const char *p = secap_cli_value(argc, argv, &i, "--text", prog);
+                if (secap_same_file(out, p))
+                    secap_fatal("%s: --out %s is the --text input %s (hint: write the text elsewhere)", prog, out, p);
+            }
+    }
     secap_spm *tok = tokenizer ? secap_spm_load(tokenizer) : NULL;
     secap_lmtext *t = secap_lmtext_new(tok);
     if (data) {
@@ -120,12 +134,26 @@ int main(int argc, char **argv)
             i++;
 
     int rc = 0;
-    if (!stats) {
-        FILE *f = out ? fopen(out, "w") : stdout;
-        if (!f) secap_fatal("%s: cannot create %s: %s", prog, out, strerror(errno));
+    if (!stats && !out) {
+        secap_lmtext_write_text(t, stdout);
+        if (fflush(stdout) != 0 || ferror(stdout)) secap_fatal("%s: cannot write stdout: %s", prog, strerror(errno));
+    } else if (!stats) {
+        /* atomically: a temporary file renamed into place */
+        char tmp[4200];
+        snprintf(tmp, sizeof tmp, "%s.tmp.%ld", out, (long)getpid());
+        FILE *f = fopen(tmp, "w");
+        if (!f) secap_fatal("%s: cannot create %s: %s (hint: does the directory exist?)", prog, tmp, strerror(errno));
+        secap_tmp_register(tmp);
         secap_lmtext_write_text(t, f);
-        if (fflush(f) != 0 || ferror(f) || (out && fclose(f) != 0))
-            secap_fatal("%s: cannot write %s: %s (hint: disk full?)", prog, out ? out : "stdout", strerror(errno));
+        int bad = fflush(f) != 0 || ferror(f) || fsync(fileno(f)) != 0;
+        bad |= fclose(f) != 0;
+        if (bad || rename(tmp, out) != 0) {
+            int e = errno;
+            unlink(tmp);
+            secap_tmp_unregister(tmp);
+            secap_fatal("%s: cannot write %s: %s (hint: disk full?)", prog, out, strerror(e));
+        }
+        secap_tmp_unregister(tmp);
     } else {
         secap_lmtext_pack(t, block);
         secap_lmtext_print_stats(t, stdout);
