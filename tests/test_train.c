@@ -1,6 +1,7 @@
 /* bin/secap-train as a user runs it, on a generated 12-clip dataset, the
  * small HuBERT of tests/ref_hubert.py (features cached once by secap-extract)
- * and tiny random Q-Former / LLaMA / LoRA models.  The programs are found
+ * the SentencePiece model of tests/ref_spm.py and tiny random Q-Former /
+ * LLaMA / LoRA models, trained through the stages lm, qformer and caption.  The programs are found
  * next to this test's directory (bin/ or bin/asan/).
  *   - config errors: unknown section, unknown key, bad values, a missing
  *     required key, stage order: exit 1 and a message naming file:line, the
@@ -24,6 +25,7 @@
 static char g_bin[1024];
 static char g_out[1 << 16];
 static char g_hubert[4096];
+static char g_spm[4096];
 
 /* Runs "<bin>/<prog> <args>" with env prefix in tu_dir; output into g_out. */
 static int run(const char *env, const char *prog, const char *args)
@@ -80,6 +82,11 @@ static int setup(void **st)
                 tu_ref_path("hubert_base_small.h5"));
         return -1;
     }
+    if (!realpath(tu_ref_path("spm_llama_s.model"), g_spm)) {
+        fprintf(stderr, "test_train: %s is missing (hint: tests/run.sh makes it with tests/ref_spm.py)\n",
+                tu_ref_path("spm_llama_s.model"));
+        return -1;
+    }
     if (tu_tmpdir_setup(st)) return -1;
     /* the dataset: 12 clips of 0.4-0.6 s, 4 emotions, 2 captions each */
     mkdir(tu_tmp("ds"), 0777);
@@ -103,7 +110,7 @@ static int setup(void **st)
     if (run(NULL, "secap-vocab", "--data ds --out vocab.txt")) { fprintf(stderr, "%s", g_out); return -1; }
     snprintf(args, sizeof args, "--threads 1 --hubert '%s' --data ds --out feats.h5", g_hubert);
     if (run(NULL, "secap-extract", args)) { fprintf(stderr, "%s", g_out); return -1; }
-    char ini[8192];
+    char ini[16384];
     snprintf(ini, sizeof ini,
              "# tiny models for tests/test_train.c\n"
              "[data]\ndir = ds\nbatch_size = 4\nworkers = 1\nprefetch = 2\nsplit_ratios = 0.75,0.25,0\n"
@@ -111,12 +118,12 @@ static int setup(void **st)
              "[qformer]\nvocab = vocab.txt\nhidden_size = 32\nnum_hidden_layers = 2\nnum_attention_heads = 2\n"
              "intermediate_size = 64\nnum_query_tokens = 4\nencoder_width = 32\nembed_dim = 16\n"
              "max_position_embeddings = 64\n"
-             "[llama]\ntokenizer = vocab.txt\nhidden_size = 32\nintermediate_size = 64\nnum_hidden_layers = 2\n"
+             "[llama]\ntokenizer = %s\nhidden_size = 32\nintermediate_size = 64\nnum_hidden_layers = 2\n"
              "num_attention_heads = 2\nmax_position_embeddings = 128\nbf16 = false\n"
-             "[lora]\nr = 4\n[loss]\nmi_hidden = 16\n"
+             "[lora]\nr = 4\n[lm]\nblock_size = 16\nbatch_size = 4\n[loss]\nmi_hidden = 16\n"
              "[optim]\nlr = 1e-3\nwarmup = 2\n"
              "[eval]\nevery = 2\nbatches = 2\n"
-             "[train]\nout_dir = run\nmax_steps = 4\nstages = qformer,caption\nsave_every = 2\n", g_hubert);
+             "[train]\nout_dir = run\nmax_steps = 4\nstages = lm,qformer,caption\nsave_every = 2\n", g_hubert, g_spm);
     write_text("tiny.ini", ini);
     return 0;
 }
@@ -143,8 +150,10 @@ static void test_config_errors(void **st)
     EXPECT_RUN(1, NULL, "secap-train", "--config missing.ini", "required key train.max_steps is missing");
     EXPECT_RUN(1, NULL, "secap-train", "--config tiny.ini --train.stages=caption,qformer --dry-run",
                "stages run in the order lm, qformer, caption");
-    EXPECT_RUN(1, NULL, "secap-train", "--config tiny.ini --train.stages=lm,caption --dry-run",
-               "stage lm is not available in this build");
+    EXPECT_RUN(1, NULL, "secap-train", "--config tiny.ini --llama.tokenizer=vocab.txt --dry-run",
+               "stage lm needs a SentencePiece tokenizer.model");
+    EXPECT_RUN(1, NULL, "secap-train", "--config tiny.ini --llama.bf16=true --dry-run",
+               "stage lm trains the LLaMA base");
     EXPECT_RUN(1, NULL, "secap-train", "--config tiny.ini --hubert.weights=nope.h5 --dry-run",
                "tools/convert_hf.py");
     EXPECT_RUN(0, NULL, "secap-train", "--config tiny.ini --dry-run", "model summary");
@@ -188,28 +197,31 @@ static void expect_same(const char *dir, const char *what)
 static void full_run(void)
 {
     if (g_full.n) return;
-    EXPECT_RUN(0, NULL, "secap-train", "--config tiny.ini --train.out_dir=full", "done: 8 steps");
+    EXPECT_RUN(0, NULL, "secap-train", "--config tiny.ini --train.out_dir=full", "done: 12 steps");
     read_metrics("full", &g_full);
-    assert_int_equal(g_full.n, 8);
-    assert_non_null(strstr(g_full.line[0], "\"stage\":\"qformer\""));
-    assert_non_null(strstr(g_full.line[7], "\"stage\":\"caption\""));
-    assert_non_null(strstr(g_full.line[0], "\"mi\":"));
-    assert_non_null(strstr(g_full.line[0], "\"con\":"));
-    assert_non_null(strstr(g_full.line[1], "\"dev_loss\":"));
+    assert_int_equal(g_full.n, 12);
+    assert_non_null(strstr(g_full.line[0], "\"stage\":\"lm\""));
+    assert_non_null(strstr(g_full.line[4], "\"stage\":\"qformer\""));
+    assert_non_null(strstr(g_full.line[11], "\"stage\":\"caption\""));
+    assert_non_null(strstr(g_full.line[4], "\"mi\":"));
+    assert_non_null(strstr(g_full.line[4], "\"con\":"));
+    for (int i = 1; i < 12; i += 2)   /* eval.every = 2: a dev loss in every stage */
+        if (!strstr(g_full.line[i], "\"dev_loss\":")) fail_msg("step %d has no dev_loss: %s", i + 1, g_full.line[i]);
 }
 
 static void test_resume_stop_at(void **st)
 {
     (void)st;
     full_run();
-    int ks[] = { 3, 4, 6 };   /* inside stage 1, at the stage boundary, inside stage 2 */
-    for (int i = 0; i < 3; i++) {
+    int ks[] = { 3, 4, 6, 8, 11 };   /* inside lm, at the lm/qformer boundary, inside qformer, at the
+                                        qformer/caption boundary, inside caption */
+    for (int i = 0; i < 5; i++) {
         char args[256], dir[32];
         snprintf(dir, sizeof dir, "stop%d", ks[i]);
         snprintf(args, sizeof args, "--config tiny.ini --train.out_dir=%s --train.stop_at_step=%d", dir, ks[i]);
         EXPECT_RUN(0, NULL, "secap-train", args, "Resume with:");
         snprintf(args, sizeof args, "--resume %s", dir);
-        EXPECT_RUN(0, NULL, "secap-train", args, "done: 8 steps");
+        EXPECT_RUN(0, NULL, "secap-train", args, "done: 12 steps");
         expect_same(dir, args);
     }
 }
@@ -279,7 +291,7 @@ static void test_sigterm(void **st)
     fclose(f);
     if (!strstr(log, "interrupted") || !strstr(log, "--resume term"))
         fail_msg("SIGTERM: no resume command in the log:\n%s", log);
-    EXPECT_RUN(0, NULL, "secap-train", "--resume term", "done: 8 steps");
+    EXPECT_RUN(0, NULL, "secap-train", "--resume term", "done: 12 steps");
     expect_same("term", "SIGTERM then --resume");
 }
 
@@ -291,7 +303,7 @@ static void test_kill9_step(void **st)
     WAIT_FOR(count_lines(tu_tmp("k9step/metrics.jsonl")) >= 3, "step 3");
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
-    EXPECT_RUN(0, NULL, "secap-train", "--resume k9step", "done: 8 steps");
+    EXPECT_RUN(0, NULL, "secap-train", "--resume k9step", "done: 12 steps");
     expect_same("k9step", "kill -9 during a step then --resume");
 }
 
@@ -309,7 +321,7 @@ static void test_kill9_save(void **st)
     assert_int_equal(access(tu_tmp("k9save/ckpt-0000000004.h5"), F_OK), -1);
     assert_int_equal(access(tu_tmp("k9save/ckpt-0000000002.h5"), F_OK), 0);
     EXPECT_RUN(0, NULL, "secap-train", "--resume k9save", "resumed from k9save/ckpt-0000000002.h5");
-    assert_non_null(strstr(g_out, "done: 8 steps"));
+    assert_non_null(strstr(g_out, "done: 12 steps"));
     assert_int_equal(has_tmp("k9save", "ckpt-"), 0);   /* the dead run's temporary was swept */
     expect_same("k9save", "kill -9 during a save then --resume");
 }
@@ -320,14 +332,14 @@ static void test_ckpt_refused(void **st)
     full_run();
     /* truncated */
     char cmd[8192];
-    snprintf(cmd, sizeof cmd, "head -c 4000 '%s' > '%s'", tu_tmp("full/ckpt-0000000008.h5"), tu_tmp("trunc.h5"));
+    snprintf(cmd, sizeof cmd, "head -c 4000 '%s' > '%s'", tu_tmp("full/ckpt-0000000012.h5"), tu_tmp("trunc.h5"));
     assert_int_equal(system(cmd), 0);
     EXPECT_RUN(1, NULL, "secap-train", "--resume trunc.h5", "truncated");
     /* not a checkpoint */
     snprintf(cmd, sizeof cmd, "--resume '%s'", g_hubert);
     EXPECT_RUN(1, NULL, "secap-train", cmd, "not a secap-train checkpoint");
     /* another model shape */
-    EXPECT_RUN(1, NULL, "secap-train", "--resume full/ckpt-0000000006.h5 --qformer.hidden_size=16",
+    EXPECT_RUN(1, NULL, "secap-train", "--resume full/ckpt-0000000010.h5 --qformer.hidden_size=16",
                "qformer.hidden_size: checkpoint \"32\", now \"16\"");
     EXPECT_RUN(1, NULL, "secap-train", "--config tiny.ini --lora.r=2 --resume full",
                "lora.r: checkpoint \"4\", now \"2\"");
@@ -336,7 +348,7 @@ static void test_ckpt_refused(void **st)
              "/usr/bin/python3 -c \"import h5py,numpy as np,shutil; shutil.copy('%s','%s'); "
              "f=h5py.File('%s','r+'); n='qformer.query_tokens'; a=f[n][...]; del f[n]; "
              "f.create_dataset(n, data=np.zeros((1,3,32),np.float32)); f.close()\"",
-             tu_tmp("full/ckpt-0000000006.h5"), tu_tmp("shape.h5"), tu_tmp("shape.h5"));
+             tu_tmp("full/ckpt-0000000010.h5"), tu_tmp("shape.h5"), tu_tmp("shape.h5"));
     assert_int_equal(system(cmd), 0);
     EXPECT_RUN(1, NULL, "secap-train", "--resume shape.h5", "qformer.query_tokens");
 }

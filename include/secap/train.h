@@ -2,7 +2,7 @@
  * checkpoints and exact resume (bin/secap-train; README "Training").
  *
  * A run is configured by one INI file (secap/ini.h) with the sections data,
- * hubert, qformer, llama, lora, loss, optim, train, eval, decode, log, plus
+ * hubert, qformer, llama, lora, lm, loss, optim, train, eval, decode, log, plus
  * --section.key=value overrides.  Every key is validated: an unknown section
  * or key, a bad value or a missing required key stops naming the file, the
  * line, the key and the accepted values.  The resolved config (every key,
@@ -17,8 +17,9 @@
  *   caption  paper stage 2: query outputs -> audio_llama_project -> LLaMA
  *            [BOS][audio][prompt][caption][EOS] -> caption cross entropy;
  *            Q-Former and LoRA train, the LLaMA base is frozen.
- *   lm       full-parameter LLaMA training on text: not in this build (the
- *            config is refused naming the stage).
+ *   lm       full-parameter LLaMA training on text (secap/lmtext.h: the
+ *            train split's captions and transcripts plus [lm] text files,
+ *            packed into blocks); the caption stage then freezes the base.
  *
  * Checkpoints (HDF5, SECAP.md section 7) hold the trainable tensors, the
  * AdamW moments and step counts (model and MI estimator), the RNG states,
@@ -36,6 +37,7 @@
 #include "secap/dataset.h"
 #include "secap/ini.h"
 #include "secap/llama.h"
+#include "secap/lmtext.h"
 #include "secap/losses.h"
 
 #define SECAP_CKPT_FORMAT "secap-train-checkpoint"
@@ -72,6 +74,7 @@ typedef struct {
         int max_caption_tokens;   /* captions are cut to this many tokens */
     } llama;
     secap_lora_config lora;       /* [lora] (secap/llama.h) */
+    secap_lm_config lm;           /* [lm] (secap/lmtext.h): block_size, batch_size, seed, prompts, text */
     secap_stage1_config loss;     /* [loss] (secap/losses.h) */
     struct {                      /* [optim] */
         double lr, min_lr, weight_decay, beta1, beta2, eps, max_grad_norm;

@@ -5,7 +5,8 @@
  * so a crash at any instant leaves every earlier checkpoint intact.
  *   tensors     qformer.bert.<BERT name>, qformer.<root name>,
  *               mi_estimator.<p_mu.0.weight ...>, contrastive.temp,
- *               lora.<PEFT name>        (trainable entries, float32)
+ *               lora.<PEFT name>, llama.<HF name> (the base, when stage lm
+ *               trains it)                (trainable entries, float32)
  *               optim.m.NNNNN / optim.v.NNNNN     the stage's AdamW moments,
  *               mi_optim.m.NNNNN / mi_optim.v.NNNNN  the estimator's, [n] each,
  *               in optimizer slot order
@@ -192,6 +193,7 @@ static int tables(trainer *tr, const secap_params **t, const char **pre)
     if (tr->est) { t[n] = secap_vclub_params(tr->est); pre[n++] = "mi_estimator."; }
     if (tr->temp) { t[n] = tr->temp; pre[n++] = "contrastive."; }
     if (tr->llm && secap_llama_lora_params(tr->llm)) { t[n] = secap_llama_lora_params(tr->llm); pre[n++] = "lora."; }
+    if (tr->llm && secap_llama_train_base(tr->llm)) { t[n] = secap_llama_base_params(tr->llm); pre[n++] = "llama."; }
     return n;
 }
 

@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const SECTIONS[] = { "data", "hubert", "qformer", "llama", "lora", "loss",
+static const char *const SECTIONS[] = { "data", "hubert", "qformer", "llama", "lora", "lm", "loss",
                                         "optim", "train", "eval", "decode", "log", NULL };
 static const char *const STAGES[SECAP_NSTAGES] = { "lm", "qformer", "caption" };
 
@@ -129,6 +129,7 @@ void secap_train_config_default(secap_train_config *t)
     t->llama.bf16 = 1;
     t->llama.max_caption_tokens = 64;
     secap_lora_config_default(&t->lora);
+    secap_lm_config_default(&t->lm);
     secap_stage1_config_default(&t->loss);
     t->optim.lr = 1.3e-5;
     t->optim.min_lr = 0;
@@ -290,7 +291,7 @@ void secap_train_config_from_ini(secap_train_config *t, secap_ini *ini)
         for (int s = 0; SECTIONS[s]; s++) known |= strlen(SECTIONS[s]) == sl && !strncmp(SECTIONS[s], e->key, sl);
         if (!known)
             secap_fatal("%s: unknown section [%.*s] (key %s) (hint: accepted sections: data, hubert, qformer, llama, "
-                        "lora, loss, optim, train, eval, decode, log)", e->origin, (int)sl, e->key, e->key);
+                        "lora, lm, loss, optim, train, eval, decode, log)", e->origin, (int)sl, e->key, e->key);
         const keydef *k = find_key(e->key);
         if (k) {
             set_key(t, k, e->value, e->origin);
@@ -302,6 +303,7 @@ void secap_train_config_from_ini(secap_train_config *t, secap_ini *ini)
         if (!strncmp(e->key, "data.", 5)) r = module_set(data_set, &t->data, e->key, e->value, e->origin);
         else if (!strncmp(e->key, "lora.", 5)) r = module_set(secap_lora_config_set, &t->lora, e->key, e->value, e->origin);
         else if (!strncmp(e->key, "loss.", 5)) r = module_set(loss_set, &t->loss, e->key, e->value, e->origin);
+        else if (!strncmp(e->key, "lm.", 3)) r = module_set(secap_lm_config_set, &t->lm, e->key, e->value, e->origin);
         if (r == 0) { e->used = 1; continue; }
         char acc[1024];
         char sec[32];
@@ -310,6 +312,7 @@ void secap_train_config_from_ini(secap_train_config *t, secap_ini *ini)
             snprintf(acc, sizeof acc, "dir and the data keys of README \"Data\" (on_error, max_seconds, normalize, "
                      "seed, split_ratios, batch_size, ...)");
         else if (!strcmp(sec, "lora")) snprintf(acc, sizeof acc, "r, lora_alpha, lora_dropout, target_modules");
+        else if (!strcmp(sec, "lm")) snprintf(acc, sizeof acc, "block_size, batch_size, seed, prompts, text");
         else if (!strcmp(sec, "loss"))
             snprintf(acc, sizeof acc, "w_mi, w_con, w_pair, w_class, mi_variant, mi_hidden, mi_lr, mi_weight_decay, "
                      "temp_init, temp_min, temp_max");
@@ -331,6 +334,7 @@ void secap_train_config_from_ini(secap_train_config *t, secap_ini *ini)
     split_stages(t, stages_origin);
     secap_lora_config_validate(&t->lora, "config [lora]");
     secap_stage1_config_validate(&t->loss, "config [loss]");
+    secap_lm_config_validate(&t->lm, "config [lm]");
     if (t->qformer.hidden_size % t->qformer.num_attention_heads)
         secap_fatal("config: qformer.hidden_size %d is not a multiple of qformer.num_attention_heads %d (hint: "
                     "change one of them)", t->qformer.hidden_size, t->qformer.num_attention_heads);
@@ -384,10 +388,11 @@ char *secap_train_config_text(const secap_train_config *t)
         char *mb = NULL;
         size_t ml = 0;
         FILE *m = NULL;
-        if (!strcmp(sec, "data") || !strcmp(sec, "loss")) {
+        if (!strcmp(sec, "data") || !strcmp(sec, "loss") || !strcmp(sec, "lm")) {
             m = open_memstream(&mb, &ml);
             if (!m) secap_fatal("config: open_memstream failed (out of memory)");
             if (!strcmp(sec, "data")) secap_data_config_print(&t->data, m);
+            else if (!strcmp(sec, "lm")) secap_lm_config_print(&t->lm, m);
             else secap_stage1_config_print(&t->loss, m);
             fclose(m);
             strip_prefix(mb, sec, f);

@@ -6,6 +6,7 @@
 #include "secap/berttok.h"
 #include "secap/featcache.h"
 #include "secap/hubert.h"
+#include "secap/lmtext.h"
 #include "secap/loader.h"
 #include "secap/optim.h"
 #include "secap/qformer.h"
@@ -15,6 +16,7 @@
 typedef struct {
     float mi, con, est, temp;  /* stage-1 terms */
     int prompt;                /* caption stage: the prompt drawn */
+    int64_t lm_epoch;          /* lm stage: the text epoch */
 } step_terms;
 
 typedef struct {
@@ -38,6 +40,8 @@ typedef struct {
     secap_spm *spm;              /* the LLaMA's tokenizer: SentencePiece, */
     secap_spm_scratch *spm_scratch;
     secap_berttok *llm_bert;     /* or WordPiece over a vocab.txt */
+    secap_lmtext *lmt;           /* stage lm: the train split's packed text */
+    secap_lmtext *lmt_dev;       /* and the dev split's (eval) */
     int32_t **prompt_ids;        /* [nprompts][prompt_len[i]] */
     int *prompt_len;
     int nprompts;

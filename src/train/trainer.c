@@ -15,6 +15,9 @@
  *   per batch from the prompt list.  Trainable: Q-Former (all of it), LoRA.
  *   The optional w_mi / w_con terms of SECAP.md's stage table are not added
  *   in stage 2 here.
+ * Stage `lm`: full-parameter LLaMA training on packed text (secap/lmtext.h),
+ *   batch `step` of the stage a pure function of (lm.seed, step); from the
+ *   caption stage on the base takes no gradient.
  * Learning rate: secap_schedule_lr (warm-up, then cosine / linear / constant
  * to optim.min_lr at the stage's last step).  A step whose loss or gradient
  * norm is not finite is skipped (no update, a warning, "skipped": 1 in
@@ -345,16 +348,34 @@ static void build_models(trainer *tr, int init_random)
         if (!init_random && t->llama.weights[0] && lc.vocab_size != t->llama.vocab_size && t->llama.vocab_size)
             secap_fatal("llama.vocab_size %d differs from %s's %d (hint: 0 takes the file's)", t->llama.vocab_size,
                         t->llama.weights, lc.vocab_size);
+        int lm = tr->has_stage[SECAP_STAGE_LM];
+        if (lm && t->llama.bf16)
+            secap_fatal("config: stage lm trains the LLaMA base, which llama.bf16 = true stores frozen (hint: "
+                        "llama.bf16 = false)");
+        if (lm && !tr->spm)
+            secap_fatal("llama.tokenizer %s: stage lm needs a SentencePiece tokenizer.model (hint: "
+                        "tools/train_spm.sh --data %s --out build/demo/tokenizer.model)", t->llama.tokenizer,
+                        t->data_dir);
         secap_llama_opts lo = { .lora = &t->lora, .adapter = NULL, .base_bf16 = t->llama.bf16,
-                                .seed = t->train.seed };
+                                .seed = t->train.seed, .train_base = lm };
         if (!init_random && t->llama.weights[0]) tr->llm = secap_llama_load(c, t->llama.weights, &lo);
         else tr->llm = secap_llama_init_random(c, &lc, &lo);
         load_prompts(tr);
+        if (lm) {
+            tr->lmt = secap_lmtext_build(&t->lm, tr->spm, tr->d, SECAP_SPLIT_TRAIN);
+            secap_lmtext_print_stats(tr->lmt, stderr);
+            if (secap_lmtext_steps_per_epoch(tr->lmt, t->lm.batch_size) < 1)
+                secap_fatal("stage lm: the text makes %lld blocks of %d tokens, fewer than one batch of %d (hint: "
+                            "lower lm.block_size or lm.batch_size, or add lm.text files)",
+                            (long long)secap_lmtext_blocks(tr->lmt), t->lm.block_size, t->lm.batch_size);
+        }
     }
 }
 
 static void free_models(trainer *tr)
 {
+    if (tr->lmt) secap_lmtext_free(tr->lmt);
+    if (tr->lmt_dev) secap_lmtext_free(tr->lmt_dev);
     if (tr->est) secap_vclub_free(tr->est);
     if (tr->temp) secap_params_free(tr->temp);
     if (tr->llm) secap_llama_free(tr->llm);
@@ -395,7 +416,7 @@ static void print_summary(trainer *tr, FILE *f)
     if (tr->est) summary_row(f, "mi_estimator", secap_vclub_params(tr->est), 1);
     if (tr->temp) summary_row(f, "contrastive.temp", tr->temp, 1);
     if (tr->llm) {
-        summary_row(f, "llama.base", secap_llama_base_params(tr->llm), 0);
+        summary_row(f, "llama.base", secap_llama_base_params(tr->llm), secap_llama_train_base(tr->llm));
         summary_row(f, "llama.lora", secap_llama_lora_params(tr->llm), 1);
     }
     double tot = (double)secap_arena_used(tr->c->param);
@@ -415,6 +436,18 @@ void secap_train_stage_optimizer(trainer *tr, int stage)
     const char *nodecay = "*.bias,*LayerNorm*,*norm.weight,temp";
     const secap_params *tabs[4] = { 0 };
     int n = 0;
+    if (stage == SECAP_STAGE_LM) {
+        const secap_params *base = secap_llama_base_params(tr->llm);
+        secap_adamw_add_params(tr->opt, c, base, SECAP_LLAMA_NO_DECAY, NULL, nd);
+        secap_adamw_add_params(tr->opt, c, base, NULL, NULL, d);
+        return;
+    }
+    if (stage == SECAP_STAGE_CAPTION && tr->llm && secap_llama_train_base(tr->llm)) {
+        /* the base trained in stage lm is frozen from here on: no gradients */
+        const secap_params *base = secap_llama_base_params(tr->llm);
+        for (int i = secap_params_next(base, NULL, -1); i >= 0; i = secap_params_next(base, NULL, i))
+            secap_params_entry(base, i)->t->requires_grad = 0;
+    }
     if (stage == SECAP_STAGE_QFORMER) {
         tabs[n++] = secap_qformer_bert_params(tr->qf);
         tabs[n++] = secap_qformer_root_params(tr->qf);
@@ -514,12 +547,24 @@ static secap_tensor *step_caption(trainer *tr, const secap_batch *b, step_terms 
     return loss;
 }
 
+/* Stage lm: batch `step` of the packed text (epoch = step / steps per epoch),
+ * a pure function of the stage step, so no loader state is needed. */
+static secap_tensor *step_lm(trainer *tr, step_terms *st)
+{
+    int B = tr->cfg.lm.batch_size;
+    int64_t spe = secap_lmtext_steps_per_epoch(tr->lmt, B);
+    secap_lm_batch lb = secap_lmtext_batch(tr->c, tr->lmt, tr->cfg.lm.seed, tr->step / spe, tr->step % spe, B);
+    st->lm_epoch = tr->step / spe;
+    return secap_lm_loss(tr->c, tr->llm, &lb);
+}
+
 static secap_tensor *run_stage_step(trainer *tr, int stage, const secap_batch *b, step_terms *st)
 {
     switch (stage) {
+    case SECAP_STAGE_LM: return step_lm(tr, st);
     case SECAP_STAGE_QFORMER: return step_qformer(tr, b, st);
     case SECAP_STAGE_CAPTION: return step_caption(tr, b, st);
-    default: secap_fatal("train: stage lm is not available in this build (hint: train.stages = qformer,caption)");
+    default: secap_fatal("train: unknown stage %d", stage);
     }
 }
 
@@ -532,6 +577,22 @@ static secap_tensor *run_stage_step(trainer *tr, int stage, const secap_batch *b
 static double dev_loss(trainer *tr, int stage)
 {
     if (tr->no_dev) return NAN;
+    if (stage == SECAP_STAGE_LM) {
+        if (!tr->lmt_dev) {
+            int *idx = NULL;
+            int n = secap_split_indices(tr->d, SECAP_SPLIT_DEV, &idx);
+            free(idx);
+            if (!n) { tr->no_dev = 1; return NAN; }
+            tr->lmt_dev = secap_lmtext_build(&tr->cfg.lm, tr->spm, tr->d, SECAP_SPLIT_DEV);
+        }
+        secap_rng cr = tr->c->rng;
+        tr->c->training = 0;
+        double l = secap_lm_eval(tr->c, tr->llm, tr->lmt_dev, tr->cfg.lm.batch_size);
+        tr->c->training = 1;
+        tr->c->rng = cr;
+        tr->dev_batches = (int)((secap_lmtext_blocks(tr->lmt_dev) + tr->cfg.lm.batch_size - 1) / tr->cfg.lm.batch_size);
+        return l;
+    }
     if (!tr->dev) {
         int *idx = NULL;
         int n = secap_split_indices(tr->d, SECAP_SPLIT_DEV, &idx);
@@ -583,7 +644,9 @@ static double rss_mb(void)
 static int64_t stage_total(trainer *tr)
 {
     if (tr->cfg.train.max_steps > 0) return tr->cfg.train.max_steps;
-    int64_t n = (int64_t)ceil(tr->cfg.train.epochs * secap_loader_batches(tr->L));
+    int per_epoch = tr->cfg.train.stage[tr->stage_idx] == SECAP_STAGE_LM
+                        ? (int)secap_lmtext_steps_per_epoch(tr->lmt, tr->cfg.lm.batch_size) : secap_loader_batches(tr->L);
+    int64_t n = (int64_t)ceil(tr->cfg.train.epochs * per_epoch);
     return n > 0 ? n : 1;
 }
 
@@ -675,12 +738,7 @@ int secap_train_main(const secap_train_opts *o)
     secap_ini_free(ini);
     char *text = secap_train_config_text(&tr->cfg);
     if (ckpt) secap_ckpt_check_config(ckpt, ckpt_config, text);
-    for (int i = 0; i < tr->cfg.train.nstages; i++) {
-        tr->has_stage[tr->cfg.train.stage[i]] = 1;
-        if (tr->cfg.train.stage[i] == SECAP_STAGE_LM)
-            secap_fatal("train.stages: stage lm is not available in this build (hint: train.stages = "
-                        "qformer,caption; the lm stage lands with the LLaMA text-training issue)");
-    }
+    for (int i = 0; i < tr->cfg.train.nstages; i++) tr->has_stage[tr->cfg.train.stage[i]] = 1;
     secap_threads_init(tr->cfg.train.threads);
     tr->c = secap_ctx_new(0, 0, tr->cfg.train.seed);
     tr->c->training = 1;
@@ -740,7 +798,7 @@ int secap_train_main(const secap_train_opts *o)
                 (long long)tr->step);
         while (tr->step < tr->total) {
             double t0 = secap_now();
-            const secap_batch *b = secap_loader_next(tr->L);
+            const secap_batch *b = stage == SECAP_STAGE_LM ? NULL : secap_loader_next(tr->L);
             step_terms st = { 0 };
             float lr = secap_schedule_lr(&sch, tr->step);
             secap_adamw_zero_grad(tr->opt);
@@ -769,9 +827,10 @@ int secap_train_main(const secap_train_opts *o)
             secap_loader_state ls = secap_loader_get_state(tr->L);
             tr->loader_epoch = ls.epoch;
             tr->loader_step = ls.step;
-            double dt = secap_now() - t0, sps = dt > 0 ? b->B / dt : 0;
+            int nb = b ? b->B : tr->cfg.lm.batch_size;
+            double dt = secap_now() - t0, sps = dt > 0 ? nb / dt : 0;
             fprintf(mf, "{\"stage\":\"%s\",\"step\":%lld,\"gstep\":%lld,\"epoch\":%lld,\"loss\":%.9g", sname,
-                    (long long)tr->step, (long long)tr->gstep, (long long)b->epoch, lv);
+                    (long long)tr->step, (long long)tr->gstep, (long long)(b ? b->epoch : st.lm_epoch), lv);
             if (stage == SECAP_STAGE_QFORMER)
                 fprintf(mf, ",\"mi\":%.9g,\"con\":%.9g,\"est\":%.9g,\"temp\":%.9g", st.mi, st.con, st.est, st.temp);
             if (stage == SECAP_STAGE_CAPTION) fprintf(mf, ",\"caption\":%.9g,\"prompt\":%d", lv, st.prompt);
