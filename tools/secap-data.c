@@ -53,6 +53,10 @@ int main(int argc, char **argv)
     }
     secap_data_config c;
     secap_data_config_default(&c);
+    /* data.dir (secap-train's dataset key) is the dataset when --data is not given */
+    const char *dir = secap_ini_get(ini, "data.dir");
+    char *dir_copy = dir && *dir && !path ? secap_xstrdup(dir, "data.dir") : NULL;
+    if (dir_copy) path = dir_copy;
     secap_ini_apply(ini, "data", &c, data_set);
     secap_ini_check_used(ini, "data");
     secap_ini_free(ini);
@@ -66,6 +70,7 @@ int main(int argc, char **argv)
         int rc = probs.n ? 1 : 0;
         secap_problems_free(&probs);
         secap_dataset_free(d);
+        free(dir_copy);
         return rc;
     }
     if (strcmp(cmd, "stats")) usage();
@@ -76,5 +81,6 @@ int main(int argc, char **argv)
     secap_dataset_stats_free(&s);
     secap_problems_free(&probs);
     secap_dataset_free(d);
+    free(dir_copy);
     return 0;
 }

@@ -1,0 +1,73 @@
+/* src/train/train_internal.h - the trainer's state, shared by trainer.c and
+ * ckpt.c. */
+#ifndef SECAP_TRAIN_INTERNAL_H
+#define SECAP_TRAIN_INTERNAL_H
+
+#include "secap/berttok.h"
+#include "secap/featcache.h"
+#include "secap/hubert.h"
+#include "secap/lmtext.h"
+#include "secap/loader.h"
+#include "secap/optim.h"
+#include "secap/qformer.h"
+#include "secap/spm.h"
+#include "secap/train.h"
+
+typedef struct {
+    float mi, con, est, temp;  /* stage-1 terms */
+    int prompt;                /* caption stage: the prompt drawn */
+    int64_t lm_epoch;          /* lm stage: the text epoch */
+} step_terms;
+
+typedef struct {
+    secap_train_config cfg;
+    int has_stage[SECAP_NSTAGES];
+    secap_ctx *c;
+    secap_dataset *d;
+    int ntrain;
+    secap_loader *L;
+    secap_loader *dev;           /* dev split for eval.every (NULL until used) */
+    int dev_batches;             /* batches of the last evaluation */
+    int no_dev;                  /* 1: the dev split is empty */
+    int evaluating;              /* 1: dev loss, no estimator update */
+    secap_featcache *fc;         /* NULL: features from the encoder */
+    secap_hubert *hub;           /* frozen */
+    secap_qformer *qf;           /* trainable */
+    secap_berttok *qtok;         /* the Q-Former's text side */
+    secap_vclub *est;            /* stage 1's MI estimator (own optimizer) */
+    secap_params *temp;          /* the contrastive temperature */
+    secap_llama *llm;            /* frozen base + LoRA */
+    secap_spm *spm;              /* the LLaMA's tokenizer: SentencePiece, */
+    secap_spm_scratch *spm_scratch;
+    secap_berttok *llm_bert;     /* or WordPiece over a vocab.txt */
+    secap_lmtext *lmt;           /* stage lm: the train split's packed text */
+    secap_lmtext *lmt_dev;       /* and the dev split's (eval) */
+    int32_t **prompt_ids;        /* [nprompts][prompt_len[i]] */
+    int *prompt_len;
+    int nprompts;
+    secap_adamw *opt;            /* the current stage's optimizer */
+    int opt_loaded;              /* 1: opt came from a checkpoint */
+    secap_rng rng;               /* prompts, MI permutations */
+    int stage_idx;               /* index into cfg.train.stage; nstages = done */
+    int64_t step, total, gstep;  /* step within the stage, its length, global step */
+    int64_t loader_epoch, loader_step;
+    int bad;                     /* non-finite steps in a row */
+    int bar;                     /* progress bar on a terminal */
+    double stage_t0;
+    int64_t stage_step0;
+} trainer;
+
+/* The stage's AdamW over its trainable tables (trainer.c). */
+void secap_train_stage_optimizer(trainer *tr, int stage);
+
+/* src/train/ckpt.c */
+char *secap_ckpt_config_text(const char *path);
+secap_ini *secap_ini_from_text(const char *text, const char *origin);
+void secap_ckpt_check_config(const char *path, const char *saved, const char *now);
+/* Writes <out_dir>/ckpt-<gstep>.h5 atomically; with_opt: the stage's AdamW
+ * moments too (0 at a stage boundary: the next stage starts fresh).  Then
+ * removes checkpoints beyond train.keep. */
+void secap_ckpt_save(trainer *tr, int with_opt);
+void secap_ckpt_load(trainer *tr, const char *path);
+
+#endif

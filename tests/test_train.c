@@ -1,0 +1,367 @@
+/* bin/secap-train as a user runs it, on a generated 12-clip dataset, the
+ * small HuBERT of tests/ref_hubert.py (features cached once by secap-extract)
+ * the SentencePiece model of tests/ref_spm.py and tiny random Q-Former /
+ * LLaMA / LoRA models, trained through the stages lm, qformer and caption.  The programs are found
+ * next to this test's directory (bin/ or bin/asan/).
+ *   - config errors: unknown section, unknown key, bad values, a missing
+ *     required key, stage order: exit 1 and a message naming file:line, the
+ *     key and the accepted values;
+ *   - --dry-run prints the model summary;
+ *   - exact resume: the losses (and every other logged term but timings) of
+ *     a run stopped at step k (train.stop_at_step, SIGTERM, kill -9 during a
+ *     step, kill -9 during a save) and resumed equal the uninterrupted run's,
+ *     bit for bit (metrics.jsonl prints %.9g: floats read back exactly);
+ *   - refused checkpoints: truncated, not a checkpoint, another model shape. */
+#include "testutil.h"
+
+#include <dirent.h>
+#include <libgen.h>
+#include <signal.h>
+#include <sndfile.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+
+static char g_bin[1024];
+static char g_out[1 << 16];
+static char g_hubert[4096];
+static char g_spm[4096];
+
+/* Runs "<bin>/<prog> <args>" with env prefix in tu_dir; output into g_out. */
+static int run(const char *env, const char *prog, const char *args)
+{
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "cd '%s' && %s SECAP_THREADS=1 OMP_WAIT_POLICY=passive '%s/%s' %s 2>&1", tu_dir,
+             env ? env : "", g_bin, prog, args);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = fread(g_out, 1, sizeof g_out - 1, p);
+    g_out[n] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+#define EXPECT_RUN(status, env, prog, args, substr)                                                     \
+    do {                                                                                                \
+        int rc_ = run(env, prog, args);                                                                 \
+        if (rc_ != (status)) fail_msg("%s %s: exit %d, expected %d\n%s", prog, args, rc_, status, g_out); \
+        if (!strstr(g_out, substr)) fail_msg("%s %s: output lacks \"%s\":\n%s", prog, args, substr, g_out); \
+    } while (0)
+
+static void write_text(const char *name, const char *text)
+{
+    FILE *f = fopen(tu_tmp("%s", name), "wb");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void write_wav(const char *name, int64_t n, double f0)
+{
+    SF_INFO si = { .samplerate = 16000, .channels = 1, .format = SF_FORMAT_WAV | SF_FORMAT_PCM_16 };
+    SNDFILE *sf = sf_open(tu_tmp("%s", name), SFM_WRITE, &si);
+    assert_non_null(sf);
+    float *x = malloc((size_t)n * sizeof *x);
+    for (int64_t i = 0; i < n; i++) x[i] = 0.3f * (float)sin(f0 * (double)i * (1.0 + 1e-4 * (double)i));
+    sf_writef_float(sf, x, n);
+    sf_close(sf);
+    free(x);
+}
+
+static const char *const EMO[4] = { "高兴", "难过", "生气", "平静" };
+
+static int setup(void **st)
+{
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0) return -1;
+    self[n] = 0;
+    snprintf(g_bin, sizeof g_bin, "%s/..", dirname(self));
+    if (!realpath(tu_ref_path("hubert_base_small.h5"), g_hubert)) {
+        fprintf(stderr, "test_train: %s is missing (hint: tests/run.sh makes it with tests/ref_hubert.py)\n",
+                tu_ref_path("hubert_base_small.h5"));
+        return -1;
+    }
+    if (!realpath(tu_ref_path("spm_llama_s.model"), g_spm)) {
+        fprintf(stderr, "test_train: %s is missing (hint: tests/run.sh makes it with tests/ref_spm.py)\n",
+                tu_ref_path("spm_llama_s.model"));
+        return -1;
+    }
+    if (tu_tmpdir_setup(st)) return -1;
+    /* the dataset: 12 clips of 0.4-0.6 s, 4 emotions, 2 captions each */
+    mkdir(tu_tmp("ds"), 0777);
+    mkdir(tu_tmp("ds/wav"), 0777);
+    FILE *scp = fopen(tu_tmp("ds/wav.scp"), "w"), *txt = fopen(tu_tmp("ds/text.txt"), "w");
+    FILE *emo = fopen(tu_tmp("ds/emotion.txt"), "w"), *cap = fopen(tu_tmp("ds/fid2captions.json"), "w");
+    fputs("{", cap);
+    for (int i = 0; i < 12; i++) {
+        char w[64];
+        snprintf(w, sizeof w, "ds/wav/u%02d.wav", i);
+        write_wav(w, 6400 + (i * 397) % 3200, 0.03 + 0.02 * (i % 4));
+        fprintf(scp, "u%02d wav/u%02d.wav\n", i, i);
+        fprintf(txt, "u%02d 今天天气很好%d\n", i, i);
+        fprintf(emo, "u%02d %s\n", i, EMO[i % 4]);
+        fprintf(cap, "%s\"u%02d\": [\"说话人语气%s，声音较高\", \"她听起来很%s\"]", i ? ", " : "", i, EMO[i % 4],
+                EMO[i % 4]);
+    }
+    fputs("}\n", cap);
+    fclose(scp); fclose(txt); fclose(emo); fclose(cap);
+    char args[8192];
+    if (run(NULL, "secap-vocab", "--data ds --out vocab.txt")) { fprintf(stderr, "%s", g_out); return -1; }
+    snprintf(args, sizeof args, "--threads 1 --hubert '%s' --data ds --out feats.h5", g_hubert);
+    if (run(NULL, "secap-extract", args)) { fprintf(stderr, "%s", g_out); return -1; }
+    char ini[16384];
+    snprintf(ini, sizeof ini,
+             "# tiny models for tests/test_train.c\n"
+             "[data]\ndir = ds\nbatch_size = 4\nworkers = 1\nprefetch = 2\nsplit_ratios = 0.75,0.25,0\n"
+             "[hubert]\nweights = %s\ncache = feats.h5\n"
+             "[qformer]\nvocab = vocab.txt\nhidden_size = 32\nnum_hidden_layers = 2\nnum_attention_heads = 2\n"
+             "intermediate_size = 64\nnum_query_tokens = 4\nencoder_width = 32\nembed_dim = 16\n"
+             "max_position_embeddings = 64\n"
+             "[llama]\ntokenizer = %s\nhidden_size = 32\nintermediate_size = 64\nnum_hidden_layers = 2\n"
+             "num_attention_heads = 2\nmax_position_embeddings = 128\nbf16 = false\n"
+             "[lora]\nr = 4\n[lm]\nblock_size = 16\nbatch_size = 4\n[loss]\nmi_hidden = 16\n"
+             "[optim]\nlr = 1e-3\nwarmup = 2\n"
+             "[eval]\nevery = 2\nbatches = 2\n"
+             "[train]\nout_dir = run\nmax_steps = 4\nstages = lm,qformer,caption\nsave_every = 2\n", g_hubert, g_spm);
+    write_text("tiny.ini", ini);
+    return 0;
+}
+
+/* ------------------------------------------------------------ config errors */
+
+static void test_config_errors(void **st)
+{
+    (void)st;
+    write_text("bad_key.ini", "[data]\ndir = ds\n[train]\nout_dir = r\nmax_steps = 1\nstages = qformer\nmax_stepz = 3\n");
+    EXPECT_RUN(1, NULL, "secap-train", "--config bad_key.ini", "bad_key.ini:7: unknown key train.max_stepz");
+    assert_non_null(strstr(g_out, "accepted keys: out_dir, max_steps"));
+    write_text("bad_sec.ini", "[data]\ndir = ds\n[trian]\nout_dir = r\n");
+    EXPECT_RUN(1, NULL, "secap-train", "--config bad_sec.ini", "bad_sec.ini:4: unknown section [trian]");
+    assert_non_null(strstr(g_out, "accepted sections: data, hubert"));
+    write_text("bad_val.ini", "[data]\ndir = ds\n[optim]\nschedule = cosin\n");
+    EXPECT_RUN(1, NULL, "secap-train", "--config bad_val.ini", "bad_val.ini:4: optim.schedule = \"cosin\"");
+    assert_non_null(strstr(g_out, "accepted values: cosine,linear,constant"));
+    EXPECT_RUN(1, NULL, "secap-train", "--config tiny.ini --train.max_steps=-3 --dry-run",
+               "train.max_steps = \"-3\" is not an integer in [0,");
+    write_text("bad_lora.ini", "[lora]\nr = many\n");
+    EXPECT_RUN(1, NULL, "secap-train", "--config bad_lora.ini", "bad_lora.ini:2: config lora.r = 'many'");
+    write_text("missing.ini", "[data]\ndir = ds\n[train]\nout_dir = r\nstages = qformer\n");
+    EXPECT_RUN(1, NULL, "secap-train", "--config missing.ini", "required key train.max_steps is missing");
+    EXPECT_RUN(1, NULL, "secap-train", "--config tiny.ini --train.stages=caption,qformer --dry-run",
+               "stages run in the order lm, qformer, caption");
+    EXPECT_RUN(1, NULL, "secap-train", "--config tiny.ini --llama.tokenizer=vocab.txt --dry-run",
+               "stage lm needs a SentencePiece tokenizer.model");
+    EXPECT_RUN(1, NULL, "secap-train", "--config tiny.ini --llama.bf16=true --dry-run",
+               "stage lm trains the LLaMA base");
+    EXPECT_RUN(1, NULL, "secap-train", "--config tiny.ini --hubert.weights=nope.h5 --dry-run",
+               "tools/convert_hf.py");
+    EXPECT_RUN(0, NULL, "secap-train", "--config tiny.ini --dry-run", "model summary");
+    assert_non_null(strstr(g_out, "llama.lora"));
+    assert_non_null(strstr(g_out, "trainable"));
+}
+
+/* -------------------------------------------------------------- resume */
+
+typedef struct { char line[64][1024]; int n; } metrics;
+
+/* The metrics of a run directory with the timing fields cut off. */
+static void read_metrics(const char *dir, metrics *m)
+{
+    FILE *f = fopen(tu_tmp("%s/metrics.jsonl", dir), "r");
+    if (!f) fail_msg("%s/metrics.jsonl is missing", dir);
+    m->n = 0;
+    while (m->n < 64 && fgets(m->line[m->n], sizeof m->line[0], f)) {
+        char *t = strstr(m->line[m->n], ",\"samples_per_s\"");
+        if (!t) fail_msg("%s/metrics.jsonl line %d lacks samples_per_s: %s", dir, m->n + 1, m->line[m->n]);
+        *t = 0;
+        m->n++;
+    }
+    fclose(f);
+}
+
+static metrics g_full;
+
+static void expect_same(const char *dir, const char *what)
+{
+    metrics m;
+    read_metrics(dir, &m);
+    if (m.n != g_full.n) fail_msg("%s: %d metric lines, the uninterrupted run has %d", what, m.n, g_full.n);
+    for (int i = 0; i < m.n; i++)
+        if (strcmp(m.line[i], g_full.line[i]))
+            fail_msg("%s: step %d differs:\n  resumed:       %s\n  uninterrupted: %s", what, i + 1, m.line[i],
+                     g_full.line[i]);
+    print_message("  %s: %d steps equal the uninterrupted run's bit for bit\n", what, m.n);
+}
+
+static void full_run(void)
+{
+    if (g_full.n) return;
+    EXPECT_RUN(0, NULL, "secap-train", "--config tiny.ini --train.out_dir=full", "done: 12 steps");
+    read_metrics("full", &g_full);
+    assert_int_equal(g_full.n, 12);
+    assert_non_null(strstr(g_full.line[0], "\"stage\":\"lm\""));
+    assert_non_null(strstr(g_full.line[4], "\"stage\":\"qformer\""));
+    assert_non_null(strstr(g_full.line[11], "\"stage\":\"caption\""));
+    assert_non_null(strstr(g_full.line[4], "\"mi\":"));
+    assert_non_null(strstr(g_full.line[4], "\"con\":"));
+    for (int i = 1; i < 12; i += 2)   /* eval.every = 2: a dev loss in every stage */
+        if (!strstr(g_full.line[i], "\"dev_loss\":")) fail_msg("step %d has no dev_loss: %s", i + 1, g_full.line[i]);
+}
+
+static void test_resume_stop_at(void **st)
+{
+    (void)st;
+    full_run();
+    int ks[] = { 3, 4, 6, 8, 11 };   /* inside lm, at the lm/qformer boundary, inside qformer, at the
+                                        qformer/caption boundary, inside caption */
+    for (int i = 0; i < 5; i++) {
+        char args[256], dir[32];
+        snprintf(dir, sizeof dir, "stop%d", ks[i]);
+        snprintf(args, sizeof args, "--config tiny.ini --train.out_dir=%s --train.stop_at_step=%d", dir, ks[i]);
+        EXPECT_RUN(0, NULL, "secap-train", args, "Resume with:");
+        snprintf(args, sizeof args, "--resume %s", dir);
+        EXPECT_RUN(0, NULL, "secap-train", args, "done: 12 steps");
+        expect_same(dir, args);
+    }
+}
+
+/* Starts secap-train in the background; returns its pid. */
+static pid_t spawn(const char *dir, const char *env)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (chdir(tu_dir)) _exit(120);
+        setenv("SECAP_THREADS", "1", 1);
+        setenv("OMP_WAIT_POLICY", "passive", 1);
+        if (env) setenv("SECAP_TRAIN_SAVE_DELAY_MS", env, 1);
+        char prog[1200], od[64];
+        snprintf(prog, sizeof prog, "%s/secap-train", g_bin);
+        snprintf(od, sizeof od, "--train.out_dir=%s", dir);
+        if (!freopen(tu_tmp("%s.log", dir), "w", stderr)) _exit(121);
+        execl(prog, prog, "--config", "tiny.ini", od, (char *)NULL);
+        _exit(122);
+    }
+    return pid;
+}
+
+static int count_lines(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    int n = 0, ch;
+    if (!f) return 0;
+    while ((ch = fgetc(f)) != EOF) n += ch == '\n';
+    fclose(f);
+    return n;
+}
+
+/* Waits up to 60 s for cond; fails naming what. */
+#define WAIT_FOR(cond, what)                                                        \
+    do {                                                                            \
+        int w_ = 0;                                                                 \
+        while (!(cond) && w_ < 6000) { struct timespec ts_ = { 0, 10000000 }; nanosleep(&ts_, NULL); w_++; } \
+        if (!(cond)) fail_msg("timed out waiting for %s", what);                    \
+    } while (0)
+
+static int has_tmp(const char *dir, const char *prefix)
+{
+    DIR *d = opendir(tu_tmp("%s", dir));
+    int n = 0;
+    for (struct dirent *e; d && (e = readdir(d));)
+        n += strstr(e->d_name, ".tmp.") != NULL && !strncmp(e->d_name, prefix, strlen(prefix));
+    if (d) closedir(d);
+    return n;
+}
+
+static void test_sigterm(void **st)
+{
+    (void)st;
+    full_run();
+    pid_t pid = spawn("term", NULL);
+    WAIT_FOR(count_lines(tu_tmp("term/metrics.jsonl")) >= 1, "the first step");
+    kill(pid, SIGTERM);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) fail_msg("SIGTERM: secap-train did not exit 0 (%d)", status);
+    FILE *f = fopen(tu_tmp("term.log"), "r");
+    char log[1 << 14];
+    size_t n = fread(log, 1, sizeof log - 1, f);
+    log[n] = 0;
+    fclose(f);
+    if (!strstr(log, "interrupted") || !strstr(log, "--resume term"))
+        fail_msg("SIGTERM: no resume command in the log:\n%s", log);
+    EXPECT_RUN(0, NULL, "secap-train", "--resume term", "done: 12 steps");
+    expect_same("term", "SIGTERM then --resume");
+}
+
+static void test_kill9_step(void **st)
+{
+    (void)st;
+    full_run();
+    pid_t pid = spawn("k9step", NULL);
+    WAIT_FOR(count_lines(tu_tmp("k9step/metrics.jsonl")) >= 3, "step 3");
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    EXPECT_RUN(0, NULL, "secap-train", "--resume k9step", "done: 12 steps");
+    expect_same("k9step", "kill -9 during a step then --resume");
+}
+
+static void test_kill9_save(void **st)
+{
+    (void)st;
+    full_run();
+    /* every save sleeps 1.5 s between writing and renaming: kill -9 while the
+     * second checkpoint (step 4) is a temporary file */
+    pid_t pid = spawn("k9save", "1500");
+    WAIT_FOR(has_tmp("k9save", "ckpt-0000000004.h5"), "the save at step 4");
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    assert_true(has_tmp("k9save", "ckpt-"));
+    assert_int_equal(access(tu_tmp("k9save/ckpt-0000000004.h5"), F_OK), -1);
+    assert_int_equal(access(tu_tmp("k9save/ckpt-0000000002.h5"), F_OK), 0);
+    EXPECT_RUN(0, NULL, "secap-train", "--resume k9save", "resumed from k9save/ckpt-0000000002.h5");
+    assert_non_null(strstr(g_out, "done: 12 steps"));
+    assert_int_equal(has_tmp("k9save", "ckpt-"), 0);   /* the dead run's temporary was swept */
+    expect_same("k9save", "kill -9 during a save then --resume");
+}
+
+static void test_ckpt_refused(void **st)
+{
+    (void)st;
+    full_run();
+    /* truncated */
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "head -c 4000 '%s' > '%s'", tu_tmp("full/ckpt-0000000012.h5"), tu_tmp("trunc.h5"));
+    assert_int_equal(system(cmd), 0);
+    EXPECT_RUN(1, NULL, "secap-train", "--resume trunc.h5", "truncated");
+    /* not a checkpoint */
+    snprintf(cmd, sizeof cmd, "--resume '%s'", g_hubert);
+    EXPECT_RUN(1, NULL, "secap-train", cmd, "not a secap-train checkpoint");
+    /* another model shape */
+    EXPECT_RUN(1, NULL, "secap-train", "--resume full/ckpt-0000000010.h5 --qformer.hidden_size=16",
+               "qformer.hidden_size: checkpoint \"32\", now \"16\"");
+    EXPECT_RUN(1, NULL, "secap-train", "--config tiny.ini --lora.r=2 --resume full",
+               "lora.r: checkpoint \"4\", now \"2\"");
+    /* a tensor of another shape under an equal config text */
+    snprintf(cmd, sizeof cmd,
+             "/usr/bin/python3 -c \"import h5py,numpy as np,shutil; shutil.copy('%s','%s'); "
+             "f=h5py.File('%s','r+'); n='qformer.query_tokens'; a=f[n][...]; del f[n]; "
+             "f.create_dataset(n, data=np.zeros((1,3,32),np.float32)); f.close()\"",
+             tu_tmp("full/ckpt-0000000010.h5"), tu_tmp("shape.h5"), tu_tmp("shape.h5"));
+    assert_int_equal(system(cmd), 0);
+    EXPECT_RUN(1, NULL, "secap-train", "--resume shape.h5", "qformer.query_tokens");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_config_errors),
+        cmocka_unit_test(test_resume_stop_at),
+        cmocka_unit_test(test_sigterm),
+        cmocka_unit_test(test_kill9_step),
+        cmocka_unit_test(test_kill9_save),
+        cmocka_unit_test(test_ckpt_refused),
+    };
+    return cmocka_run_group_tests(tests, setup, tu_tmpdir_teardown);
+}
