@@ -25,7 +25,29 @@
 #include "secap/llama.h"
 #include "secap/ops.h"
 
+#include "secap/spm.h"
+
 #include <hdf5.h>
+#include <libgen.h>
+#include <sys/wait.h>
+
+static char g_bin[1024];      /* the directory holding secap-generate */
+static char g_out[1 << 16];   /* stdout (+ stderr) of the last run */
+
+/* Runs "<bin>/secap-generate <args>"; returns the exit status. */
+static int run_tool(const char *args, int with_stderr)
+{
+    char cmd[16384];
+    snprintf(cmd, sizeof cmd, "OMP_WAIT_POLICY=passive '%s/secap-generate' %s %s", g_bin, args,
+             with_stderr ? "2>&1" : "2>/dev/null");
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = fread(g_out, 1, sizeof g_out - 1, p);
+    g_out[n] = 0;
+    int st = pclose(p);
+    printf("  $ secap-generate %s\n%s", args, g_out);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
 
 static secap_ctx *new_ctx(void)
 {
@@ -609,8 +631,135 @@ static void test_refusals(void **st)
     secap_ctx_free(c);
 }
 
-int main(void)
+/* ------------------------------------------------------ the program */
+
+/* Lines of the result r as the program prints them with --ids. */
+static void result_lines(const secap_gen_result *r, char *buf, size_t cap)
 {
+    size_t k = 0;
+    buf[0] = 0;
+    for (int s = 0; s < r->rows * r->per_row; s++) {
+        for (int i = 0; i < r->len[s]; i++)
+            k += (size_t)snprintf(buf + k, cap - k, i ? " %d" : "%d", r->ids[(size_t)s * r->max_len + i]);
+        k += (size_t)snprintf(buf + k, cap - k, "\n");
+    }
+}
+
+static void test_program(void **st)
+{
+    (void)st;
+    secap_ctx *c = new_ctx();
+    secap_llama *m = load_model(c);
+    char model[4200], tok[4200], args[12288], want[8192];
+    snprintf(model, sizeof model, "%s", tu_ref_path("gen_llama.h5"));
+    snprintf(tok, sizeof tok, "%s", tu_ref_path("spm_hand.model"));
+    /* --ids with beam options = the library's result */
+    int32_t p[5] = { 1, 40, 41, 7, 19 }, L = 5;
+    const int32_t *row = p;
+    secap_decode_config d;
+    secap_decode_config_default(&d);
+    d.num_beams = 3; d.num_return_sequences = 2; d.max_new_tokens = 12; d.length_penalty = 0.7;
+    d.repetition_penalty = 1.3;
+    secap_gen_result r;
+    secap_generate_ids(c, m, &row, &L, 1, &d, &r);
+    result_lines(&r, want, sizeof want);
+    secap_gen_result_free(&r);
+    snprintf(args, sizeof args, "--llama '%s' --prompt-ids '1 40 41 7 19' --ids --num-beams 3 "
+             "--num-return-sequences=2 --max-new-tokens 12 --length-penalty 0.7 --repetition-penalty 1.3 --threads 1",
+             model);
+    assert_int_equal(run_tool(args, 0), 0);
+    assert_string_equal(g_out, want);
+    /* --tokenizer --prompt: the prompt encoded with BOS, as --prompt-ids */
+    secap_spm *sp = secap_spm_load(tok);
+    secap_spm_scratch *sc = secap_spm_scratch_new();
+    const int32_t *enc;
+    const char *text = "abc ab";
+    int n = (int)secap_spm_encode(sp, text, strlen(text), SECAP_SPM_ADD_BOS, sc, &enc);
+    assert_true(n >= 2);
+    secap_decode_config_default(&d);
+    d.max_new_tokens = 9;
+    secap_generate_ids(c, m, &enc, &n, 1, &d, &r);
+    result_lines(&r, want, sizeof want);
+    snprintf(args, sizeof args, "--llama '%s' --tokenizer '%s' --prompt '%s' --ids --greedy --max-new-tokens 9",
+             model, tok, text);
+    assert_int_equal(run_tool(args, 0), 0);
+    assert_string_equal(g_out, want);
+    /* text: the decoded ids the tokenizer knows */
+    int32_t keep[64];
+    int k = 0;
+    for (int i = 0; i < r.len[0]; i++) if (r.ids[i] < secap_spm_vocab_size(sp)) keep[k++] = r.ids[i];
+    char *dec = secap_spm_decode(sp, keep, (size_t)k, NULL);
+    snprintf(want, sizeof want, "%s\n", dec);
+    free(dec);
+    snprintf(args, sizeof args, "--llama '%s' --tokenizer '%s' --prompt '%s' --max-new-tokens 9", model, tok, text);
+    assert_int_equal(run_tool(args, 0), 0);
+    assert_string_equal(g_out, want);
+    secap_gen_result_free(&r);
+    secap_spm_scratch_free(sc);
+    secap_spm_free(sp);
+    /* clear errors */
+    struct { const char *args, *want; } bad[] = {
+        { "--prompt-ids '1 2'", "--llama is required" },
+        { "--llama '%s' --prompt-ids '1 2' --prompt x --ids", "exactly one of --prompt" },
+        { "--llama '%s' --prompt x --ids", "--prompt needs --tokenizer" },
+        { "--llama '%s' --prompt-ids '1 2'", "needs --tokenizer" },
+        { "--llama '%s' --prompt-ids '1 x' --ids", "\"x\" is not a token id" },
+        { "--llama '%s' --prompt-ids '1 200' --ids", "prompt id 200" },
+        { "--llama '%s' --prompt-ids '1 2' --ids --greedy --num-beams 2", "--greedy and --num-beams" },
+        { "--llama '%s' --prompt-ids '1 2' --ids --top-p 1.5", "top_p = '1.5'" },
+        { "--llama '%s' --prompt-ids '1 2' --ids --num-beams 2 --num-return-sequences 3", "exceeds num_beams" },
+        { "--llama '%s' --prompt-ids '1 2' --ids --beams 2", "unknown argument \"--beams\"" },
+        { "--llama /nonexistent.h5 --prompt-ids '1 2' --ids", "/nonexistent.h5" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        snprintf(args, sizeof args, bad[i].args, model);
+        if (run_tool(args, 1) != 1) fail_msg("secap-generate %s: expected exit 1", args);
+        if (!strstr(g_out, bad[i].want)) fail_msg("secap-generate %s: output lacks \"%s\"", args, bad[i].want);
+    }
+    /* --lora (a file, and a directory holding adapter_model.h5) = the library with the adapter loaded */
+    char base[4200], adapter[4200], dir[1100], cmd[16384];
+    snprintf(base, sizeof base, "%s", tu_ref_path("llama_gqa.h5"));
+    snprintf(adapter, sizeof adapter, "%s", tu_ref_path("llama_gqa_adapter.h5"));
+    secap_llama_opts o = { .adapter = adapter };
+    secap_llama *ml = secap_llama_load(c, base, &o);
+    secap_decode_config_default(&d);
+    d.max_new_tokens = 10;
+    secap_generate_ids(c, ml, &row, &L, 1, &d, &r);
+    result_lines(&r, want, sizeof want);
+    secap_gen_result_free(&r);
+    secap_llama *mb = secap_llama_load(c, base, NULL);   /* the adapter must matter */
+    char plain[8192];
+    secap_generate_ids(c, mb, &row, &L, 1, &d, &r);
+    result_lines(&r, plain, sizeof plain);
+    secap_gen_result_free(&r);
+    assert_string_not_equal(want, plain);
+    snprintf(dir, sizeof dir, "%s", tu_tmp("adapter_dir"));
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir -p '%s' && cp '%s' '%s/adapter_model.h5'", dir, dir, adapter, dir);
+    assert_int_equal(system(cmd), 0);
+    for (int k = 0; k < 2; k++) {
+        snprintf(args, sizeof args, "--llama '%s' --lora '%s' --prompt-ids '1 40 41 7 19' --ids --max-new-tokens 10",
+                 base, k ? dir : adapter);
+        assert_int_equal(run_tool(args, 0), 0);
+        assert_string_equal(g_out, want);
+    }
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+    secap_llama_free(ml);
+    secap_llama_free(mb);
+    assert_int_equal(run_tool("--help", 0), 0);
+    assert_non_null(strstr(g_out, "usage: secap-generate"));
+    secap_llama_free(m);
+    secap_ctx_free(c);
+}
+
+int main(int argc, char **argv)
+{
+    (void)argc;
+    char self[1024];
+    snprintf(self, sizeof self, "%s", argv[0]);
+    char resolved[1024];
+    snprintf(g_bin, sizeof g_bin, "%s/..", dirname(self));   /* <bin>/tests/.. */
+    if (realpath(g_bin, resolved)) snprintf(g_bin, sizeof g_bin, "%s", resolved);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ref_greedy),
         cmocka_unit_test(test_ref_greedy_penalties),
@@ -625,6 +774,7 @@ int main(void)
         cmocka_unit_test(test_consensus),
         cmocka_unit_test(test_config),
         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_program),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, tu_tmpdir_setup, tu_tmpdir_teardown);
 }
