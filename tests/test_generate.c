@@ -204,7 +204,7 @@ static int full_greedy(secap_ctx *c, const secap_llama *m, const float *x0, int 
     const secap_llama_config *mc = secap_llama_cfg(m);
     int D = mc->hidden_size, V = mc->vocab_size, n = 0;
     int32_t seq[128];
-    memcpy(seq, ctx, (size_t)nctx * sizeof *seq);
+    if (nctx) memcpy(seq, ctx, (size_t)nctx * sizeof *seq);
     for (int step = 0; step < maxn; step++) {
         size_t mark = secap_arena_mark(c->step);
         int T = T0 + n;
