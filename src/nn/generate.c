@@ -298,18 +298,31 @@ static void process(gen_state *st, const secap_decode_config *d, int eos, int V,
     if (ng < d->min_new_tokens && eos >= 0 && eos < V) s[eos] = -INFINITY;
 }
 
-static int cmp_desc(const void *a, const void *b)
+/* The k-th largest of x [n] (k in [1, n]); reorders x.  Hoare quickselect. */
+static double kth_largest(double *x, int n, int k)
 {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x > y ? -1 : x < y ? 1 : 0;
+    int lo = 0, hi = n - 1, want = k - 1;   /* index in descending order */
+    while (lo < hi) {
+        double piv = x[lo + (hi - lo) / 2];
+        int i = lo, j = hi;
+        while (i <= j) {
+            while (x[i] > piv) i++;
+            while (x[j] < piv) j--;
+            if (i <= j) { double t = x[i]; x[i] = x[j]; x[j] = t; i++; j--; }
+        }
+        if (want <= j) hi = j;
+        else if (want >= i) lo = i;
+        else return x[want];
+    }
+    return x[want];
 }
 
 /* top-p order: ascending score, ties by index */
-static const double *g_sort_s;
-static int cmp_idx_asc(const void *a, const void *b)
+static int cmp_idx_asc(const void *a, const void *b, void *ctx)
 {
+    const double *s = ctx;
     int i = *(const int32_t *)a, j = *(const int32_t *)b;
-    double x = g_sort_s[i], y = g_sort_s[j];
+    double x = s[i], y = s[j];
     return x < y ? -1 : x > y ? 1 : (i > j) - (i < j);
 }
 
@@ -322,16 +335,14 @@ static void warp(gen_state *st, const secap_decode_config *d, int V, double *s, 
         int k = d->top_k > kmin ? d->top_k : kmin;
         if (k < V) {
             memcpy(st->tmp, s, (size_t)V * sizeof *s);
-            qsort(st->tmp, (size_t)V, sizeof *st->tmp, cmp_desc);
-            double thr = st->tmp[k - 1];
+            double thr = kth_largest(st->tmp, V, k);
             for (int v = 0; v < V; v++)
                 if (s[v] < thr) s[v] = -INFINITY;
         }
     }
     if (d->top_p < 1.0) {
         for (int v = 0; v < V; v++) st->ord[v] = v;
-        g_sort_s = s;   /* qsort has no context argument; generation is single-threaded here */
-        qsort(st->ord, (size_t)V, sizeof *st->ord, cmp_idx_asc);
+        qsort_r(st->ord, (size_t)V, sizeof *st->ord, cmp_idx_asc, s);
         double mx = s[st->ord[V - 1]], z = 0;
         for (int v = 0; v < V; v++) z += exp(s[v] - mx);
         double cum = 0, cut = 1.0 - d->top_p;
