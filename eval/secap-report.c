@@ -339,7 +339,7 @@ static void svg_chart(FILE *f, const chart *c)
     if (y1 == y0) { y0 -= 0.5; y1 += 0.5; }
     double pad = 0.05 * (y1 - y0);
     y0 -= pad; y1 += pad;
-    fprintf(f, "<figure class=\"curve\"><svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%g\" height=\"%g\" "
+    fprintf(f, "<figure class=\"curve\"><svg width=\"%g\" height=\"%g\" "
                "viewBox=\"0 0 %g %g\" role=\"img\" aria-label=\"loss curves, stage ", W, Hh, W, Hh);
     esc(f, c->stage);
     fprintf(f, "\">\n<text x=\"%g\" y=\"18\" class=\"title\">stage ", L);
