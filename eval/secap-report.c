@@ -265,6 +265,12 @@ static void add_point(chart *c, const char *name, double x, double y)
     s->n++;
 }
 
+static void free_curves(chart *ch, int nc);
+typedef struct { chart **ch; int *nc; } curves_state;
+static void free_curves_state(void *p) { curves_state *s = p; free_curves(*s->ch, *s->nc); }
+static void close_file(void *f) { fclose(f); }
+static void free_ptr(void *p) { free(*(void **)p); }
+
 /* Charts of RUN/metrics.jsonl, one per stage in order of appearance. */
 static chart *read_curves(const char *run, int *nchart)
 {
@@ -277,6 +283,11 @@ static chart *read_curves(const char *run, int *nchart)
     int nc = 0, lineno = 0;
     char *line = NULL;
     size_t cap = 0;
+    curves_state cs = {&ch, &nc};
+    secap_cleanup cf, cl, cc;
+    secap_cleanup_push(&cf, close_file, f);
+    secap_cleanup_push(&cl, free_ptr, &line);
+    secap_cleanup_push(&cc, free_curves_state, &cs);
     while (getline(&line, &cap, f) >= 0) {
         lineno++;
         const char *p = line;
@@ -285,8 +296,6 @@ static chart *read_curves(const char *run, int *nchart)
         cJSON *o = cJSON_Parse(line);
         if (!cJSON_IsObject(o)) {
             cJSON_Delete(o);
-            fclose(f);
-            free(line);
             secap_fatal("%s:%d: not a JSON object (hint: metrics.jsonl holds one object per line)", path, lineno);
         }
         const cJSON *st = cJSON_GetObjectItem(o, "stage"), *sp = cJSON_GetObjectItem(o, "step");
@@ -306,6 +315,9 @@ static chart *read_curves(const char *run, int *nchart)
                 add_point(&ch[k], e->string, sp->valuedouble, e->valuedouble);
         cJSON_Delete(o);
     }
+    secap_cleanup_pop(&cc);
+    secap_cleanup_pop(&cl);
+    secap_cleanup_pop(&cf);
     free(line);
     fclose(f);
     *nchart = nc;
@@ -466,6 +478,8 @@ static double lib_value(const secap_scores *s, int k)
     return k == 0 ? s->bleu[0] : k == 1 ? s->bleu[3] : k == 2 ? s->meteor : k == 3 ? s->rouge_l : s->cider;
 }
 
+static void free_json(void *p) { cJSON_Delete(*(cJSON **)p); }
+
 /* per-item JSON {id: {key: number, ...}} (secap-score --per-item) */
 static void read_scores(const char *path, const secap_captions *hyp, score_table *t)
 {
@@ -478,6 +492,8 @@ static void read_scores(const char *path, const secap_captions *hyp, score_table
         secap_fatal("%s: not a JSON object {id: {metric: score}} (hint: secap-score --per-item writes one)", path);
     }
     int matched = 0;
+    secap_cleanup cr;
+    secap_cleanup_push(&cr, free_json, &root);
     for (const cJSON *e = root->child; e; e = e->next) {
         int item = secap_captions_find(hyp, e->string);   /* corpus items follow the captions file */
         if (item < 0 || !cJSON_IsObject(e)) continue;
@@ -488,6 +504,7 @@ static void read_scores(const char *path, const secap_captions *hyp, score_table
                 t->v[(size_t)item * (size_t)t->ncol + (size_t)k] = m->valuedouble;
             }
     }
+    secap_cleanup_pop(&cr);
     cJSON_Delete(root);
     if (!matched)
         secap_fatal("%s: no id in common with --captions (hint: the per-item file of this run's captions)", path);
@@ -741,8 +758,6 @@ static void write_page(FILE *f, const page *p)
     }
     fprintf(f, "</tbody></table>\n<script>\n%s</script>\n</body>\n</html>\n", JS);
 }
-
-static void free_ptr(void *p) { free(*(void **)p); }
 
 int main(int argc, char **argv)
 {

@@ -301,6 +301,9 @@ static void report_ignored(const secap_corpus *c)
     fprintf(stderr, "%s\n", n > 20 ? " ..." : "");
 }
 
+static void free_ptr(void *p) { free(*(void **)p); }
+static void close_file(void *f) { fclose(f); }
+
 static int by_corpus_id(const void *a, const void *b, void *ctx)
 {
     return strcmp(secap_corpus_id(ctx, *(const int *)a), secap_corpus_id(ctx, *(const int *)b));
@@ -314,11 +317,15 @@ static void read_labels(const char *path, const secap_corpus *c, const secap_emo
     int *order = secap_xmalloc((size_t)n * sizeof *order + 1, "label index");
     for (int i = 0; i < n; i++) { label[i] = -1; order[i] = i; }
     qsort_r(order, (size_t)n, sizeof *order, by_corpus_id, (void *)c);
+    secap_cleanup co, cf, cl;
+    secap_cleanup_push(&co, free_ptr, &order);
     FILE *f = fopen(path, "r");
     if (!f) secap_fatal("--emotion-labels %s: cannot open: %s (hint: the dataset's emotion.txt, `<id> <class>` per "
                         "line)", path, strerror(errno));
+    secap_cleanup_push(&cf, close_file, f);
     char *line = NULL;
     size_t cap = 0;
+    secap_cleanup_push(&cl, free_ptr, &line);
     int lineno = 0;
     while (getline(&line, &cap, f) >= 0) {
         lineno++;
@@ -345,6 +352,9 @@ static void read_labels(const char *path, const secap_corpus *c, const secap_emo
         }
         label[item] = k;
     }
+    secap_cleanup_pop(&cl);
+    secap_cleanup_pop(&cf);
+    secap_cleanup_pop(&co);
     free(line);
     fclose(f);
     free(order);

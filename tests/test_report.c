@@ -25,6 +25,9 @@ static int run(const char *prog, const char *args)
     g_out[n] = 0;
     int st = pclose(p);
     print_message("$ %s %s\n%.2000s", prog, args, g_out);
+    /* a sanitizer build's programs must not leak or misbehave on any path, errors included */
+    if (strstr(g_out, "LeakSanitizer") || strstr(g_out, "AddressSanitizer") || strstr(g_out, "runtime error:"))
+        fail_msg("%s %s: sanitizer report in the output", prog, args);
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
