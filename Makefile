@@ -44,7 +44,7 @@ FUZZOBJ    := $(SRC:%.c=build/fuzz/%.o)
 FUZZ_SECONDS ?= 300
 FUZZ_TARGETS ?=
 
-.PHONY: all deps fuzzdeps test asan fuzz fuzz-build fuzz-short bench demo clean
+.PHONY: all deps fuzzdeps test asan fuzz fuzz-build fuzz-short bench demo clean test-browser
 .SECONDARY:
 all: $(LIB) $(PROGS) $(TESTS) $(BENCHES)
 
@@ -79,6 +79,12 @@ test: all
 	tests/run.sh $(BIN)
 	$(MAKE) --no-print-directory asan
 	$(MAKE) --no-print-directory fuzz-short
+
+# secap-report's page in headless Chromium (sorting, filtering, rendering);
+# apart from make test because Debian's chromium is a large install.
+test-browser: all
+	@tools/deps.sh browser
+	tests/browser/report.sh $(BIN)
 
 # Sanitizer build in its own tree; runs the same test binaries with
 # LeakSanitizer on (tests/lsan.supp).  Works on its own: tests/run.sh makes

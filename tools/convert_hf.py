@@ -326,6 +326,50 @@ def bert_rename(name):
 
 
 # ---------------------------------------------------------------------------
+# ERNIE (model_type "ernie": nghuyong/ernie-3.0-base-zh and what is trained
+# from it, such as shibing624/text2vec-base-chinese-paraphrase, the encoder of
+# SECap's similarity metric) -> plain BERT file (model_type "bert").
+#
+# HF ErnieModel is BertModel plus, when use_task_id, a task-type embedding
+# added to every token's embedding sum; with the default task_type_ids (all 0)
+# that is row 0 of embeddings.task_type_embeddings.weight at every position.
+# Token type ids are 0 as well in the metric, so the conversion folds the
+# task row into every token-type row: token_type'[t] = token_type[t] +
+# task_type[0].  The result is a BERT file whose outputs equal ErnieModel's
+# for task type 0 (and any token type), read by the C BERT code unchanged.
+
+ERNIE_DEFAULTS = dict(BERT_DEFAULTS, model_type="ernie", task_type_vocab_size=3, use_task_id=False)
+
+
+def ernie_names(cfg):
+    names = bert_names(dict(cfg, model_type="bert"))
+    if cfg.get("use_task_id"):
+        _positive(cfg, ("task_type_vocab_size",), "ernie")
+        names["embeddings.task_type_embeddings.weight"] = ((cfg["task_type_vocab_size"], cfg["hidden_size"]), False)
+    return names
+
+
+def ernie_fold(sd, cfg, where):
+    """{name: Lazy} of an ErnieModel -> BertModel names, task row 0 folded
+    into the token-type rows (see above)."""
+    tt, task = "embeddings.token_type_embeddings.weight", "embeddings.task_type_embeddings.weight"
+    if task not in sd:
+        return sd
+    if tt not in sd:
+        raise ConvertError(f"{where}: ERNIE checkpoint with task-type but no token-type embeddings "
+                           "(hint: set type_vocab_size in config.json)")
+    a, b = sd[tt], sd[task]
+
+    def fn(a=a, b=b):
+        x = np.asarray(a.load(tt), dtype=np.float32)
+        return x + np.asarray(b.load(task), dtype=np.float32)[0][None, :]
+
+    out = {n: v for n, v in sd.items() if n != task}
+    out[tt] = Lazy(tuple(a.shape), np.float32, fn, a.src)
+    return out
+
+
+# ---------------------------------------------------------------------------
 # Q-Former (model_type "qformer"), include/secap/qformer.h
 
 QFORMER_DEFAULTS = dict(BERT_BASE_CHINESE, model_type="qformer",
@@ -504,6 +548,14 @@ MODELS = {
         "drop": ("cls.*", "*position_ids"),
         "names": bert_names,
         "random": bert_random,
+    },
+    "ernie": {
+        "defaults": ERNIE_DEFAULTS,
+        "strip_prefixes": ("ernie.",),
+        "rename": bert_rename,
+        "drop": ("cls.*", "*position_ids"),
+        "names": ernie_names,
+        "random": lambda cfg, rng: normal_rule(ernie_names(cfg), cfg, rng),
     },
     "qformer": {
         "defaults": QFORMER_DEFAULTS,
@@ -1038,6 +1090,9 @@ def convert(hf_dir, out, dtype="fp32", ignore=()):
               f"({', '.join(MODELS[model]['drop'])})")
     check_tensors(sd, names, hf_dir)
     attrs = dict(cfg)
+    if model == "ernie":   # written as the plain BERT file it becomes
+        sd = ernie_fold(sd, cfg, hf_dir)
+        attrs["model_type"], attrs["source_model_type"] = "bert", "ernie"
     pre = os.path.join(hf_dir, "preprocessor_config.json")
     if os.path.exists(pre):
         with open(pre) as f:
