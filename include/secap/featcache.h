@@ -34,6 +34,11 @@ void secap_featcache_check_path(const char *path);
 /* Opens the cache at path for `key`.  *rebuilt (may be NULL) is set to 1
  * when the file was missing or stale and a new one is started. */
 secap_featcache *secap_featcache_open(const char *path, const secap_featcache_key *key, int *rebuilt);
+/* Opens an existing cache of any key read-only, for programs that only read
+ * features (secap-embed --features): nothing is ever rebuilt or written, and
+ * secap_featcache_put must not be called on it.  Stops when path is absent
+ * or not a feature cache. */
+secap_featcache *secap_featcache_open_read(const char *path);
 int secap_featcache_has(secap_featcache *fc, const char *id);
 /* Features of `id` [*frames x *dim] in a new buffer, or NULL when absent.
  * Stops naming the id when its digest does not match (damaged). */

@@ -173,6 +173,21 @@ secap_featcache *secap_featcache_open(const char *path, const secap_featcache_ke
     return fc;
 }
 
+secap_featcache *secap_featcache_open_read(const char *path)
+{
+    if (!path || access(path, F_OK) != 0)
+        secap_fatal("feature cache %s: does not exist (hint: make it with bin/secap-extract --out %s)",
+                    path ? path : "(null)", path ? path : "features.h5");
+    secap_featcache_check_path(path);   /* refuses anything that is not a cache */
+    secap_featcache *fc = secap_xcalloc(1, sizeof *fc, "feature cache");
+    secap_cleanup cl;
+    secap_cleanup_push(&cl, abandon, fc);
+    fc->path = secap_xstrdup(path, "feature cache path");
+    fc->h = secap_h5_open(path, 0);
+    secap_cleanup_pop(&cl);
+    return fc;
+}
+
 int secap_featcache_has(secap_featcache *fc, const char *id)
 {
     char *name = escape_id(id);
