@@ -5,8 +5,8 @@
 # parity tests, sentencepiece's python binding and spm_train for the tokenizer
 # tests, and espeak-ng + sox for the speech they run on), fuzz (clang,
 # its libFuzzer/sanitizer runtimes and omp.h for the fuzz targets), demo (the
-# demo-corpus generator, and spm_train for the demo tokenizer, tools/train_spm.sh).
-# demo-corpus generator), browser (headless Chromium for make test-browser).
+# demo-corpus generator, and spm_train for the demo tokenizer, tools/train_spm.sh),
+# browser (headless Chromium for make test-browser).
 # Checks each package with dpkg-query and installs only what is missing, with
 # apt-get, as root.  Prints nothing when everything is present.
 set -euo pipefail
@@ -16,7 +16,6 @@ GROUP[build]="gcc make pkg-config libopenblas-openmp-dev libcmocka-dev libhdf5-d
 GROUP[test]="python3 python3-numpy python3-torch python3-torchaudio python3-h5py python3-sentencepiece sentencepiece espeak-ng sox"
 GROUP[fuzz]="clang libclang-rt-14-dev libomp-dev"
 GROUP[demo]="espeak-ng sox fortunes-zh sentencepiece"
-GROUP[demo]="espeak-ng sox fortunes-zh"
 GROUP[browser]="chromium"
 
 missing=()
