@@ -92,7 +92,8 @@ void secap_lmtext_add_line(secap_lmtext *t, const char *text, size_t len, const 
 /* Writes every cleaned document, one per line, in stream order. */
 void secap_lmtext_write_text(const secap_lmtext *t, FILE *f);
 /* Decodes every document's tokens and compares them with its cleaned text
- * (identity-normalising tokenizers such as LLaMA's round-trip exactly);
+ * (identity-normalising tokenizers such as LLaMA's round-trip exactly,
+ * except text holding U+2581 "▁" itself, which decodes as a space);
  * prints the first few mismatches to `report` (may be NULL) and returns
  * how many documents differ.  Fatal on a text-only corpus. */
 int64_t secap_lmtext_roundtrip_check(const secap_lmtext *t, FILE *report);
