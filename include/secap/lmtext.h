@@ -130,7 +130,9 @@ typedef struct {
 } secap_lm_batch;
 
 /* Batch `step` (0 .. steps_per_epoch - 1) of epoch `epoch`, order seeded
- * by seed; fatal when step is out of range. */
+ * by seed; fatal when step is out of range.  Draws the epoch's permutation
+ * afresh in step-arena scratch (O(N) time, 8 N bytes), so the call keeps
+ * no state. */
 secap_lm_batch secap_lmtext_batch(secap_ctx *c, const secap_lmtext *t, uint64_t seed, int64_t epoch,
                                   int64_t step, int batch_size);
 /* Rows = the given blocks (e.g. every block of a held-out corpus, in order,
