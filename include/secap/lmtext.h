@@ -92,7 +92,8 @@ void secap_lmtext_add_line(secap_lmtext *t, const char *text, size_t len, const 
 /* Writes every cleaned document, one per line, in stream order. */
 void secap_lmtext_write_text(const secap_lmtext *t, FILE *f);
 /* Decodes every document's tokens and compares them with its cleaned text
- * (identity-normalising tokenizers such as LLaMA's round-trip exactly);
+ * (identity-normalising tokenizers such as LLaMA's round-trip exactly,
+ * except text holding U+2581 "▁" itself, which decodes as a space);
  * prints the first few mismatches to `report` (may be NULL) and returns
  * how many documents differ.  Fatal on a text-only corpus. */
 int64_t secap_lmtext_roundtrip_check(const secap_lmtext *t, FILE *report);
@@ -129,7 +130,9 @@ typedef struct {
 } secap_lm_batch;
 
 /* Batch `step` (0 .. steps_per_epoch - 1) of epoch `epoch`, order seeded
- * by seed; fatal when step is out of range. */
+ * by seed; fatal when step is out of range.  Draws the epoch's permutation
+ * afresh in step-arena scratch (O(N) time, 8 N bytes), so the call keeps
+ * no state. */
 secap_lm_batch secap_lmtext_batch(secap_ctx *c, const secap_lmtext *t, uint64_t seed, int64_t epoch,
                                   int64_t step, int batch_size);
 /* Rows = the given blocks (e.g. every block of a held-out corpus, in order,

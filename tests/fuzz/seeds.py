@@ -288,6 +288,15 @@ def vocab():
     put(d, "bom.txt", b"\xef\xbb\xbf" + "\n".join(head + body).encode())
 
 
+def lmtext():
+    d = target_dir("lmtext")
+    put(d, "fortune.txt", "今天天气很好\n%\n  \x1b[32m《静夜思》\x1b[m  \n\n床前明月光，疑是地上霜。\r\nThe fox 123\n".encode())
+    put(d, "prompts.txt", "请用一句中文概括音频中讲话者的情感：\n请描述说话人的情绪：\n".encode())
+    put(d, "nested-escape.txt", b"\xc2\xa0 x\x1b[;\x1b[34;1mm y \xe3\x80\x80\n\t\n")
+    put(d, "bad-utf8.txt", b"ok\n\xe4\xbd\n")
+    put(d, "nul.txt", b"ok\nab\x00cd\n")
+
+
 def main():
     score_json()
     data_layout()
@@ -298,6 +307,7 @@ def main():
     featcache()
     spm()
     vocab()
+    lmtext()
     for t in sorted(os.listdir(HERE)):
         p = os.path.join(HERE, t)
         if os.path.isdir(p):
