@@ -82,6 +82,13 @@ void secap_sim_matrix(secap_simmodel *m, int n, const char *const *texts, double
 void secap_sim_items(secap_simmodel *m, int n, const char *const *hyps, const char *const *const *refs,
                      const int *nrefs, double *item);
 
+/* SECap's draw selection (SECAP.md section 4): draw i scores the mean of
+ * row i of sim [n, n] (its similarity to every draw, itself included); the
+ * `keep` best-scoring draws are kept (ties: the earlier draw), written to
+ * kept[keep] in draw order.  Returns keep.  score (optional, [n]) receives
+ * the row means.  8 draws, keep 5 in the paper. */
+int secap_sim_select(const double *sim, int n, int keep, int *kept, double *score);
+
 #define SECAP_SIM_NTHRESH 3
 /* 0.5, 0.6, 0.8 */
 extern const double SECAP_SIM_THRESH[SECAP_SIM_NTHRESH];

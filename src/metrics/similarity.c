@@ -269,3 +269,25 @@ void secap_sim_summarize(const double *item, int n, secap_sim_summary *s)
     s->similarity = 100.0 * sum / n;
     for (int t = 0; t < SECAP_SIM_NTHRESH; t++) s->share[t] = (double)above[t] / n;
 }
+
+int secap_sim_select(const double *sim, int n, int keep, int *kept, double *score)
+{
+    if (n < 1 || keep < 1 || keep > n)
+        secap_fatal("similarity: keep %d of %d draws (hint: 1 <= keep <= draws; the paper keeps 5 of 8)", keep, n);
+    double *sc = secap_xmalloc((size_t)n * sizeof *sc, "draw scores");
+    for (int i = 0; i < n; i++) {
+        double s = 0;
+        for (int j = 0; j < n; j++) s += sim[(size_t)i * (size_t)n + (size_t)j];
+        sc[i] = s / n;
+        if (score) score[i] = sc[i];
+    }
+    /* draw i is kept when fewer than keep draws rank above it */
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        int above = 0;
+        for (int j = 0; j < n; j++) above += sc[j] > sc[i] || (sc[j] == sc[i] && j < i);
+        if (above < keep) kept[k++] = i;
+    }
+    free(sc);
+    return k;
+}
