@@ -158,8 +158,9 @@ def variant(outdir, tag, task):
     os.makedirs(hf)
     with open(os.path.join(hf, "config.json"), "w") as f:
         json.dump(cfg, f, indent=2)
-    # task-model prefix, as checkpoints of ErnieForMaskedLM / BertForPreTraining spell it
-    prefix = "ernie." if task else "bert."
+    # ERNIE under its task-model prefix (ErnieForMaskedLM's spelling); BERT as a
+    # plain BertModel state dict without prefix, as text2vec-base-chinese ships it
+    prefix = "ernie." if task else ""
     torch.save({prefix + k: torch.from_numpy(v) for k, v in sd.items()}, os.path.join(hf, "pytorch_model.bin"))
     convert_hf.convert(hf, os.path.join(outdir, f"sim_{tag}.h5"))
     shutil.rmtree(hf)

@@ -159,6 +159,29 @@ static void test_threshold_shares(void **st)
     EXPECT_FATAL(secap_sim_summarize(items, 0, &s), "no items");
 }
 
+/* Keep the 5 of 8 draws most similar to all draws; ties go to the earlier draw. */
+static void test_select(void **st)
+{
+    (void)st;
+    enum { N = 8 };
+    /* row means: draw i's similarity to draw j is a[i] * a[j], except 1 on the diagonal */
+    const double a[N] = {0.9, 0.1, 0.8, 0.5, 0.5, 0.95, 0.2, 0.7};
+    double sim[N * N], score[N];
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < N; j++) sim[i * N + j] = i == j ? 1.0 : a[i] * a[j];
+    int kept[N];
+    assert_int_equal(secap_sim_select(sim, N, 5, kept, score), 5);
+    /* means rank 5 > 0 > 2 > 7 > {3, 4 tie} > 6 > 1: keep 0 2 3 5 7 (3 before 4) */
+    const int want[5] = {0, 2, 3, 5, 7};
+    for (int k = 0; k < 5; k++) assert_int_equal(kept[k], want[k]);
+    double sum0 = 1;
+    for (int j = 1; j < N; j++) sum0 += a[0] * a[j];
+    assert_near(score[0], sum0 / N, 1e-15);
+    assert_int_equal(secap_sim_select(sim, N, 8, kept, NULL), 8);
+    for (int k = 0; k < 8; k++) assert_int_equal(kept[k], k);
+    EXPECT_FATAL(secap_sim_select(sim, N, 9, kept, NULL), "keep 9 of 8");
+}
+
 static void test_cosine(void **st)
 {
     (void)st;
@@ -200,6 +223,7 @@ int main(void)
         cmocka_unit_test(test_parity_ernie),
         cmocka_unit_test(test_parity_bert),
         cmocka_unit_test(test_threshold_shares),
+        cmocka_unit_test(test_select),
         cmocka_unit_test(test_cosine),
         cmocka_unit_test(test_errors),
     };

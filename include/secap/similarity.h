@@ -66,7 +66,11 @@ void secap_sim_embed(secap_simmodel *m, int n, const char *const *texts, float *
 /* Cosine of two embeddings [H] with torch F.normalize's epsilon. */
 double secap_sim_cosine(const float *a, const float *b, int H);
 
-/* cos[i] <- cosine(a[i], b[i]) for i < n. */
+/* secap_sim_pairs, _matrix and _items embed each distinct text once, in
+ * order of length (so that batches pad little); the result does not depend
+ * on the batching beyond float rounding (tests: within 1e-5).
+ *
+ * cos[i] <- cosine(a[i], b[i]) for i < n. */
 void secap_sim_pairs(secap_simmodel *m, int n, const char *const *a, const char *const *b, double *cos);
 
 /* sim [n, n] <- cosine of every pair of texts[0..n) (symmetric, diagonal
@@ -77,6 +81,13 @@ void secap_sim_matrix(secap_simmodel *m, int n, const char *const *texts, double
  * cosine(hyps[i], refs[i][r]). */
 void secap_sim_items(secap_simmodel *m, int n, const char *const *hyps, const char *const *const *refs,
                      const int *nrefs, double *item);
+
+/* SECap's draw selection (SECAP.md section 4): draw i scores the mean of
+ * row i of sim [n, n] (its similarity to every draw, itself included); the
+ * `keep` best-scoring draws are kept (ties: the earlier draw), written to
+ * kept[keep] in draw order.  Returns keep.  score (optional, [n]) receives
+ * the row means.  8 draws, keep 5 in the paper. */
+int secap_sim_select(const double *sim, int n, int keep, int *kept, double *score);
 
 #define SECAP_SIM_NTHRESH 3
 /* 0.5, 0.6, 0.8 */

@@ -90,6 +90,7 @@ void secap_sim_free(secap_simmodel *m)
 int secap_sim_dim(const secap_simmodel *m) { return m->H; }
 
 static void free_batch(void *bb) { secap_bert_batch_free(bb); }
+static void free_ptr(void *p) { free(*(void **)p); }
 
 void secap_sim_embed(secap_simmodel *m, int n, const char *const *texts, float *emb)
 {
@@ -119,6 +120,54 @@ void secap_sim_embed(secap_simmodel *m, int n, const char *const *texts, float *
     }
 }
 
+typedef struct {
+    const char *const *t;
+    size_t *len;
+} text_order;
+
+static int by_len_text(const void *a, const void *b, void *ctx)
+{
+    const text_order *o = ctx;
+    size_t i = *(const size_t *)a, j = *(const size_t *)b;
+    if (o->len[i] != o->len[j]) return o->len[i] < o->len[j] ? -1 : 1;
+    int r = strcmp(o->t[i], o->t[j]);
+    return r ? r : (i < j ? -1 : i > j);
+}
+
+typedef struct { size_t *ord, *len; const char **uniq; float *ue; } uniq_state;
+static void free_uniq(void *p)
+{
+    uniq_state *u = p;
+    free(u->ord); free(u->len); free(u->uniq); free(u->ue);
+}
+
+/* emb [n, H] <- embeddings of texts[0..n), each distinct text embedded once,
+ * in order of length (batches of similar lengths pad little). */
+static void embed_distinct(secap_simmodel *m, size_t n, const char *const *texts, float *emb)
+{
+    size_t H = (size_t)m->H;
+    uniq_state u = {0};
+    secap_cleanup cl;
+    secap_cleanup_push(&cl, free_uniq, &u);
+    u.ord = secap_xmalloc(n * sizeof *u.ord, "similarity order");
+    u.len = secap_xmalloc(n * sizeof *u.len, "similarity order");
+    u.uniq = secap_xmalloc(n * sizeof *u.uniq, "similarity texts");
+    for (size_t i = 0; i < n; i++) { u.ord[i] = i; u.len[i] = strlen(texts[i]); }
+    text_order to = {texts, u.len};
+    qsort_r(u.ord, n, sizeof *u.ord, by_len_text, &to);
+    size_t nu = 0;
+    for (size_t k = 0; k < n; k++)
+        if (k == 0 || strcmp(texts[u.ord[k]], texts[u.ord[k - 1]])) u.uniq[nu++] = texts[u.ord[k]];
+    u.ue = secap_xmalloc(nu * H * sizeof *u.ue, "similarity embeddings");
+    secap_sim_embed(m, (int)nu, u.uniq, u.ue);
+    for (size_t k = 0, j = 0; k < n; k++) {
+        if (k > 0 && strcmp(texts[u.ord[k]], texts[u.ord[k - 1]])) j++;
+        memcpy(emb + u.ord[k] * H, u.ue + j * H, H * sizeof *emb);
+    }
+    secap_cleanup_pop(&cl);
+    free_uniq(&u);
+}
+
 double secap_sim_cosine(const float *a, const float *b, int H)
 {
     double aa = 0, bb = 0, ab = 0;
@@ -131,8 +180,6 @@ double secap_sim_cosine(const float *a, const float *b, int H)
     return ab / (na * nb);
 }
 
-static void free_ptr(void *p) { free(*(void **)p); }
-
 void secap_sim_pairs(secap_simmodel *m, int n, const char *const *a, const char *const *b, double *cos)
 {
     if (n <= 0) return;
@@ -140,8 +187,14 @@ void secap_sim_pairs(secap_simmodel *m, int n, const char *const *a, const char 
     float *e = secap_xmalloc((size_t)2 * (size_t)n * (size_t)H * sizeof *e, "similarity embeddings");
     secap_cleanup cl;
     secap_cleanup_push(&cl, free_ptr, &e);
-    secap_sim_embed(m, n, a, e);
-    secap_sim_embed(m, n, b, e + (size_t)n * (size_t)H);
+    const char **ab = secap_xmalloc(2 * (size_t)n * sizeof *ab, "similarity texts");
+    memcpy(ab, a, (size_t)n * sizeof *ab);
+    memcpy(ab + n, b, (size_t)n * sizeof *ab);
+    secap_cleanup cab;
+    secap_cleanup_push(&cab, free_ptr, &ab);
+    embed_distinct(m, 2 * (size_t)n, ab, e);
+    secap_cleanup_pop(&cab);
+    free(ab);
     for (int i = 0; i < n; i++)
         cos[i] = secap_sim_cosine(e + (size_t)i * (size_t)H, e + ((size_t)n + (size_t)i) * (size_t)H, H);
     secap_cleanup_pop(&cl);
@@ -155,7 +208,7 @@ void secap_sim_matrix(secap_simmodel *m, int n, const char *const *texts, double
     float *e = secap_xmalloc((size_t)n * (size_t)H * sizeof *e, "similarity embeddings");
     secap_cleanup cl;
     secap_cleanup_push(&cl, free_ptr, &e);
-    secap_sim_embed(m, n, texts, e);
+    embed_distinct(m, (size_t)n, texts, e);
     for (int i = 0; i < n; i++)
         for (int j = i; j < n; j++)
             sim[(size_t)i * (size_t)n + (size_t)j] = sim[(size_t)j * (size_t)n + (size_t)i] =
@@ -188,7 +241,7 @@ void secap_sim_items(secap_simmodel *m, int n, const char *const *hyps, const ch
         for (int r = 0; r < nrefs[i]; r++) all[k++] = refs[i][r];
     }
     e = secap_xmalloc(((size_t)n + nr) * (size_t)H * sizeof *e, "similarity embeddings");
-    secap_sim_embed(m, (int)((size_t)n + nr), all, e);
+    embed_distinct(m, (size_t)n + nr, all, e);
     k = (size_t)n;
     for (int i = 0; i < n; i++) {
         double s = 0;
@@ -215,4 +268,26 @@ void secap_sim_summarize(const double *item, int n, secap_sim_summary *s)
     }
     s->similarity = 100.0 * sum / n;
     for (int t = 0; t < SECAP_SIM_NTHRESH; t++) s->share[t] = (double)above[t] / n;
+}
+
+int secap_sim_select(const double *sim, int n, int keep, int *kept, double *score)
+{
+    if (n < 1 || keep < 1 || keep > n)
+        secap_fatal("similarity: keep %d of %d draws (hint: 1 <= keep <= draws; the paper keeps 5 of 8)", keep, n);
+    double *sc = secap_xmalloc((size_t)n * sizeof *sc, "draw scores");
+    for (int i = 0; i < n; i++) {
+        double s = 0;
+        for (int j = 0; j < n; j++) s += sim[(size_t)i * (size_t)n + (size_t)j];
+        sc[i] = s / n;
+        if (score) score[i] = sc[i];
+    }
+    /* draw i is kept when fewer than keep draws rank above it */
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        int above = 0;
+        for (int j = 0; j < n; j++) above += sc[j] > sc[i] || (sc[j] == sc[i] && j < i);
+        if (above < keep) kept[k++] = i;
+    }
+    free(sc);
+    return k;
 }
