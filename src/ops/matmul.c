@@ -7,7 +7,9 @@
  *   C = A^T B^T  dA += B^T dC^T  dB += dC^T A^T
  * Each is one more sgemm with beta = 1, which accumulates.  linear with a
  * frozen bf16 weight runs both of its products on the bf16 storage
- * (bf16_gemm.c); the weight takes no gradient. */
+ * (bf16_gemm.c); the weight takes no gradient.  linear's forward on a
+ * single row (a decoding step) calls sgemv instead of sgemm, which would pack
+ * the whole weight for one row (bench_decode: see BENCHMARKS.md). */
 #include "ops_internal.h"
 
 /* ---- matmul ------------------------------------------------------------- */
@@ -146,7 +148,12 @@ secap_tensor *secap_linear(secap_ctx *c, secap_tensor *x, secap_tensor *w, secap
         op_bf16_linear(c, secap_f32(x), w->data, bias ? secap_f32(bias) : NULL, y, Rows, Dout, Din);
     } else {
         if (bias) op_fill_rows(y, secap_f32(bias), Rows, Dout);
-        op_gemm(0, 1, Rows, Dout, Din, 1.0f, secap_f32(x), Din, secap_f32(w), Din, bias ? 1.0f : 0.0f, y, Dout);
+        if (Rows == 1)   /* one row (a decoding step): sgemm would pack all of W for it, sgemv streams W once */
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)Dout, (int)Din, 1.0f, secap_f32(w), (int)Din,
+                        secap_f32(x), 1, bias ? 1.0f : 0.0f, y, 1);
+        else
+            op_gemm(0, 1, Rows, Dout, Din, 1.0f, secap_f32(x), Din, secap_f32(w), Din, bias ? 1.0f : 0.0f, y,
+                    Dout);
     }
     secap_tensor *in[3] = {x, w, bias};
     int nin = bias ? 3 : 2;
