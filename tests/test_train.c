@@ -353,6 +353,29 @@ static void test_ckpt_refused(void **st)
     EXPECT_RUN(1, NULL, "secap-train", "--resume shape.h5", "qformer.query_tokens");
 }
 
+/* A non-finite loss skips the step (a warning, "skipped":1, no update: the
+ * next step's loss is the one of a run without that batch's update); too
+ * many in a row stop the run with exit 1 and keep the last checkpoint. */
+static void test_nonfinite(void **st)
+{
+    (void)st;
+    full_run();
+    EXPECT_RUN(0, "SECAP_TRAIN_NAN_AT=2", "secap-train", "--config tiny.ini --train.out_dir=nan1",
+               "step 1: non-finite loss (nan); step skipped (1 in a row, at most 5)");
+    metrics m;
+    read_metrics("nan1", &m);
+    assert_int_equal(m.n, 12);
+    assert_non_null(strstr(m.line[1], "\"loss\":null"));   /* JSON has no NaN */
+    assert_non_null(strstr(m.line[1], "\"grad_norm\":null"));
+    assert_string_equal(m.line[0], g_full.line[0]);
+    if (!strcmp(m.line[2], g_full.line[2])) fail_msg("step 3 equals the run that updated at step 2");
+    EXPECT_RUN(1, "SECAP_TRAIN_NAN_AT=6,7,8", "secap-train",
+               "--config tiny.ini --train.out_dir=nan3 --train.max_bad_steps=3", "3 non-finite steps in a row");
+    assert_non_null(strstr(g_out, "the last good checkpoint"));
+    assert_int_equal(access(tu_tmp("nan3/ckpt-0000000004.h5"), F_OK), 0);
+    assert_int_equal(access(tu_tmp("nan3/ckpt-0000000008.h5"), F_OK), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -362,6 +385,7 @@ int main(void)
         cmocka_unit_test(test_kill9_step),
         cmocka_unit_test(test_kill9_save),
         cmocka_unit_test(test_ckpt_refused),
+        cmocka_unit_test(test_nonfinite),
     };
     return cmocka_run_group_tests(tests, setup, tu_tmpdir_teardown);
 }

@@ -719,6 +719,21 @@ static void truncate_metrics(const char *path, int64_t upto)
     free(out);
 }
 
+/* Test hook: SECAP_TRAIN_NAN_AT="3,5,6" makes the loss of those global
+ * steps (1-based) NaN, to exercise the skip-and-stop path. */
+static int nan_at(int64_t g)
+{
+    const char *e = getenv("SECAP_TRAIN_NAN_AT");
+    for (const char *p = e; p && *p;) {
+        char *end;
+        long long v = strtoll(p, &end, 10);
+        if (end == p) break;
+        if (v == g) return 1;
+        p = *end == ',' ? end + 1 : end;
+    }
+    return 0;
+}
+
 int secap_train_main(const secap_train_opts *o)
 {
     trainer T, *tr = &T;
@@ -804,6 +819,7 @@ int secap_train_main(const secap_train_opts *o)
             secap_adamw_zero_grad(tr->opt);
             secap_tensor *loss = run_stage_step(tr, stage, b, &st);
             double lv = secap_f32(loss)[0], gn = NAN;
+            if (nan_at(tr->gstep + 1)) lv = NAN;   /* test hook: SECAP_TRAIN_NAN_AT */
             int skipped = 0;
             if (!isfinite(lv)) skipped = 1;
             else {
@@ -829,11 +845,14 @@ int secap_train_main(const secap_train_opts *o)
             tr->loader_step = ls.step;
             int nb = b ? b->B : tr->cfg.lm.batch_size;
             double dt = secap_now() - t0, sps = dt > 0 ? nb / dt : 0;
-            fprintf(mf, "{\"stage\":\"%s\",\"step\":%lld,\"gstep\":%lld,\"epoch\":%lld,\"loss\":%.9g", sname,
-                    (long long)tr->step, (long long)tr->gstep, (long long)(b ? b->epoch : st.lm_epoch), lv);
+            char lvs[32], gns[32];   /* JSON has no NaN: non-finite values are null */
+            snprintf(lvs, sizeof lvs, isfinite(lv) ? "%.9g" : "null", lv);
+            snprintf(gns, sizeof gns, isfinite(gn) ? "%.9g" : "null", gn);
+            fprintf(mf, "{\"stage\":\"%s\",\"step\":%lld,\"gstep\":%lld,\"epoch\":%lld,\"loss\":%s", sname,
+                    (long long)tr->step, (long long)tr->gstep, (long long)(b ? b->epoch : st.lm_epoch), lvs);
             if (stage == SECAP_STAGE_QFORMER)
                 fprintf(mf, ",\"mi\":%.9g,\"con\":%.9g,\"est\":%.9g,\"temp\":%.9g", st.mi, st.con, st.est, st.temp);
-            if (stage == SECAP_STAGE_CAPTION) fprintf(mf, ",\"caption\":%.9g,\"prompt\":%d", lv, st.prompt);
+            if (stage == SECAP_STAGE_CAPTION) fprintf(mf, ",\"caption\":%s,\"prompt\":%d", lvs, st.prompt);
             if (tr->cfg.eval.every && (tr->step % tr->cfg.eval.every == 0 || tr->step == tr->total)) {
                 double dl = dev_loss(tr, stage);
                 if (isfinite(dl)) {
@@ -842,8 +861,8 @@ int secap_train_main(const secap_train_opts *o)
                             sname, (long long)tr->step, dl, tr->dev_batches);
                 }
             }
-            fprintf(mf, ",\"lr\":%.9g,\"grad_norm\":%.9g,\"samples_per_s\":%.4g,\"rss_mb\":%.1f,\"skipped\":%d}\n",
-                    lr, isfinite(gn) ? gn : -1.0, sps, rss_mb(), skipped);
+            fprintf(mf, ",\"lr\":%.9g,\"grad_norm\":%s,\"samples_per_s\":%.4g,\"rss_mb\":%.1f,\"skipped\":%d}\n",
+                    lr, gns, sps, rss_mb(), skipped);
             fflush(mf);
             if (tr->bad >= tr->cfg.train.max_bad_steps) {
                 fclose(mf);
