@@ -643,7 +643,9 @@ static double rss_mb(void)
 
 static int64_t stage_total(trainer *tr)
 {
-    if (tr->cfg.train.max_steps > 0) return tr->cfg.train.max_steps;
+    int64_t over = tr->cfg.train.steps_of[tr->cfg.train.stage[tr->stage_idx]];
+    if (over > 0) return over;
+    if (tr->cfg.train.max_steps > 0 && over < 0) return tr->cfg.train.max_steps;
     int per_epoch = tr->cfg.train.stage[tr->stage_idx] == SECAP_STAGE_LM
                         ? (int)secap_lmtext_steps_per_epoch(tr->lmt, tr->cfg.lm.batch_size) : secap_loader_batches(tr->L);
     int64_t n = (int64_t)ceil(tr->cfg.train.epochs * per_epoch);
