@@ -125,7 +125,7 @@ secap_ini *secap_ini_from_text(const char *text, const char *origin)
     for (int i = 0; i < ini->n; i++) {
         const char *colon = strrchr(ini->e[i].origin, ':');
         char o[1200];
-        snprintf(o, sizeof o, "%s (its config):%s", origin, colon ? colon + 1 : "?");
+        snprintf(o, sizeof o, "%s:%s", origin, colon ? colon + 1 : "?");
         free(ini->e[i].origin);
         ini->e[i].origin = secap_xstrdup(o, "config origin");
     }

@@ -745,7 +745,11 @@ int secap_train_main(const secap_train_opts *o)
     char *ckpt_config = ckpt ? secap_ckpt_config_text(ckpt) : NULL;
     secap_ini *ini;
     if (o->config) ini = secap_ini_load(o->config);
-    else if (ckpt) ini = secap_ini_from_text(ckpt_config, ckpt);
+    else if (ckpt) {
+        char where[4200];
+        snprintf(where, sizeof where, "%s (its config)", ckpt);
+        ini = secap_ini_from_text(ckpt_config, where);
+    }
     else secap_fatal("secap-train: no --config (hint: --config configs/demo.ini, or --resume RUN_DIR)");
     for (int i = 0; i < o->noverrides; i++)
         if (!secap_ini_set_arg(ini, o->overrides[i]))
@@ -753,7 +757,19 @@ int secap_train_main(const secap_train_opts *o)
     secap_train_config_default(&tr->cfg);
     secap_train_config_from_ini(&tr->cfg, ini);
     secap_ini_free(ini);
+    /* The run uses the config as its resolved text reads back (the module
+     * printers round some values to %g), so a run resumed from that text
+     * computes with exactly the same values. */
     char *text = secap_train_config_text(&tr->cfg);
+    ini = secap_ini_from_text(text, "the resolved config");
+    secap_train_config_default(&tr->cfg);
+    secap_train_config_from_ini(&tr->cfg, ini);
+    secap_ini_free(ini);
+    char *text2 = secap_train_config_text(&tr->cfg);
+    if (strcmp(text, text2))
+        secap_fatal("secap-train: the resolved config does not read back to itself (hint: a bug; please report it "
+                    "with the config)");
+    free(text2);
     if (ckpt) secap_ckpt_check_config(ckpt, ckpt_config, text);
     for (int i = 0; i < tr->cfg.train.nstages; i++) tr->has_stage[tr->cfg.train.stage[i]] = 1;
     secap_threads_init(tr->cfg.train.threads);
