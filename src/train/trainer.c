@@ -585,13 +585,28 @@ static double dev_loss(trainer *tr, int stage)
             if (!n) { tr->no_dev = 1; return NAN; }
             tr->lmt_dev = secap_lmtext_build(&tr->cfg.lm, tr->spm, tr->d, SECAP_SPLIT_DEV);
         }
+        /* the first eval.batches batches of dev blocks, in block order */
         secap_rng cr = tr->c->rng;
+        int prev = secap_no_grad_begin(tr->c);
         tr->c->training = 0;
-        double l = secap_lm_eval(tr->c, tr->llm, tr->lmt_dev, tr->cfg.lm.batch_size);
+        int B = tr->cfg.lm.batch_size;
+        int64_t nblk = secap_lmtext_blocks(tr->lmt_dev);
+        int nb = (int)((nblk + B - 1) / B);
+        if (nb > tr->cfg.eval.batches) nb = tr->cfg.eval.batches;
+        double sum = 0;
+        int64_t blocks[4096];
+        for (int i = 0; i < nb; i++) {
+            int n = 0;
+            for (int64_t k = (int64_t)i * B; k < nblk && n < B && n < 4096; k++) blocks[n++] = k;
+            secap_lm_batch lb = secap_lmtext_rows(tr->c, tr->lmt_dev, blocks, n);
+            sum += secap_f32(secap_lm_loss(tr->c, tr->llm, &lb))[0];
+            secap_ctx_reset(tr->c);
+        }
         tr->c->training = 1;
+        secap_no_grad_end(tr->c, prev);
         tr->c->rng = cr;
-        tr->dev_batches = (int)((secap_lmtext_blocks(tr->lmt_dev) + tr->cfg.lm.batch_size - 1) / tr->cfg.lm.batch_size);
-        return l;
+        tr->dev_batches = nb;
+        return nb ? sum / nb : NAN;
     }
     if (!tr->dev) {
         int *idx = NULL;
