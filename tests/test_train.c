@@ -293,6 +293,13 @@ static void test_sigterm(void **st)
         fail_msg("SIGTERM: no resume command in the log:\n%s", log);
     EXPECT_RUN(0, NULL, "secap-train", "--resume term", "done: 12 steps");
     expect_same("term", "SIGTERM then --resume");
+    /* one run per directory */
+    pid = spawn("lock", NULL);
+    WAIT_FOR(count_lines(tu_tmp("lock/metrics.jsonl")) >= 1, "the first step");
+    EXPECT_RUN(1, NULL, "secap-train", "--config tiny.ini --train.out_dir=lock",
+               "another secap-train is running in this directory");
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
 }
 
 static void test_kill9_step(void **st)

@@ -36,6 +36,8 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -807,6 +809,14 @@ int secap_train_main(const secap_train_opts *o)
     print_summary(tr, stderr);
     mkdir_p(tr->cfg.train.out_dir);
     char path[4200];
+    /* one run per directory: an exclusive lock, released by the kernel
+     * however the process ends (kill -9 included) */
+    snprintf(path, sizeof path, "%s/.lock", tr->cfg.train.out_dir);
+    int lockfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    if (lockfd < 0) secap_fatal("%s: cannot open: %s (hint: is the run directory writable?)", path, strerror(errno));
+    if (flock(lockfd, LOCK_EX | LOCK_NB) != 0)
+        secap_fatal("train.out_dir %s: another secap-train is running in this directory (hint: wait for it, stop it "
+                    "with SIGTERM, or choose another train.out_dir)", tr->cfg.train.out_dir);
     snprintf(path, sizeof path, "%s/config.ini", tr->cfg.train.out_dir);
     write_text_file(path, text);
     tr->L = secap_loader_create(tr->d, SECAP_SPLIT_TRAIN, 1, &tr->cfg.data);
@@ -929,6 +939,7 @@ int secap_train_main(const secap_train_opts *o)
     fclose(mf);
     secap_loader_free(tr->L);
     if (tr->dev) secap_loader_free(tr->dev);
+    close(lockfd);
     if (tr->opt) secap_adamw_free(tr->opt);
     free_models(tr);
     secap_dataset_free(tr->d);
