@@ -198,6 +198,9 @@ static void full_run(void)
 {
     if (g_full.n) return;
     EXPECT_RUN(0, NULL, "secap-train", "--config tiny.ini --train.out_dir=full", "done: 12 steps");
+    /* a fresh run into a directory with checkpoints is refused */
+    EXPECT_RUN(1, NULL, "secap-train", "--config tiny.ini --train.out_dir=full",
+               "holds checkpoints of an earlier run (ckpt-0000000012.h5)");
     read_metrics("full", &g_full);
     assert_int_equal(g_full.n, 12);
     assert_non_null(strstr(g_full.line[0], "\"stage\":\"lm\""));

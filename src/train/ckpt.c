@@ -63,6 +63,18 @@ static int list_ckpts(const char *dir, char ***names)
     return n;
 }
 
+int secap_ckpt_has_any(const char *dir, char **newest)
+{
+    char **names;
+    int n = list_ckpts(dir, &names);
+    static char buf[256];
+    if (n) snprintf(buf, sizeof buf, "%s", names[n - 1]);
+    for (int i = 0; i < n; i++) free(names[i]);
+    free(names);
+    *newest = n ? buf : NULL;
+    return n;
+}
+
 char *secap_ckpt_resolve(const char *path)
 {
     if (!secap_is_dir(path)) {

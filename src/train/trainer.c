@@ -817,6 +817,13 @@ int secap_train_main(const secap_train_opts *o)
     if (flock(lockfd, LOCK_EX | LOCK_NB) != 0)
         secap_fatal("train.out_dir %s: another secap-train is running in this directory (hint: wait for it, stop it "
                     "with SIGTERM, or choose another train.out_dir)", tr->cfg.train.out_dir);
+    if (!ckpt) {
+        /* a fresh run never mixes its checkpoints with an earlier run's */
+        char *old = NULL;
+        if (secap_ckpt_has_any(tr->cfg.train.out_dir, &old))
+            secap_fatal("train.out_dir %s holds checkpoints of an earlier run (%s) (hint: --resume %s to continue it, "
+                        "or another train.out_dir)", tr->cfg.train.out_dir, old, tr->cfg.train.out_dir);
+    }
     snprintf(path, sizeof path, "%s/config.ini", tr->cfg.train.out_dir);
     write_text_file(path, text);
     tr->L = secap_loader_create(tr->d, SECAP_SPLIT_TRAIN, 1, &tr->cfg.data);
