@@ -198,6 +198,9 @@ static void full_run(void)
 {
     if (g_full.n) return;
     EXPECT_RUN(0, NULL, "secap-train", "--config tiny.ini --train.out_dir=full", "done: 12 steps");
+    /* a fresh run into a directory with checkpoints is refused */
+    EXPECT_RUN(1, NULL, "secap-train", "--config tiny.ini --train.out_dir=full",
+               "holds checkpoints of an earlier run (ckpt-0000000012.h5)");
     read_metrics("full", &g_full);
     assert_int_equal(g_full.n, 12);
     assert_non_null(strstr(g_full.line[0], "\"stage\":\"lm\""));
@@ -293,6 +296,13 @@ static void test_sigterm(void **st)
         fail_msg("SIGTERM: no resume command in the log:\n%s", log);
     EXPECT_RUN(0, NULL, "secap-train", "--resume term", "done: 12 steps");
     expect_same("term", "SIGTERM then --resume");
+    /* one run per directory */
+    pid = spawn("lock", NULL);
+    WAIT_FOR(count_lines(tu_tmp("lock/metrics.jsonl")) >= 1, "the first step");
+    EXPECT_RUN(1, NULL, "secap-train", "--config tiny.ini --train.out_dir=lock",
+               "another secap-train is running in this directory");
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
 }
 
 static void test_kill9_step(void **st)
@@ -353,6 +363,29 @@ static void test_ckpt_refused(void **st)
     EXPECT_RUN(1, NULL, "secap-train", "--resume shape.h5", "qformer.query_tokens");
 }
 
+/* A non-finite loss skips the step (a warning, "skipped":1, no update: the
+ * next step's loss is the one of a run without that batch's update); too
+ * many in a row stop the run with exit 1 and keep the last checkpoint. */
+static void test_nonfinite(void **st)
+{
+    (void)st;
+    full_run();
+    EXPECT_RUN(0, "SECAP_TRAIN_NAN_AT=2", "secap-train", "--config tiny.ini --train.out_dir=nan1",
+               "step 1: non-finite loss (nan); step skipped (1 in a row, at most 5)");
+    metrics m;
+    read_metrics("nan1", &m);
+    assert_int_equal(m.n, 12);
+    assert_non_null(strstr(m.line[1], "\"loss\":null"));   /* JSON has no NaN */
+    assert_non_null(strstr(m.line[1], "\"grad_norm\":null"));
+    assert_string_equal(m.line[0], g_full.line[0]);
+    if (!strcmp(m.line[2], g_full.line[2])) fail_msg("step 3 equals the run that updated at step 2");
+    EXPECT_RUN(1, "SECAP_TRAIN_NAN_AT=6,7,8", "secap-train",
+               "--config tiny.ini --train.out_dir=nan3 --train.max_bad_steps=3", "3 non-finite steps in a row");
+    assert_non_null(strstr(g_out, "the last good checkpoint"));
+    assert_int_equal(access(tu_tmp("nan3/ckpt-0000000004.h5"), F_OK), 0);
+    assert_int_equal(access(tu_tmp("nan3/ckpt-0000000008.h5"), F_OK), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -362,6 +395,7 @@ int main(void)
         cmocka_unit_test(test_kill9_step),
         cmocka_unit_test(test_kill9_save),
         cmocka_unit_test(test_ckpt_refused),
+        cmocka_unit_test(test_nonfinite),
     };
     return cmocka_run_group_tests(tests, setup, tu_tmpdir_teardown);
 }

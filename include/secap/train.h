@@ -85,6 +85,8 @@ typedef struct {
         char out_dir[1024];       /* out_dir: the run directory (required) */
         int64_t max_steps;        /* max_steps: optimizer steps per stage, 0 = from epochs (required) */
         double epochs;            /* epochs: per stage when max_steps = 0 */
+        char stage_steps[128];    /* stage_steps: "lm:1000,caption:600" overrides max_steps per stage */
+        int64_t steps_of[SECAP_NSTAGES]; /* parsed stage_steps; -1 = max_steps */
         char stages[64];          /* stages: comma list of lm, qformer, caption (required) */
         int stage[SECAP_NSTAGES]; /* the stages in run order */
         int nstages;

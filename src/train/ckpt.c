@@ -63,6 +63,18 @@ static int list_ckpts(const char *dir, char ***names)
     return n;
 }
 
+int secap_ckpt_has_any(const char *dir, char **newest)
+{
+    char **names;
+    int n = list_ckpts(dir, &names);
+    static char buf[256];
+    if (n) snprintf(buf, sizeof buf, "%s", names[n - 1]);
+    for (int i = 0; i < n; i++) free(names[i]);
+    free(names);
+    *newest = n ? buf : NULL;
+    return n;
+}
+
 char *secap_ckpt_resolve(const char *path)
 {
     if (!secap_is_dir(path)) {
@@ -125,7 +137,7 @@ secap_ini *secap_ini_from_text(const char *text, const char *origin)
     for (int i = 0; i < ini->n; i++) {
         const char *colon = strrchr(ini->e[i].origin, ':');
         char o[1200];
-        snprintf(o, sizeof o, "%s (its config):%s", origin, colon ? colon + 1 : "?");
+        snprintf(o, sizeof o, "%s:%s", origin, colon ? colon + 1 : "?");
         free(ini->e[i].origin);
         ini->e[i].origin = secap_xstrdup(o, "config origin");
     }

@@ -83,6 +83,7 @@ static const keydef KEYS[] = {
     { "train.out_dir", K_STR, S(train.out_dir), 0, 0, NULL },
     { "train.max_steps", K_I64, F(train.max_steps), 0, 0, 1e12, NULL },
     { "train.epochs", K_DBL, F(train.epochs), 0, 1e-6, 1e6, NULL },
+    { "train.stage_steps", K_STR, S(train.stage_steps), 0, 0, NULL },
     { "train.stages", K_STR, S(train.stages), 0, 0, NULL },
     { "train.seed", K_I64, F(train.seed), 0, 0, 9.2e18, NULL },
     { "train.save_every", K_I64, F(train.save_every), 0, 0, 1e12, NULL },
@@ -332,6 +333,20 @@ void secap_train_config_from_ini(secap_train_config *t, secap_ini *ini)
     if (!t->data_dir[0]) secap_fatal("config: data.dir is empty (hint: a dataset directory or a .jsonl manifest)");
     if (!t->train.out_dir[0]) secap_fatal("config: train.out_dir is empty (hint: the run directory to write)");
     split_stages(t, stages_origin);
+    for (int i = 0; i < SECAP_NSTAGES; i++) t->train.steps_of[i] = -1;
+    char ss[128];
+    snprintf(ss, sizeof ss, "%s", t->train.stage_steps);
+    for (char *save = NULL, *tok = strtok_r(ss, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        char *colon = strchr(tok, ':'), *end;
+        while (isspace((unsigned char)*tok)) tok++;
+        if (colon) *colon = 0;
+        int st = colon ? secap_stage_parse(tok) : -1;
+        long long v = colon ? strtoll(colon + 1, &end, 10) : -1;
+        if (st < 0 || !colon || *end || v < 0)
+            secap_fatal("config: train.stage_steps = \"%s\": each entry is stage:steps with a stage out of lm, "
+                        "qformer, caption and steps >= 0 (hint: e.g. lm:1000,caption:600)", t->train.stage_steps);
+        t->train.steps_of[st] = v;
+    }
     secap_lora_config_validate(&t->lora, "config [lora]");
     secap_stage1_config_validate(&t->loss, "config [loss]");
     secap_lm_config_validate(&t->lm, "config [lm]");

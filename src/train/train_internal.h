@@ -62,6 +62,8 @@ void secap_train_stage_optimizer(trainer *tr, int stage);
 
 /* src/train/ckpt.c */
 char *secap_ckpt_config_text(const char *path);
+/* Number of ckpt-*.h5 in dir; *newest = the newest name (static buffer). */
+int secap_ckpt_has_any(const char *dir, char **newest);
 secap_ini *secap_ini_from_text(const char *text, const char *origin);
 void secap_ckpt_check_config(const char *path, const char *saved, const char *now);
 /* Writes <out_dir>/ckpt-<gstep>.h5 atomically; with_opt: the stage's AdamW

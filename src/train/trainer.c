@@ -36,6 +36,8 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -585,13 +587,28 @@ static double dev_loss(trainer *tr, int stage)
             if (!n) { tr->no_dev = 1; return NAN; }
             tr->lmt_dev = secap_lmtext_build(&tr->cfg.lm, tr->spm, tr->d, SECAP_SPLIT_DEV);
         }
+        /* the first eval.batches batches of dev blocks, in block order */
         secap_rng cr = tr->c->rng;
+        int prev = secap_no_grad_begin(tr->c);
         tr->c->training = 0;
-        double l = secap_lm_eval(tr->c, tr->llm, tr->lmt_dev, tr->cfg.lm.batch_size);
+        int B = tr->cfg.lm.batch_size;
+        int64_t nblk = secap_lmtext_blocks(tr->lmt_dev);
+        int nb = (int)((nblk + B - 1) / B);
+        if (nb > tr->cfg.eval.batches) nb = tr->cfg.eval.batches;
+        double sum = 0;
+        int64_t blocks[4096];
+        for (int i = 0; i < nb; i++) {
+            int n = 0;
+            for (int64_t k = (int64_t)i * B; k < nblk && n < B && n < 4096; k++) blocks[n++] = k;
+            secap_lm_batch lb = secap_lmtext_rows(tr->c, tr->lmt_dev, blocks, n);
+            sum += secap_f32(secap_lm_loss(tr->c, tr->llm, &lb))[0];
+            secap_ctx_reset(tr->c);
+        }
         tr->c->training = 1;
+        secap_no_grad_end(tr->c, prev);
         tr->c->rng = cr;
-        tr->dev_batches = (int)((secap_lmtext_blocks(tr->lmt_dev) + tr->cfg.lm.batch_size - 1) / tr->cfg.lm.batch_size);
-        return l;
+        tr->dev_batches = nb;
+        return nb ? sum / nb : NAN;
     }
     if (!tr->dev) {
         int *idx = NULL;
@@ -643,7 +660,9 @@ static double rss_mb(void)
 
 static int64_t stage_total(trainer *tr)
 {
-    if (tr->cfg.train.max_steps > 0) return tr->cfg.train.max_steps;
+    int64_t over = tr->cfg.train.steps_of[tr->cfg.train.stage[tr->stage_idx]];
+    if (over > 0) return over;
+    if (tr->cfg.train.max_steps > 0 && over < 0) return tr->cfg.train.max_steps;
     int per_epoch = tr->cfg.train.stage[tr->stage_idx] == SECAP_STAGE_LM
                         ? (int)secap_lmtext_steps_per_epoch(tr->lmt, tr->cfg.lm.batch_size) : secap_loader_batches(tr->L);
     int64_t n = (int64_t)ceil(tr->cfg.train.epochs * per_epoch);
@@ -719,6 +738,21 @@ static void truncate_metrics(const char *path, int64_t upto)
     free(out);
 }
 
+/* Test hook: SECAP_TRAIN_NAN_AT="3,5,6" makes the loss of those global
+ * steps (1-based) NaN, to exercise the skip-and-stop path. */
+static int nan_at(int64_t g)
+{
+    const char *e = getenv("SECAP_TRAIN_NAN_AT");
+    for (const char *p = e; p && *p;) {
+        char *end;
+        long long v = strtoll(p, &end, 10);
+        if (end == p) break;
+        if (v == g) return 1;
+        p = *end == ',' ? end + 1 : end;
+    }
+    return 0;
+}
+
 int secap_train_main(const secap_train_opts *o)
 {
     trainer T, *tr = &T;
@@ -728,7 +762,11 @@ int secap_train_main(const secap_train_opts *o)
     char *ckpt_config = ckpt ? secap_ckpt_config_text(ckpt) : NULL;
     secap_ini *ini;
     if (o->config) ini = secap_ini_load(o->config);
-    else if (ckpt) ini = secap_ini_from_text(ckpt_config, ckpt);
+    else if (ckpt) {
+        char where[4200];
+        snprintf(where, sizeof where, "%s (its config)", ckpt);
+        ini = secap_ini_from_text(ckpt_config, where);
+    }
     else secap_fatal("secap-train: no --config (hint: --config configs/demo.ini, or --resume RUN_DIR)");
     for (int i = 0; i < o->noverrides; i++)
         if (!secap_ini_set_arg(ini, o->overrides[i]))
@@ -736,7 +774,19 @@ int secap_train_main(const secap_train_opts *o)
     secap_train_config_default(&tr->cfg);
     secap_train_config_from_ini(&tr->cfg, ini);
     secap_ini_free(ini);
+    /* The run uses the config as its resolved text reads back (the module
+     * printers round some values to %g), so a run resumed from that text
+     * computes with exactly the same values. */
     char *text = secap_train_config_text(&tr->cfg);
+    ini = secap_ini_from_text(text, "the resolved config");
+    secap_train_config_default(&tr->cfg);
+    secap_train_config_from_ini(&tr->cfg, ini);
+    secap_ini_free(ini);
+    char *text2 = secap_train_config_text(&tr->cfg);
+    if (strcmp(text, text2))
+        secap_fatal("secap-train: the resolved config does not read back to itself (hint: a bug; please report it "
+                    "with the config)");
+    free(text2);
     if (ckpt) secap_ckpt_check_config(ckpt, ckpt_config, text);
     for (int i = 0; i < tr->cfg.train.nstages; i++) tr->has_stage[tr->cfg.train.stage[i]] = 1;
     secap_threads_init(tr->cfg.train.threads);
@@ -759,6 +809,21 @@ int secap_train_main(const secap_train_opts *o)
     print_summary(tr, stderr);
     mkdir_p(tr->cfg.train.out_dir);
     char path[4200];
+    /* one run per directory: an exclusive lock, released by the kernel
+     * however the process ends (kill -9 included) */
+    snprintf(path, sizeof path, "%s/.lock", tr->cfg.train.out_dir);
+    int lockfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    if (lockfd < 0) secap_fatal("%s: cannot open: %s (hint: is the run directory writable?)", path, strerror(errno));
+    if (flock(lockfd, LOCK_EX | LOCK_NB) != 0)
+        secap_fatal("train.out_dir %s: another secap-train is running in this directory (hint: wait for it, stop it "
+                    "with SIGTERM, or choose another train.out_dir)", tr->cfg.train.out_dir);
+    if (!ckpt) {
+        /* a fresh run never mixes its checkpoints with an earlier run's */
+        char *old = NULL;
+        if (secap_ckpt_has_any(tr->cfg.train.out_dir, &old))
+            secap_fatal("train.out_dir %s holds checkpoints of an earlier run (%s) (hint: --resume %s to continue it, "
+                        "or another train.out_dir)", tr->cfg.train.out_dir, old, tr->cfg.train.out_dir);
+    }
     snprintf(path, sizeof path, "%s/config.ini", tr->cfg.train.out_dir);
     write_text_file(path, text);
     tr->L = secap_loader_create(tr->d, SECAP_SPLIT_TRAIN, 1, &tr->cfg.data);
@@ -804,6 +869,7 @@ int secap_train_main(const secap_train_opts *o)
             secap_adamw_zero_grad(tr->opt);
             secap_tensor *loss = run_stage_step(tr, stage, b, &st);
             double lv = secap_f32(loss)[0], gn = NAN;
+            if (nan_at(tr->gstep + 1)) lv = NAN;   /* test hook: SECAP_TRAIN_NAN_AT */
             int skipped = 0;
             if (!isfinite(lv)) skipped = 1;
             else {
@@ -829,11 +895,14 @@ int secap_train_main(const secap_train_opts *o)
             tr->loader_step = ls.step;
             int nb = b ? b->B : tr->cfg.lm.batch_size;
             double dt = secap_now() - t0, sps = dt > 0 ? nb / dt : 0;
-            fprintf(mf, "{\"stage\":\"%s\",\"step\":%lld,\"gstep\":%lld,\"epoch\":%lld,\"loss\":%.9g", sname,
-                    (long long)tr->step, (long long)tr->gstep, (long long)(b ? b->epoch : st.lm_epoch), lv);
+            char lvs[32], gns[32];   /* JSON has no NaN: non-finite values are null */
+            snprintf(lvs, sizeof lvs, isfinite(lv) ? "%.9g" : "null", lv);
+            snprintf(gns, sizeof gns, isfinite(gn) ? "%.9g" : "null", gn);
+            fprintf(mf, "{\"stage\":\"%s\",\"step\":%lld,\"gstep\":%lld,\"epoch\":%lld,\"loss\":%s", sname,
+                    (long long)tr->step, (long long)tr->gstep, (long long)(b ? b->epoch : st.lm_epoch), lvs);
             if (stage == SECAP_STAGE_QFORMER)
                 fprintf(mf, ",\"mi\":%.9g,\"con\":%.9g,\"est\":%.9g,\"temp\":%.9g", st.mi, st.con, st.est, st.temp);
-            if (stage == SECAP_STAGE_CAPTION) fprintf(mf, ",\"caption\":%.9g,\"prompt\":%d", lv, st.prompt);
+            if (stage == SECAP_STAGE_CAPTION) fprintf(mf, ",\"caption\":%s,\"prompt\":%d", lvs, st.prompt);
             if (tr->cfg.eval.every && (tr->step % tr->cfg.eval.every == 0 || tr->step == tr->total)) {
                 double dl = dev_loss(tr, stage);
                 if (isfinite(dl)) {
@@ -842,8 +911,8 @@ int secap_train_main(const secap_train_opts *o)
                             sname, (long long)tr->step, dl, tr->dev_batches);
                 }
             }
-            fprintf(mf, ",\"lr\":%.9g,\"grad_norm\":%.9g,\"samples_per_s\":%.4g,\"rss_mb\":%.1f,\"skipped\":%d}\n",
-                    lr, isfinite(gn) ? gn : -1.0, sps, rss_mb(), skipped);
+            fprintf(mf, ",\"lr\":%.9g,\"grad_norm\":%s,\"samples_per_s\":%.4g,\"rss_mb\":%.1f,\"skipped\":%d}\n",
+                    lr, gns, sps, rss_mb(), skipped);
             fflush(mf);
             if (tr->bad >= tr->cfg.train.max_bad_steps) {
                 fclose(mf);
@@ -877,6 +946,7 @@ int secap_train_main(const secap_train_opts *o)
     fclose(mf);
     secap_loader_free(tr->L);
     if (tr->dev) secap_loader_free(tr->dev);
+    close(lockfd);
     if (tr->opt) secap_adamw_free(tr->opt);
     free_models(tr);
     secap_dataset_free(tr->d);

@@ -124,6 +124,20 @@ def ini():
     put(d, "nul", b"[data]\nseed = \x00\x01\n")
 
 
+# -------------------------------------------------------------- train_config
+
+def train_config():
+    d = target_dir("train_config")
+    for name in ("demo", "q7x2"):
+        path = os.path.join(HERE, "..", "..", "configs", name + ".ini")
+        if os.path.exists(path):
+            put(d, name, open(path, "rb").read())
+    put(d, "minimal", b"[data]\ndir = d\n[train]\nout_dir = r\nmax_steps = 5\nstages = qformer\n"
+        b"stage_steps = qformer:3\n[loss]\nw_mi = 0.123456789\n[data]\nmax_seconds = 1.23456789\n")
+    put(d, "bad-stages", b"[data]\ndir = d\n[train]\nout_dir = r\nmax_steps = 1\nstages = caption,lm\n")
+    put(d, "missing", b"[data]\ndir = d\n[train]\nstages = lm\n")
+
+
 # ---------------------------------------------------------------------- audio
 
 def wav_pcm(path, rate, channels, width, n):
@@ -302,6 +316,7 @@ def main():
     data_layout()
     data_manifest()
     ini()
+    train_config()
     audio()
     weights()
     featcache()
