@@ -181,8 +181,13 @@ static void test_caption(void **st)
     (void)st;
     const char *files[3] = { "ds/wav/u00.wav", "ds/wav/u05.wav", "ds/wav/u10.wav" };
     char *lib[3];
-    library_captions(0, 3, NULL, files, lib, NULL, NULL);
-    EXPECT_RUN(0, "secap-caption", "--checkpoint run ds/wav/u00.wav ds/wav/u05.wav ds/wav/u10.wav", "u00.wav\t");
+    /* min_new_tokens: the barely trained model would mostly end at once */
+    library_captions(0, 3, NULL, files, lib, "min_new_tokens", "4");
+    for (int i = 0; i < 3; i++)
+        if (!lib[i][0]) fail_msg("the library's caption of %s is empty despite min_new_tokens 4", files[i]);
+    EXPECT_RUN(0, "secap-caption", "--checkpoint run --decode.min_new_tokens=4 ds/wav/u00.wav ds/wav/u05.wav "
+               "ds/wav/u10.wav", "u00.wav\t");
+    print_message("%s", g_out);
     char *save = NULL, *line = strtok_r(g_out, "\n", &save);
     for (int i = 0; i < 3; i++, line = strtok_r(NULL, "\n", &save)) {
         assert_non_null(line);
@@ -191,7 +196,7 @@ static void test_caption(void **st)
         if (strcmp(line, want)) fail_msg("line %d: \"%s\", library: \"%s\"", i, line, want);
     }
     assert_null(line);
-    EXPECT_RUN(0, "secap-caption", "--json --checkpoint run ds/wav/u00.wav ds/wav/u05.wav ds/wav/u10.wav", "{");
+    EXPECT_RUN(0, "secap-caption", "--json --decode.min_new_tokens=4 --checkpoint run ds/wav/u00.wav ds/wav/u05.wav ds/wav/u10.wav", "{");
     cJSON *o = cJSON_Parse(g_out);
     assert_non_null(o);
     assert_int_equal(cJSON_GetArraySize(o), 3);
@@ -214,13 +219,15 @@ static void test_caption(void **st)
 static void test_eval(void **st)
 {
     (void)st;
-    EXPECT_RUN(0, "secap-eval", "--checkpoint run --split test --out ev", "baseline: most frequent train caption");
+    EXPECT_RUN(0, "secap-eval", "--checkpoint run --split test --out ev --decode.min_new_tokens=4",
+               "baseline: most frequent train caption");
     assert_non_null(strstr(g_out, "clips/s"));
     assert_non_null(strstr(g_out, "CIDEr"));
+    print_message("%s", g_out);
     const char *ids[4] = { "u08", "u09", "u10", "u11" };
     const char *files[4] = { "ds/wav/u08.wav", "ds/wav/u09.wav", "ds/wav/u10.wav", "ds/wav/u11.wav" };
     char *lib[4];
-    library_captions(1, 4, ids, files, lib, NULL, NULL);
+    library_captions(1, 4, ids, files, lib, "decode.min_new_tokens", "4");
     cJSON *hyp = load_json(tu_tmp("ev/fid2captions.json")), *refs = load_json(tu_tmp("ev/refs.json"));
     cJSON *fr = load_json(tu_tmp("ev/baseline_frequent.json")), *rn = load_json(tu_tmp("ev/baseline_random.json"));
     cJSON *sc = load_json(tu_tmp("ev/scores.json"));
@@ -232,6 +239,7 @@ static void test_eval(void **st)
         cJSON *h = cJSON_GetObjectItemCaseSensitive(hyp, ids[i]);
         assert_true(cJSON_IsString(h));
         assert_string_equal(h->valuestring, lib[i]);
+        if (!lib[i][0]) fail_msg("the caption of %s is empty despite min_new_tokens 4", ids[i]);
         free(lib[i]);
         cJSON *rf = cJSON_GetObjectItemCaseSensitive(refs, ids[i]);
         assert_int_equal(cJSON_GetArraySize(rf), 2);
@@ -251,6 +259,19 @@ static void test_eval(void **st)
     assert_true(fabs(cJSON_GetObjectItemCaseSensitive(b, "Emotion_accuracy")->valuedouble - 0.25) < 1e-12);
     /* no caption of the frequent baseline shares a 4-gram with the references */
     assert_true(cJSON_GetObjectItemCaseSensitive(b, "Bleu_4")->valuedouble < 1e-3);
+    /* the random baseline's row is what bin/secap-score says of its file */
+    EXPECT_RUN(0, "secap-score", "--refs ev/refs.json --hyps ev/baseline_random.json", "CIDEr");
+    cJSON *ss = cJSON_Parse(g_out), *br = cJSON_GetObjectItemCaseSensitive(sc, "baseline_random");
+    assert_non_null(ss);
+    assert_non_null(br);
+    const char *mn[3] = { "Bleu_1", "Bleu_4", "CIDEr" };
+    for (int k = 0; k < 3; k++) {
+        double a = cJSON_GetObjectItemCaseSensitive(ss, mn[k])->valuedouble;
+        double e = cJSON_GetObjectItemCaseSensitive(br, mn[k])->valuedouble;
+        if (fabs(a - e) > 1e-9 * (1 + fabs(a))) fail_msg("random baseline %s: secap-eval %.12g, secap-score %.12g", mn[k], e, a);
+    }
+    assert_true(cJSON_GetObjectItemCaseSensitive(br, "Bleu_1")->valuedouble > 0);
+    cJSON_Delete(ss);
     cJSON *m = cJSON_GetObjectItemCaseSensitive(sc, "model");
     assert_non_null(cJSON_GetObjectItemCaseSensitive(m, "CIDEr"));
     assert_int_equal(cJSON_GetObjectItemCaseSensitive(sc, "clips")->valueint, 4);

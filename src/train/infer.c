@@ -265,9 +265,12 @@ static char *detok(secap_captioner *cp, const int32_t *ids, int n)
         int32_t *keep = secap_xmalloc(((size_t)n + 1) * sizeof *keep, "caption ids");
         for (int i = 0; i < n; i++)
             if (ids[i] >= 0 && ids[i] < V) keep[k++] = ids[i];
-        size_t len;
+        size_t len, o = 0;
         char *s = secap_spm_decode(tr->spm, keep, (size_t)k, &len);
         free(keep);
+        for (size_t i = 0; i < len; i++)   /* a byte piece <0x00> would end the C string early */
+            if (s[i]) s[o++] = s[i];
+        s[o] = 0;
         return s;
     }
     /* WordPiece: tokens joined, "##" continuations glued, specials left out */
