@@ -12,7 +12,14 @@
 # 4. trains the demo's SentencePiece BPE tokenizer (LLaMA's settings) on the
 #    LM text -- train-split captions and transcripts, data/prompts_zh.txt,
 #    fortunes-zh -- with tools/train_spm.sh: build/demo/tokenizer.model.
-# Stage 1 (Q-Former) and stage 2 (captioner) land with the training issues.
+# 5. trains with bin/secap-train --config configs/demo.ini (stages lm,
+#    qformer, caption) into build/demo/run; a run directory that already
+#    holds a checkpoint is resumed (--resume: the checkpoint's own config),
+#    so a second `make demo` continues an interrupted run or, when it is
+#    finished, only loads and returns;
+# 6. captions the test split and scores it with the two baselines:
+#    bin/secap-eval --checkpoint build/demo/run --split test (files in
+#    build/demo/run/eval-test), then the HTML page with bin/secap-report.
 # SECAP_DEMO_NUM sets the corpus size (default 1500).
 set -euo pipefail
 # Threads sleep rather than spin between parallel regions: on a shared machine
@@ -39,5 +46,16 @@ echo "secap demo: BERT vocab of the corpus' transcripts and captions -> build/de
 "$bin/secap-vocab" --data data/demo --out build/demo/vocab.txt
 echo "secap demo: SentencePiece tokenizer of the LM text (train split, prompts, fortunes-zh) -> build/demo/tokenizer.model"
 BIN="$bin" tools/train_spm.sh --data data/demo --out build/demo/tokenizer.model
-echo "secap demo: next stages (Q-Former stage 1, captioner stage 2, decoding and scoring the"
-echo "test split with configs/q7x2.ini) land with the training issues."
+run=build/demo/run
+if compgen -G "$run/ckpt-*.h5" > /dev/null; then
+    echo "secap demo: resuming (or, when finished, checking) the run in $run"
+    "$bin/secap-train" --resume "$run"
+else
+    echo "secap demo: training lm, qformer, caption -> $run (configs/demo.ini)"
+    "$bin/secap-train" --config configs/demo.ini
+fi
+echo "secap demo: captioning and scoring the test split"
+"$bin/secap-eval" --checkpoint "$run" --split test --out "$run/eval-test"
+"$bin/secap-report" --captions "$run/eval-test/fid2captions.json" --refs "$run/eval-test/refs.json" \
+    --data data/demo --run "$run" --out "$run/eval-test/report.html"
+echo "secap demo: done in ${SECONDS} s; report: $run/eval-test/report.html"

@@ -313,6 +313,23 @@ void secap_ckpt_save(trainer *tr, int with_opt)
     free(names);
 }
 
+void secap_ckpt_load_params(trainer *tr, const char *path)
+{
+    secap_weights *w = ckpt_open(path);
+    const secap_params *tab[8];
+    const char *pre[8];
+    int nt = tables(tr, tab, pre);
+    for (int i = 0; i < nt; i++)
+        for (int k = secap_params_next(tab[i], NULL, -1); k >= 0; k = secap_params_next(tab[i], NULL, k)) {
+            const secap_param_entry *e = secap_params_entry(tab[i], k);
+            if (!e->trainable) continue;
+            char name[600];
+            snprintf(name, sizeof name, "%s%s", pre[i], e->name);
+            secap_weights_read(w, name, e->ndim, e->shape, secap_f32(e->t));
+        }
+    secap_weights_discard(w);
+}
+
 void secap_ckpt_load(trainer *tr, const char *path)
 {
     secap_weights *w = ckpt_open(path);

@@ -55,10 +55,18 @@ typedef struct {
     int bar;                     /* progress bar on a terminal */
     double stage_t0;
     int64_t stage_step0;
+    int infer;                   /* 1: built for inference (src/train/infer.c): no LM text */
 } trainer;
 
 /* The stage's AdamW over its trainable tables (trainer.c). */
 void secap_train_stage_optimizer(trainer *tr, int stage);
+
+/* For inference (src/train/infer.c): the models of tr->cfg as the trainer
+ * builds them (tr->c set; tr->d may be NULL with tr->infer), and their
+ * release; and the trainable tensors of a checkpoint, nothing else. */
+void secap_train_build_models(trainer *tr, int init_random);
+void secap_train_free_models(trainer *tr);
+void secap_ckpt_load_params(trainer *tr, const char *path);
 
 /* src/train/ckpt.c */
 char *secap_ckpt_config_text(const char *path);

@@ -363,7 +363,7 @@ static void build_models(trainer *tr, int init_random)
         if (!init_random && t->llama.weights[0]) tr->llm = secap_llama_load(c, t->llama.weights, &lo);
         else tr->llm = secap_llama_init_random(c, &lc, &lo);
         load_prompts(tr);
-        if (lm) {
+        if (lm && !tr->infer) {
             tr->lmt = secap_lmtext_build(&t->lm, tr->spm, tr->d, SECAP_SPLIT_TRAIN);
             secap_lmtext_print_stats(tr->lmt, stderr);
             if (secap_lmtext_steps_per_epoch(tr->lmt, t->lm.batch_size) < 1)
@@ -392,6 +392,9 @@ static void free_models(trainer *tr)
     free(tr->prompt_ids);
     free(tr->prompt_len);
 }
+
+void secap_train_build_models(trainer *tr, int init_random) { build_models(tr, init_random); }
+void secap_train_free_models(trainer *tr) { free_models(tr); }
 
 /* --------------------------------------------------------------- summary */
 

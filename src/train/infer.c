@@ -1,0 +1,329 @@
+/* Captions from a secap-train checkpoint (secap/infer.h).
+ *
+ * The models come from the trainer's own builder (secap_train_build_models)
+ * run on the checkpoint's config text, so inference and training cannot
+ * disagree on sizes, tokenizers or the LLaMA's base; then the checkpoint's
+ * trainable tensors are read over them (secap_ckpt_load_params).
+ *
+ * One batch of B clips:
+ *   a      [B, F, A]  features (cache or encoder), frames [B]
+ *   qo     [B, Q, H]  Q-Former query mode
+ *   x      [B, Q, D]  audio_llama_project(qo)
+ *   prefix [B, T, D]  rows [BOS][x_b][prompt] (secap_llama_caption_batch
+ *                     without a caption: its trailing EOS is dropped by
+ *                     giving secap_generate the row length minus one)
+ *   ids               secap_generate (greedy / beams / sampling per decode)
+ */
+#include "secap/infer.h"
+#include "train_internal.h"
+
+#include "secap/audio.h"
+#include "secap/base.h"
+#include "secap/fileutil.h"
+#include "secap/weights.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct secap_captioner {
+    trainer tr;
+    char *ckpt;
+    long long gstep;
+    secap_decode_config dec;
+    char prompt[512];
+    int32_t *prompt_ids;
+    int prompt_len;
+};
+
+/* The checkpoint a --checkpoint argument names; malloc'd. */
+static char *resolve(const char *path)
+{
+    if (access(path, F_OK) != 0)
+        secap_fatal("--checkpoint %s: %s (hint: a ckpt-*.h5 written by bin/secap-train, or its run directory, "
+                    "e.g. build/demo/run)", path, strerror(errno));
+    if (!secap_is_dir(path)) {
+        if (access(path, R_OK) != 0)
+            secap_fatal("--checkpoint %s: %s (hint: a readable checkpoint file)", path, strerror(errno));
+        return secap_xstrdup(path, "checkpoint path");
+    }
+    DIR *d = opendir(path);
+    if (!d) secap_fatal("--checkpoint %s: cannot read the directory: %s", path, strerror(errno));
+    char best[512] = "";
+    for (struct dirent *e; (e = readdir(d));) {
+        size_t l = strlen(e->d_name);
+        if (l > 8 && l < sizeof best && !strncmp(e->d_name, "ckpt-", 5) && !strcmp(e->d_name + l - 3, ".h5") &&
+            strcmp(e->d_name, best) > 0)
+            snprintf(best, sizeof best, "%s", e->d_name);
+    }
+    closedir(d);
+    if (!best[0])
+        secap_fatal("--checkpoint %s: the directory holds no checkpoint ckpt-*.h5 (hint: a run directory "
+                    "(train.out_dir) after bin/secap-train has saved; the demo's is build/demo/run)", path);
+    size_t l = strlen(path) + strlen(best) + 2;
+    char *r = secap_xmalloc(l, "checkpoint path");
+    snprintf(r, l, "%s/%s", path, best);
+    return r;
+}
+
+static void need_file(const char *ckpt, const char *key, const char *path)
+{
+    if (!path[0])
+        secap_fatal("checkpoint %s: its config leaves %s empty (hint: a checkpoint of a caption run names every "
+                    "model file)", ckpt, key);
+    if (access(path, R_OK) != 0)
+        secap_fatal("checkpoint %s: its config's %s \"%s\" cannot be read: %s (hint: run from the directory "
+                    "bin/secap-train ran in, where the config's relative paths resolve; for the demo: make demo "
+                    "remakes it)", ckpt, key, path, strerror(errno));
+}
+
+static void encode_prompt(secap_captioner *cp)
+{
+    trainer *tr = &cp->tr;
+    free(cp->prompt_ids);
+    cp->prompt_ids = NULL;
+    cp->prompt_len = 0;
+    if (tr->spm) {
+        const int32_t *ids;
+        size_t k = secap_spm_encode(tr->spm, cp->prompt, strlen(cp->prompt), 0, tr->spm_scratch, &ids);
+        cp->prompt_ids = secap_xmalloc((k ? k : 1) * sizeof *ids, "prompt ids");
+        memcpy(cp->prompt_ids, ids, k * sizeof *ids);
+        cp->prompt_len = (int)k;
+    } else {
+        cp->prompt_len = secap_berttok_tokenize(tr->llm_bert, cp->prompt, &cp->prompt_ids);
+    }
+}
+
+static void captioner_release(void *arg)
+{
+    secap_captioner *cp = arg;
+    secap_train_free_models(&cp->tr);
+    if (cp->tr.c) secap_ctx_free(cp->tr.c);
+    free(cp->prompt_ids);
+    free(cp->ckpt);
+    free(cp);
+}
+
+secap_captioner *secap_captioner_open(const char *path, int use_cache, int threads)
+{
+    char *ckpt = resolve(path);
+    secap_cleanup cl0;
+    secap_cleanup_push(&cl0, free, ckpt);
+    char *text = secap_ckpt_config_text(ckpt);   /* checks format and version */
+    secap_cleanup cl1;
+    secap_cleanup_push(&cl1, free, text);
+    secap_weights *w = secap_weights_open(ckpt);
+    int64_t stage_idx = secap_weights_attr_int(w, "stage_index");
+    int64_t step = secap_weights_attr_int(w, "step");
+    int64_t gstep = secap_weights_attr_int(w, "gstep");
+    secap_weights_discard(w);
+
+    secap_captioner *cp = secap_xcalloc(1, sizeof *cp, "captioner");
+    trainer *tr = &cp->tr;
+    secap_ini *ini = secap_ini_from_text(text, ckpt);
+    secap_train_config_default(&tr->cfg);
+    secap_train_config_from_ini(&tr->cfg, ini);
+    secap_ini_free(ini);
+    secap_cleanup_pop(&cl1);
+    free(text);
+    secap_cleanup_pop(&cl0);
+    cp->ckpt = ckpt;
+    cp->gstep = (long long)gstep;
+    secap_cleanup cl;
+    secap_cleanup_push(&cl, captioner_release, cp);
+
+    const secap_train_config *t = &tr->cfg;
+    int ci = -1;
+    for (int i = 0; i < t->train.nstages; i++)
+        if (t->train.stage[i] == SECAP_STAGE_CAPTION) ci = i;
+    if (ci < 0)
+        secap_fatal("checkpoint %s: its run has no caption stage (train.stages = %s), so it cannot caption (hint: "
+                    "a checkpoint of a run with train.stages including caption)", ckpt, t->train.stages);
+    if (stage_idx < ci || (stage_idx == ci && step == 0))
+        secap_fatal("checkpoint %s was saved at stage %s step %lld, before any caption step (hint: finish the run "
+                    "with bin/secap-train --resume %s, or pass the run directory for its newest checkpoint)", ckpt,
+                    stage_idx < t->train.nstages ? secap_stage_name(t->train.stage[stage_idx]) : "done",
+                    (long long)step, ckpt);
+    need_file(ckpt, "hubert.weights", t->hubert.weights);
+    need_file(ckpt, "qformer.vocab", t->qformer.vocab);
+    need_file(ckpt, "llama.tokenizer", t->llama.tokenizer);
+    if (t->llama.weights[0]) need_file(ckpt, "llama.weights", t->llama.weights);
+    if (t->train.prompts[0]) need_file(ckpt, "train.prompts", t->train.prompts);
+    if (!use_cache) tr->cfg.hubert.cache[0] = 0;
+    else if (t->hubert.cache[0]) need_file(ckpt, "hubert.cache", t->hubert.cache);
+    for (int i = 0; i < t->train.nstages; i++) tr->has_stage[t->train.stage[i]] = 1;
+
+    secap_threads_init(threads ? threads : t->train.threads);
+    tr->infer = 1;
+    tr->c = secap_ctx_new(0, 0, t->train.seed);
+    tr->c->training = 0;
+    secap_train_build_models(tr, 0);
+    secap_ckpt_load_params(tr, ckpt);
+
+    secap_decode_config_default(&cp->dec);
+    cp->dec.max_new_tokens = t->decode.max_new_tokens;
+    cp->dec.num_beams = t->decode.num_beams;
+    snprintf(cp->prompt, sizeof cp->prompt, "%s", t->decode.prompt);
+    encode_prompt(cp);
+    secap_cleanup_pop(&cl);
+    return cp;
+}
+
+void secap_captioner_free(secap_captioner *cp)
+{
+    if (cp) captioner_release(cp);
+}
+
+const char *secap_captioner_checkpoint(const secap_captioner *cp) { return cp->ckpt; }
+const secap_train_config *secap_captioner_config(const secap_captioner *cp) { return &cp->tr.cfg; }
+long long secap_captioner_step(const secap_captioner *cp) { return cp->gstep; }
+const secap_decode_config *secap_captioner_decode(const secap_captioner *cp) { return &cp->dec; }
+const char *secap_captioner_prompt(const secap_captioner *cp) { return cp->prompt; }
+
+int secap_captioner_set(secap_captioner *cp, const char *key, const char *value)
+{
+    if (!strncmp(key, "decode.", 7)) key += 7;
+    if (!strcmp(key, "prompt")) {
+        if (strlen(value) >= sizeof cp->prompt)
+            secap_fatal("decode.prompt: %zu bytes, at most %zu (hint: a shorter prompt)", strlen(value),
+                        sizeof cp->prompt - 1);
+        snprintf(cp->prompt, sizeof cp->prompt, "%s", value);
+        encode_prompt(cp);
+        return 0;
+    }
+    return secap_decode_config_set(&cp->dec, key, value);
+}
+
+/* Features of clips [i0, i0 + B): [B, Fmax, A] in the step arena. */
+static secap_tensor *features(secap_captioner *cp, int B, const char *const *ids, const char *const *audio,
+                              int32_t *frames)
+{
+    trainer *tr = &cp->tr;
+    secap_ctx *c = tr->c;
+    int cached = tr->fc != NULL && ids != NULL;
+    for (int i = 0; cached && i < B; i++) cached = ids[i] && secap_featcache_has(tr->fc, ids[i]);
+    if (cached) {
+        float **f = secap_xcalloc((size_t)B, sizeof *f, "feature pointers");
+        int64_t *F = secap_xcalloc((size_t)B, sizeof *F, "feature frames");
+        int64_t A = 0, Tm = 0;
+        for (int i = 0; i < B; i++) {
+            int64_t dim;
+            f[i] = secap_featcache_get(tr->fc, ids[i], &F[i], &dim);
+            if (!f[i] || (A && dim != A))
+                secap_fatal("hubert.cache %s: the features of %s cannot be read or have width %lld, not %lld (hint: "
+                            "re-run bin/secap-extract, or --no-cache)", tr->cfg.hubert.cache, ids[i],
+                            (long long)dim, (long long)A);
+            A = dim;
+            if (F[i] > Tm) Tm = F[i];
+        }
+        secap_tensor *x = secap_zeros(c, SECAP_SHAPE(B, Tm, A));
+        for (int i = 0; i < B; i++) {
+            memcpy(secap_f32(x) + (size_t)i * (size_t)(Tm * A), f[i], (size_t)(F[i] * A) * sizeof(float));
+            frames[i] = (int32_t)F[i];
+            free(f[i]);
+        }
+        free(f);
+        free(F);
+        return x;
+    }
+    secap_audio *au = secap_xcalloc((size_t)B, sizeof *au, "audio");
+    int64_t *ns = secap_xcalloc((size_t)B, sizeof *ns, "audio lengths");
+    int64_t Nm = 0;
+    for (int i = 0; i < B; i++) {
+        char err[1024];
+        if (!audio || !audio[i]) secap_fatal("caption: clip %d (%s) has no audio file and no cached features", i,
+                                             ids && ids[i] ? ids[i] : "?");
+        if (secap_audio_load(audio[i], SECAP_SAMPLE_RATE, &au[i], err, sizeof err) != 0) {
+            for (int k = 0; k < i; k++) secap_audio_free(&au[k]);
+            free(au);
+            free(ns);
+            secap_fatal("%s", err);
+        }
+        if (tr->cfg.data.normalize) secap_audio_normalize(au[i].x, au[i].n);
+        ns[i] = au[i].n;
+        if (ns[i] > Nm) Nm = ns[i];
+    }
+    float *wave = secap_xcalloc((size_t)B * (size_t)Nm, sizeof *wave, "audio batch");
+    for (int i = 0; i < B; i++) {
+        memcpy(wave + (size_t)i * (size_t)Nm, au[i].x, (size_t)au[i].n * sizeof *wave);
+        secap_audio_free(&au[i]);
+    }
+    free(au);
+    secap_tensor *y = secap_hubert_forward(c, tr->hub, wave, ns, B, Nm, tr->cfg.hubert.layer, frames);
+    free(wave);
+    free(ns);
+    return y;
+}
+
+static char *detok(secap_captioner *cp, const int32_t *ids, int n)
+{
+    trainer *tr = &cp->tr;
+    if (tr->spm) {
+        int V = secap_spm_vocab_size(tr->spm), k = 0;
+        int32_t *keep = secap_xmalloc(((size_t)n + 1) * sizeof *keep, "caption ids");
+        for (int i = 0; i < n; i++)
+            if (ids[i] >= 0 && ids[i] < V) keep[k++] = ids[i];
+        size_t len, o = 0;
+        char *s = secap_spm_decode(tr->spm, keep, (size_t)k, &len);
+        free(keep);
+        for (size_t i = 0; i < len; i++)   /* a byte piece <0x00> would end the C string early */
+            if (s[i]) s[o++] = s[i];
+        s[o] = 0;
+        return s;
+    }
+    /* WordPiece: tokens joined, "##" continuations glued, specials left out */
+    size_t cap = 16, l = 0;
+    char *s = secap_xmalloc(cap, "caption");
+    s[0] = 0;
+    for (int i = 0; i < n; i++) {
+        size_t tl;
+        const char *tok = ids[i] >= 0 && ids[i] < secap_berttok_size(tr->llm_bert)
+                              ? secap_berttok_token(tr->llm_bert, ids[i], &tl) : NULL;
+        if (!tok || (tl > 2 && tok[0] == '[' && tok[tl - 1] == ']')) continue;
+        if (tl >= 2 && !strncmp(tok, "##", 2)) { tok += 2; tl -= 2; }
+        while (l + tl + 1 > cap) cap *= 2;
+        s = realloc(s, cap);
+        if (!s) secap_fatal("caption: out of memory");
+        memcpy(s + l, tok, tl);
+        l += tl;
+        s[l] = 0;
+    }
+    return s;
+}
+
+void secap_captioner_run(secap_captioner *cp, int n, const char *const *ids, const char *const *audio, int batch,
+                         char **out)
+{
+    trainer *tr = &cp->tr;
+    secap_ctx *c = tr->c;
+    secap_decode_config_validate(&cp->dec, "decode settings");
+    if (batch <= 0) batch = tr->cfg.data.batch_size;
+    if (batch > 256) batch = 256;
+    const int32_t *pr[256];
+    int32_t pl[256], lens[256], frames[256];
+    for (int i = 0; i < batch; i++) {
+        pr[i] = cp->prompt_ids;
+        pl[i] = cp->prompt_len;
+    }
+    int prev = secap_no_grad_begin(c);
+    c->training = 0;
+    for (int i0 = 0; i0 < n; i0 += batch) {
+        int B = n - i0 < batch ? n - i0 : batch;
+        secap_tensor *a = features(cp, B, ids ? ids + i0 : NULL, audio ? audio + i0 : NULL, frames);
+        secap_tensor *qo = secap_qformer_query(c, tr->qf, a, frames);
+        secap_tensor *x = secap_qformer_llm_project(c, tr->qf, qo);
+        secap_llama_batch lb = secap_llama_caption_batch(c, tr->llm, x, pr, pl, NULL, NULL, B);
+        for (int b = 0; b < B; b++) lens[b] = lb.lens[b] - 1;   /* without the EOS */
+        secap_gen_result r;
+        secap_generate(c, tr->llm, lb.x, lens, NULL, NULL, &cp->dec, &r);
+        for (int b = 0; b < B; b++) {
+            int s = b * r.per_row;
+            out[i0 + b] = detok(cp, r.ids + (size_t)s * (size_t)r.max_len, r.len[s]);
+        }
+        secap_gen_result_free(&r);
+        secap_ctx_reset(c);
+    }
+    secap_no_grad_end(c, prev);
+}

@@ -1,0 +1,315 @@
+/* bin/secap-caption and bin/secap-eval on a tiny model that bin/secap-train
+ * trains for a few steps on a generated 12-clip dataset (train.list 8 clips,
+ * test.list 4; the small HuBERT of tests/ref_hubert.py, the SentencePiece
+ * model of tests/ref_spm.py, tiny random Q-Former / LLaMA / LoRA).
+ *   - secap-caption prints <file>\t<caption> per file in order, --json one
+ *     object; both equal the library's captions (secap/infer.h) for the same
+ *     files; --decode overrides reach the decoder (max_new_tokens=1);
+ *   - secap-eval writes fid2captions.json (the test ids, the library's
+ *     captions on the cached features), refs.json (every caption of each
+ *     clip), scores.json, and the baselines as defined in eval/secap-eval.c:
+ *     the most frequent train caption (constructed: one caption appears 3
+ *     times among the train clips) and the first caption of train clip
+ *     secap_rng_below(stream 1234/0) per test clip; the frequent baseline's
+ *     emotion accuracy is the share of test clips of the class it names;
+ *   - errors: missing checkpoint, a directory without one, a file that is
+ *     not a checkpoint, a run without a caption stage, a checkpoint saved
+ *     before any caption step, unreadable audio, an unknown decode key, an
+ *     unknown split: exit 1 and a message naming it. */
+#include "testutil.h"
+
+#include <cJSON.h>
+#include <libgen.h>
+#include <sndfile.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "secap/infer.h"
+#include "secap/rng.h"
+
+static char g_bin[1024];
+static char g_out[1 << 16];
+static char g_hubert[4096];
+static char g_spm[4096];
+
+static int run(const char *prog, const char *args)
+{
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "cd '%s' && SECAP_THREADS=1 OMP_WAIT_POLICY=passive '%s/%s' %s 2>&1", tu_dir, g_bin,
+             prog, args);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = fread(g_out, 1, sizeof g_out - 1, p);
+    g_out[n] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+#define EXPECT_RUN(status, prog, args, substr)                                                          \
+    do {                                                                                                \
+        int rc_ = run(prog, args);                                                                      \
+        if (rc_ != (status)) fail_msg("%s %s: exit %d, expected %d\n%s", prog, args, rc_, status, g_out); \
+        if (!strstr(g_out, substr)) fail_msg("%s %s: output lacks \"%s\":\n%s", prog, args, substr, g_out); \
+    } while (0)
+
+static void write_text(const char *name, const char *text)
+{
+    FILE *f = fopen(tu_tmp("%s", name), "wb");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void write_wav(const char *name, int64_t n, double f0)
+{
+    SF_INFO si = { .samplerate = 16000, .channels = 1, .format = SF_FORMAT_WAV | SF_FORMAT_PCM_16 };
+    SNDFILE *sf = sf_open(tu_tmp("%s", name), SFM_WRITE, &si);
+    assert_non_null(sf);
+    float *x = malloc((size_t)n * sizeof *x);
+    for (int64_t i = 0; i < n; i++) x[i] = 0.3f * (float)sin(f0 * (double)i * (1.0 + 1e-4 * (double)i));
+    sf_writef_float(sf, x, n);
+    sf_close(sf);
+    free(x);
+}
+
+/* classes of the built-in keyword table (secap/emotion.h) */
+static const char *const EMO[4] = { "开心", "悲伤", "生气", "平静" };
+#define FREQUENT "声音平稳清晰"   /* the second caption of train clips 1, 4 and 6: 3 times */
+
+/* clip i: train for i < 8, test for i >= 8; captions[i][0..1] */
+static void caption_of(int i, int k, char *buf, size_t n)
+{
+    if (k == 1 && (i == 1 || i == 4 || i == 6)) snprintf(buf, n, FREQUENT);
+    else if (k == 0) snprintf(buf, n, "说话人语气%s，第%d句", EMO[i % 4], i);
+    else snprintf(buf, n, "她听起来很%s%d", EMO[i % 4], i);
+}
+
+static int setup(void **st)
+{
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0) return -1;
+    self[n] = 0;
+    snprintf(g_bin, sizeof g_bin, "%s/..", dirname(self));
+    if (!realpath(tu_ref_path("hubert_base_small.h5"), g_hubert) || !realpath(tu_ref_path("spm_llama_s.model"), g_spm)) {
+        fprintf(stderr, "test_eval: %s or spm_llama_s.model is missing (hint: tests/run.sh makes them with "
+                "tests/ref_hubert.py and tests/ref_spm.py)\n", tu_ref_path("hubert_base_small.h5"));
+        return -1;
+    }
+    if (tu_tmpdir_setup(st)) return -1;
+    mkdir(tu_tmp("ds"), 0777);
+    mkdir(tu_tmp("ds/wav"), 0777);
+    FILE *scp = fopen(tu_tmp("ds/wav.scp"), "w"), *txt = fopen(tu_tmp("ds/text.txt"), "w");
+    FILE *emo = fopen(tu_tmp("ds/emotion.txt"), "w"), *cap = fopen(tu_tmp("ds/fid2captions.json"), "w");
+    FILE *tl = fopen(tu_tmp("ds/train.list"), "w"), *te = fopen(tu_tmp("ds/test.list"), "w");
+    fputs("{", cap);
+    for (int i = 0; i < 12; i++) {
+        char w[64], c0[128], c1[128];
+        snprintf(w, sizeof w, "ds/wav/u%02d.wav", i);
+        write_wav(w, 6400 + (i * 397) % 3200, 0.03 + 0.02 * (i % 4));
+        fprintf(scp, "u%02d wav/u%02d.wav\n", i, i);
+        fprintf(txt, "u%02d 今天天气很好%d\n", i, i);
+        fprintf(emo, "u%02d %s\n", i, EMO[i % 4]);
+        caption_of(i, 0, c0, sizeof c0);
+        caption_of(i, 1, c1, sizeof c1);
+        fprintf(cap, "%s\"u%02d\": [\"%s\", \"%s\"]", i ? ", " : "", i, c0, c1);
+        fprintf(i < 8 ? tl : te, "u%02d\n", i);
+    }
+    fputs("}\n", cap);
+    fclose(scp); fclose(txt); fclose(emo); fclose(cap); fclose(tl); fclose(te);
+    char args[8192];
+    if (run("secap-vocab", "--data ds --out vocab.txt")) { fprintf(stderr, "%s", g_out); return -1; }
+    snprintf(args, sizeof args, "--threads 1 --hubert '%s' --data ds --out feats.h5", g_hubert);
+    if (run("secap-extract", args)) { fprintf(stderr, "%s", g_out); return -1; }
+    char ini[16384];
+    snprintf(ini, sizeof ini,
+             "[data]\ndir = ds\nbatch_size = 4\nworkers = 1\nprefetch = 2\n"
+             "[hubert]\nweights = %s\ncache = feats.h5\n"
+             "[qformer]\nvocab = vocab.txt\nhidden_size = 32\nnum_hidden_layers = 2\nnum_attention_heads = 2\n"
+             "intermediate_size = 64\nnum_query_tokens = 4\nencoder_width = 32\nembed_dim = 16\n"
+             "max_position_embeddings = 64\n"
+             "[llama]\ntokenizer = %s\nhidden_size = 32\nintermediate_size = 64\nnum_hidden_layers = 2\n"
+             "num_attention_heads = 2\nmax_position_embeddings = 128\nbf16 = false\n"
+             "[lora]\nr = 4\n[lm]\nblock_size = 16\nbatch_size = 4\n[loss]\nmi_hidden = 16\n"
+             "[optim]\nlr = 1e-3\nwarmup = 2\n"
+             "[decode]\nmax_new_tokens = 6\nnum_beams = 1\n"
+             "[train]\nout_dir = run\nmax_steps = 3\nstages = lm,qformer,caption\nsave_every = 0\n", g_hubert, g_spm);
+    write_text("tiny.ini", ini);
+    if (run("secap-train", "--config tiny.ini")) { fprintf(stderr, "secap-train:\n%s", g_out); return -1; }
+    return 0;
+}
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) fail_msg("%s: cannot open", path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = malloc((size_t)n + 1);
+    assert_int_equal(fread(s, 1, (size_t)n, f), (size_t)n);
+    s[n] = 0;
+    fclose(f);
+    return s;
+}
+
+static cJSON *load_json(const char *path)
+{
+    char *s = slurp(path);
+    cJSON *o = cJSON_Parse(s);
+    free(s);
+    if (!o) fail_msg("%s: not JSON", path);
+    return o;
+}
+
+/* Captions of the library path; caps[i] malloc'd. */
+static void library_captions(int use_cache, int n, const char *const *ids, const char *const *files, char **caps,
+                             const char *key, const char *value)
+{
+    char cwd[4096];
+    assert_non_null(getcwd(cwd, sizeof cwd));
+    assert_int_equal(chdir(tu_dir), 0);
+    secap_captioner *cp = secap_captioner_open("run", use_cache, 1);
+    if (key) assert_int_equal(secap_captioner_set(cp, key, value), 0);
+    secap_captioner_run(cp, n, ids, files, 0, caps);
+    secap_captioner_free(cp);
+    assert_int_equal(chdir(cwd), 0);
+}
+
+static void test_caption(void **st)
+{
+    (void)st;
+    const char *files[3] = { "ds/wav/u00.wav", "ds/wav/u05.wav", "ds/wav/u10.wav" };
+    char *lib[3];
+    /* min_new_tokens: the barely trained model would mostly end at once */
+    library_captions(0, 3, NULL, files, lib, "min_new_tokens", "4");
+    for (int i = 0; i < 3; i++)
+        if (!lib[i][0]) fail_msg("the library's caption of %s is empty despite min_new_tokens 4", files[i]);
+    EXPECT_RUN(0, "secap-caption", "--checkpoint run --decode.min_new_tokens=4 ds/wav/u00.wav ds/wav/u05.wav "
+               "ds/wav/u10.wav", "u00.wav\t");
+    print_message("%s", g_out);
+    char *save = NULL, *line = strtok_r(g_out, "\n", &save);
+    for (int i = 0; i < 3; i++, line = strtok_r(NULL, "\n", &save)) {
+        assert_non_null(line);
+        char want[1024];
+        snprintf(want, sizeof want, "%s\t%s", files[i], lib[i]);
+        if (strcmp(line, want)) fail_msg("line %d: \"%s\", library: \"%s\"", i, line, want);
+    }
+    assert_null(line);
+    EXPECT_RUN(0, "secap-caption", "--json --decode.min_new_tokens=4 --checkpoint run ds/wav/u00.wav ds/wav/u05.wav ds/wav/u10.wav", "{");
+    cJSON *o = cJSON_Parse(g_out);
+    assert_non_null(o);
+    assert_int_equal(cJSON_GetArraySize(o), 3);
+    for (int i = 0; i < 3; i++) {
+        cJSON *v = cJSON_GetObjectItemCaseSensitive(o, files[i]);
+        assert_true(cJSON_IsString(v));
+        assert_string_equal(v->valuestring, lib[i]);
+        free(lib[i]);
+    }
+    cJSON_Delete(o);
+    /* an override reaches the decoder: one new token at most */
+    library_captions(0, 1, NULL, files, lib, "decode.max_new_tokens", "1");
+    EXPECT_RUN(0, "secap-caption", "--checkpoint run --decode.max_new_tokens=1 ds/wav/u00.wav", "u00.wav\t");
+    char want[1024];
+    snprintf(want, sizeof want, "ds/wav/u00.wav\t%s\n", lib[0]);
+    assert_string_equal(g_out, want);
+    free(lib[0]);
+}
+
+static void test_eval(void **st)
+{
+    (void)st;
+    EXPECT_RUN(0, "secap-eval", "--checkpoint run --split test --out ev --decode.min_new_tokens=4",
+               "baseline: most frequent train caption");
+    assert_non_null(strstr(g_out, "clips/s"));
+    assert_non_null(strstr(g_out, "CIDEr"));
+    print_message("%s", g_out);
+    const char *ids[4] = { "u08", "u09", "u10", "u11" };
+    const char *files[4] = { "ds/wav/u08.wav", "ds/wav/u09.wav", "ds/wav/u10.wav", "ds/wav/u11.wav" };
+    char *lib[4];
+    library_captions(1, 4, ids, files, lib, "decode.min_new_tokens", "4");
+    cJSON *hyp = load_json(tu_tmp("ev/fid2captions.json")), *refs = load_json(tu_tmp("ev/refs.json"));
+    cJSON *fr = load_json(tu_tmp("ev/baseline_frequent.json")), *rn = load_json(tu_tmp("ev/baseline_random.json"));
+    cJSON *sc = load_json(tu_tmp("ev/scores.json"));
+    assert_int_equal(cJSON_GetArraySize(hyp), 4);
+    assert_int_equal(cJSON_GetArraySize(refs), 4);
+    secap_rng r;
+    secap_rng_seed_stream(&r, 1234, 0);
+    for (int i = 0; i < 4; i++) {
+        cJSON *h = cJSON_GetObjectItemCaseSensitive(hyp, ids[i]);
+        assert_true(cJSON_IsString(h));
+        assert_string_equal(h->valuestring, lib[i]);
+        if (!lib[i][0]) fail_msg("the caption of %s is empty despite min_new_tokens 4", ids[i]);
+        free(lib[i]);
+        cJSON *rf = cJSON_GetObjectItemCaseSensitive(refs, ids[i]);
+        assert_int_equal(cJSON_GetArraySize(rf), 2);
+        for (int k = 0; k < 2; k++) {
+            char c[128];
+            caption_of(8 + i, k, c, sizeof c);
+            assert_string_equal(cJSON_GetArrayItem(rf, k)->valuestring, c);
+        }
+        assert_string_equal(cJSON_GetObjectItemCaseSensitive(fr, ids[i])->valuestring, FREQUENT);
+        char c[128];
+        caption_of((int)secap_rng_below(&r, 8), 0, c, sizeof c);   /* train clips u00..u07 in order */
+        assert_string_equal(cJSON_GetObjectItemCaseSensitive(rn, ids[i])->valuestring, c);
+    }
+    /* FREQUENT names 平静 (平稳): one of the 4 test clips (u11) has that label */
+    cJSON *b = cJSON_GetObjectItemCaseSensitive(sc, "baseline_frequent");
+    assert_non_null(b);
+    assert_true(fabs(cJSON_GetObjectItemCaseSensitive(b, "Emotion_accuracy")->valuedouble - 0.25) < 1e-12);
+    /* no caption of the frequent baseline shares a 4-gram with the references */
+    assert_true(cJSON_GetObjectItemCaseSensitive(b, "Bleu_4")->valuedouble < 1e-3);
+    /* the random baseline's row is what bin/secap-score says of its file */
+    EXPECT_RUN(0, "secap-score", "--refs ev/refs.json --hyps ev/baseline_random.json", "CIDEr");
+    cJSON *ss = cJSON_Parse(g_out), *br = cJSON_GetObjectItemCaseSensitive(sc, "baseline_random");
+    assert_non_null(ss);
+    assert_non_null(br);
+    const char *mn[3] = { "Bleu_1", "Bleu_4", "CIDEr" };
+    for (int k = 0; k < 3; k++) {
+        double a = cJSON_GetObjectItemCaseSensitive(ss, mn[k])->valuedouble;
+        double e = cJSON_GetObjectItemCaseSensitive(br, mn[k])->valuedouble;
+        if (fabs(a - e) > 1e-9 * (1 + fabs(a))) fail_msg("random baseline %s: secap-eval %.12g, secap-score %.12g", mn[k], e, a);
+    }
+    assert_true(cJSON_GetObjectItemCaseSensitive(br, "Bleu_1")->valuedouble > 0);
+    cJSON_Delete(ss);
+    cJSON *m = cJSON_GetObjectItemCaseSensitive(sc, "model");
+    assert_non_null(cJSON_GetObjectItemCaseSensitive(m, "CIDEr"));
+    assert_int_equal(cJSON_GetObjectItemCaseSensitive(sc, "clips")->valueint, 4);
+    cJSON_Delete(hyp); cJSON_Delete(refs); cJSON_Delete(fr); cJSON_Delete(rn); cJSON_Delete(sc);
+    /* --limit */
+    EXPECT_RUN(0, "secap-eval", "--checkpoint run --limit 2 --out ev2", "2 clips");
+    hyp = load_json(tu_tmp("ev2/fid2captions.json"));
+    assert_int_equal(cJSON_GetArraySize(hyp), 2);
+    cJSON_Delete(hyp);
+}
+
+static void test_errors(void **st)
+{
+    (void)st;
+    EXPECT_RUN(1, "secap-caption", "--checkpoint nothere ds/wav/u00.wav", "--checkpoint nothere");
+    mkdir(tu_tmp("empty"), 0777);
+    EXPECT_RUN(1, "secap-caption", "--checkpoint empty ds/wav/u00.wav", "holds no checkpoint");
+    EXPECT_RUN(1, "secap-caption", "--checkpoint tiny.ini ds/wav/u00.wav", "tiny.ini");
+    write_text("bad.wav", "this is not audio\n");
+    EXPECT_RUN(1, "secap-caption", "--checkpoint run bad.wav", "bad.wav");
+    EXPECT_RUN(1, "secap-caption", "--checkpoint run ds/wav/nothere.wav", "nothere.wav");
+    EXPECT_RUN(1, "secap-caption", "--checkpoint run --decode.bogus=1 ds/wav/u00.wav", "unknown decode key \"bogus\"");
+    EXPECT_RUN(1, "secap-caption", "--checkpoint run --decode.num_beams=0 ds/wav/u00.wav", "num_beams");
+    EXPECT_RUN(1, "secap-eval", "--checkpoint run --split bogus", "--split bogus");
+    /* a run without a caption stage; a checkpoint before any caption step */
+    EXPECT_RUN(0, "secap-train", "--config tiny.ini --train.stages=qformer --train.out_dir=q", "done");
+    EXPECT_RUN(1, "secap-caption", "--checkpoint q ds/wav/u00.wav", "no caption stage");
+    EXPECT_RUN(0, "secap-train", "--config tiny.ini --train.stages=qformer,caption --train.out_dir=qc "
+               "--train.stop_at_step=3", "stopped");
+    EXPECT_RUN(1, "secap-eval", "--checkpoint qc", "before any caption step");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_caption),
+        cmocka_unit_test(test_eval),
+        cmocka_unit_test(test_errors),
+    };
+    return cmocka_run_group_tests(tests, setup, tu_tmpdir_teardown);
+}
