@@ -92,33 +92,6 @@ static options parse_args(int argc, char **argv)
 
 /* ------------------------------------------------------------ output safety */
 
-static char *slurp(const char *path, size_t *len, const char *what)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) secap_fatal("%s: cannot open %s: %s (hint: check the path)", path, what, strerror(errno));
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        if (n + 1 >= cap) {
-            char *p = realloc(buf, cap *= 2);
-            if (!p) { free(buf); buf = NULL; break; }
-            buf = p;
-        }
-        size_t k = fread(buf + n, 1, cap - n - 1, f);
-        n += k;
-        if (k == 0) break;
-    }
-    int err = !buf || ferror(f);
-    fclose(f);
-    if (err) {
-        free(buf);
-        secap_fatal("%s: cannot read %s (read error or out of memory after %zu bytes)", path, what, n);
-    }
-    buf[n] = 0;
-    if (len) *len = n;
-    return buf;
-}
-
 /* --out is not an input, not a directory, and replaces only an earlier page. */
 static void check_out(const options *o)
 {
@@ -132,7 +105,7 @@ static void check_out(const options *o)
         secap_fatal("--out %s is a directory (hint: give a file name, e.g. %s/report.html)", o->out, o->out);
     if (access(o->out, F_OK) != 0) return;
     size_t n;
-    char *buf = slurp(o->out, &n, "the existing output");
+    char *buf = secap_read_file(o->out, &n, "the existing output");
     int ours = strstr(buf, GENERATOR) != NULL;
     free(buf);
     if (!ours) {
@@ -484,7 +457,7 @@ static void free_json(void *p) { cJSON_Delete(*(cJSON **)p); }
 static void read_scores(const char *path, const secap_captions *hyp, score_table *t)
 {
     size_t n;
-    char *buf = slurp(path, &n, "per-item scores");
+    char *buf = secap_read_file(path, &n, "per-item scores");
     cJSON *root = cJSON_Parse(buf);
     free(buf);
     if (!cJSON_IsObject(root)) {
@@ -598,7 +571,7 @@ static void write_audio(FILE *f, const page *p, const char *audio)
     fputs("<td class=\"audio\"><audio controls preload=\"none\"><source src=\"", f);
     if (p->o->embed) {
         size_t n;
-        char *data = slurp(audio, &n, "audio file");
+        char *data = secap_read_file(audio, &n, "audio file");
         fprintf(f, "data:%s;base64,", audio_mime(audio));
         base64(f, (const unsigned char *)data, n);
         free(data);

@@ -44,14 +44,6 @@ static int run(const char *prog, const char *args)
         if (!strstr(g_out, substr)) fail_msg("secap-embed %s: output lacks \"%s\"", args, substr); \
     } while (0)
 
-static void write_text(const char *name, const char *text)
-{
-    FILE *f = fopen(tu_tmp("%s", name), "wb");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-}
-
 static int exists(const char *name)
 {
     struct stat st;
@@ -232,7 +224,7 @@ static void test_embed_text(void **st)
     secap_qformer_save(m0, tu_tmp("qt.h5"), 0);
     secap_qformer_free(m0);
     write_vocab("vocab.txt");
-    write_text("text.txt", "a1 她说话很快。\n\nb/2   他的声音低沉，语速慢\r\nc3 Ab 开心 [UNK] 未知\n");
+    tu_write_text("text.txt", "a1 她说话很快。\n\nb/2   他的声音低沉，语速慢\r\nc3 Ab 开心 [UNK] 未知\n");
     EXPECT_RUN(0, "--model qt.h5 --text-file text.txt --vocab vocab.txt --out t.h5",
                "wrote 3 L2-normalised text embeddings [16] to t.h5");
     secap_qformer *m = secap_qformer_load(c, tu_tmp("qt.h5"), 0);
@@ -279,7 +271,7 @@ static void test_embed_retrieve(void **st)
     secap_berttok_free(tok);
     secap_ctx_free(c);
     write_cache("f.h5", A);
-    write_text("caps.json", "{\"u1\": [\"她说话很快\", \"开心\"], \"u2\": [\"平静的声音\", \"他的声音低沉，语速很慢\"],"
+    tu_write_text("caps.json", "{\"u1\": [\"她说话很快\", \"开心\"], \"u2\": [\"平静的声音\", \"他的声音低沉，语速很慢\"],"
                             " \"u9\": [\"生气\", \"悲伤，语速慢\", \"声音很高\"]}");
     EXPECT_RUN(0, "--model qr.h5 --wav u1 u2 --features f.h5 --vocab vocab.txt --retrieve 3 --captions caps.json "
                   "--out r.h5", "# recall@1");
@@ -364,10 +356,10 @@ static void test_embed_errors(void **st)
         secap_featcache_close(fc);
     }
     write_vocab("vocab.txt");
-    write_text("text.txt", "a1 开心\n");
-    write_text("noid.txt", "a1 开心\nlonely\n");
-    write_text("caps.json", "{\"u1\": [\"开心\"]}");
-    write_text("bad.json", "[\"开心\"]");
+    tu_write_text("text.txt", "a1 开心\n");
+    tu_write_text("noid.txt", "a1 开心\nlonely\n");
+    tu_write_text("caps.json", "{\"u1\": [\"开心\"]}");
+    tu_write_text("bad.json", "[\"开心\"]");
 
     EXPECT_RUN(1, "--wav u1 --features f.h5 --out o.h5", "--model <stage1.h5> is required");
     EXPECT_RUN(1, "--model qe.h5 --wav u1 --features f.h5", "--out <embeddings.h5> is required");

@@ -52,14 +52,6 @@ static int run(const char *prog, const char *args)
         if (!strstr(g_out, substr)) fail_msg("%s %s: output lacks \"%s\":\n%s", prog, args, substr, g_out); \
     } while (0)
 
-static void write_text(const char *name, const char *text)
-{
-    FILE *f = fopen(tu_tmp("%s", name), "wb");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-}
-
 static void write_wav(const char *name, int64_t n, double f0)
 {
     SF_INFO si = { .samplerate = 16000, .channels = 1, .format = SF_FORMAT_WAV | SF_FORMAT_PCM_16 };
@@ -134,7 +126,7 @@ static int setup(void **st)
              "[optim]\nlr = 1e-3\nwarmup = 2\n"
              "[decode]\nmax_new_tokens = 6\nnum_beams = 1\n"
              "[train]\nout_dir = run\nmax_steps = 3\nstages = lm,qformer,caption\nsave_every = 0\n", g_hubert, g_spm);
-    write_text("tiny.ini", ini);
+    tu_write_text("tiny.ini", ini);
     if (run("secap-train", "--config tiny.ini")) { fprintf(stderr, "secap-train:\n%s", g_out); return -1; }
     return 0;
 }
@@ -290,7 +282,7 @@ static void test_errors(void **st)
     mkdir(tu_tmp("empty"), 0777);
     EXPECT_RUN(1, "secap-caption", "--checkpoint empty ds/wav/u00.wav", "holds no checkpoint");
     EXPECT_RUN(1, "secap-caption", "--checkpoint tiny.ini ds/wav/u00.wav", "tiny.ini");
-    write_text("bad.wav", "this is not audio\n");
+    tu_write_text("bad.wav", "this is not audio\n");
     EXPECT_RUN(1, "secap-caption", "--checkpoint run bad.wav", "bad.wav");
     EXPECT_RUN(1, "secap-caption", "--checkpoint run ds/wav/nothere.wav", "nothere.wav");
     EXPECT_RUN(1, "secap-caption", "--checkpoint run --decode.bogus=1 ds/wav/u00.wav", "unknown decode key \"bogus\"");

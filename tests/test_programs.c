@@ -36,14 +36,6 @@ static int run(const char *env, const char *prog, const char *args)
         if (!strstr(g_out, substr)) fail_msg("%s %s: output lacks \"%s\"", prog, args, substr); \
     } while (0)
 
-static void write_text(const char *name, const char *text)
-{
-    FILE *f = fopen(tu_tmp("%s", name), "wb");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-}
-
 static long fsize(const char *name)
 {
     struct stat st;
@@ -84,15 +76,15 @@ static void write_wav(const char *name, int64_t n, int rate)
 static void test_score_messages(void **st)
 {
     (void)st;
-    write_text("refs.json", "{\"a\": [\"x y\"], \"b\": \"z\"}");
-    write_text("hyps.json", "{\"a\": \"x y\", \"b\": \"z\"}");
+    tu_write_text("refs.json", "{\"a\": [\"x y\"], \"b\": \"z\"}");
+    tu_write_text("hyps.json", "{\"a\": \"x y\", \"b\": \"z\"}");
     EXPECT_RUN(0, NULL, "secap-score", "--refs refs.json --hyps hyps.json --metrics Bleu_1", "\"Bleu_1\"");
     /* --metrics "": the option is named, no internal API name */
     EXPECT_RUN(1, NULL, "secap-score", "--refs refs.json --hyps hyps.json --metrics ''", "--metrics: the value is empty");
     assert_null(strstr(g_out, "secap_score"));
     EXPECT_RUN(1, NULL, "secap-score", "--refs refs.json --hyps hyps.json --metrics=Bleu,,METEOR", "empty metric name");
     EXPECT_RUN(1, NULL, "secap-score", "--refs . --hyps hyps.json", ".: is a directory, not a caption file");
-    write_text("nul.json", "{\"a\": \"x\\u0000y\", \"b\": \"z\"}");
+    tu_write_text("nul.json", "{\"a\": \"x\\u0000y\", \"b\": \"z\"}");
     EXPECT_RUN(1, NULL, "secap-score", "--refs refs.json --hyps nul.json", "nul.json:1:9: id \"a\": escaped NUL");
     /* --per-item never replaces an input or a file of another kind, and is checked before scoring */
     long before = fsize("hyps.json");
@@ -102,7 +94,7 @@ static void test_score_messages(void **st)
     assert_null(strstr(g_out, "Bleu"));
     mkdir(tu_tmp("items_dir"), 0755);
     EXPECT_RUN(1, NULL, "secap-score", "--refs refs.json --hyps hyps.json --per-item items_dir", "is a directory");
-    write_text("notes.txt", "my notes\n");
+    tu_write_text("notes.txt", "my notes\n");
     EXPECT_RUN(1, NULL, "secap-score", "--refs refs.json --hyps hyps.json --per-item notes.txt",
                "exists and is a text file of 9 bytes, not a per-item score file");
     assert_int_equal(fsize("notes.txt"), 9);
@@ -130,7 +122,7 @@ static void test_extract_output_safety(void **st)
     EXPECT_RUN(1, NULL, "secap-extract", "--hubert w.h5 --wav a.wav --out other.h5",
                "exists and is a model weight file (model_type = hubert), not a feature cache");
     assert_int_equal(fsize("other.h5"), osize);
-    write_text("notes.txt", "keep me\n");
+    tu_write_text("notes.txt", "keep me\n");
     EXPECT_RUN(1, NULL, "secap-extract", "--hubert w.h5 --wav a.wav --out notes.txt", "exists and is a text file of 8 bytes");
     assert_int_equal(fsize("notes.txt"), 8);
     EXPECT_RUN(1, NULL, "secap-extract", "--hubert w.h5 --wav a.wav --out missing_dir/f.h5",
@@ -161,7 +153,7 @@ static void test_extract_output_safety(void **st)
     waitpid(pid, NULL, 0);
     char stale[64];
     snprintf(stale, sizeof stale, "f.h5.tmp.%ld", (long)pid);
-    write_text(stale, "half a cache");
+    tu_write_text(stale, "half a cache");
     EXPECT_RUN(0, NULL, "secap-extract", "--hubert w.h5 --wav a.wav b.wav --out f.h5", "a temporary file left by process");
     assert_int_equal(fsize(stale), -1);
     assert_int_equal(count_tmp(), 0);
@@ -204,10 +196,10 @@ static void test_data_split_lists(void **st)
     mkdir(tu_tmp("ds"), 0755);
     write_wav("ds/a.wav", 16000, 16000);
     write_wav("ds/b.wav", 16000, 16000);
-    write_text("ds/wav.scp", "a a.wav\nb b.wav\n");
-    write_text("ds/fid2captions.json", "{\"a\": \"好\", \"b\": \"坏\"}");
-    write_text("ds/train.list", "a\nb\n");
-    write_text("ds/test.list", "b\n");
+    tu_write_text("ds/wav.scp", "a a.wav\nb b.wav\n");
+    tu_write_text("ds/fid2captions.json", "{\"a\": \"好\", \"b\": \"坏\"}");
+    tu_write_text("ds/train.list", "a\nb\n");
+    tu_write_text("ds/test.list", "b\n");
     EXPECT_RUN(1, NULL, "secap-data", "validate --data ds", "test.list:1: b: id is in both the train list");
     EXPECT_RUN(1, NULL, "secap-data", "validate --data ds --data.max_sample_rate=8000",
                "a: audio refused: sample rate 16000 Hz is outside [4000, 8000] Hz");

@@ -38,14 +38,6 @@ static int run(const char *prog, const char *args)
         if (!strstr(g_out, substr)) fail_msg("%s %s: output lacks \"%s\"", prog, args, substr);  \
     } while (0)
 
-static void write_text(const char *name, const char *text)
-{
-    FILE *f = fopen(tu_tmp("%s", name), "wb");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-}
-
 static char *read_text(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");
@@ -113,16 +105,16 @@ static void make_fixture(void)
         snprintf(name, sizeof name, "ds/wav/u%d.wav", i + 1);
         write_wav(name, 4000 + 1000 * i, i);
     }
-    write_text("ds/wav.scp", "u1 wav/u1.wav\nu2 wav/u2.wav\nu3 wav/u3.wav\nu4 wav/u4.wav\n");
-    write_text("ds/text.txt", "u1 今天<b>天气</b>很好 & \"引号\"\nu2 第二句\nu3 第三句\nu4 第四句\n");
-    write_text("ds/emotion.txt", "u1 开心\nu2 悲伤\nu3 开心\nu4 生气\n");
-    write_text("ds/fid2captions.json",
+    tu_write_text("ds/wav.scp", "u1 wav/u1.wav\nu2 wav/u2.wav\nu3 wav/u3.wav\nu4 wav/u4.wav\n");
+    tu_write_text("ds/text.txt", "u1 今天<b>天气</b>很好 & \"引号\"\nu2 第二句\nu3 第三句\nu4 第四句\n");
+    tu_write_text("ds/emotion.txt", "u1 开心\nu2 悲伤\nu3 开心\nu4 生气\n");
+    tu_write_text("ds/fid2captions.json",
                "{\"u1\": [\"语速很快，听起来很开心\", \"心情很好\"], \"u2\": \"语气哀伤\", \"u3\": [\"带着笑意\"], "
                "\"u4\": [\"情绪愤怒，声音很大\"]}");
-    write_text("hyps.json",
+    tu_write_text("hyps.json",
                "{\"u1\": [\"听起来很开心<script>alert(1)</script>\", \"心情很好\"], \"u2\": \"语速很快，情绪愤怒\", "
                "\"u3\": \"带着笑意\", \"u4\": \"声音很大\"}");
-    write_text("scores.json", "{\"u1\": {\"Similarity\": 0.9}, \"u2\": {\"Similarity\": 0.2}, "
+    tu_write_text("scores.json", "{\"u1\": {\"Similarity\": 0.9}, \"u2\": {\"Similarity\": 0.2}, "
                               "\"u3\": {\"Similarity\": 0.7}, \"u4\": {\"Similarity\": 0.5}}");
     FILE *f = fopen(tu_tmp("run/metrics.jsonl"), "w");
     assert_non_null(f);
@@ -206,7 +198,7 @@ static void test_report_errors(void **st)
     make_fixture();
     /* output safety */
     EXPECT_RUN(1, "secap-report", "--captions hyps.json --refs ds/fid2captions.json --out hyps.json", "same file as --captions");
-    write_text("notes.html", "<html>my notes</html>");
+    tu_write_text("notes.html", "<html>my notes</html>");
     EXPECT_RUN(1, "secap-report", "--captions hyps.json --refs ds/fid2captions.json --out notes.html",
                "not a page written by secap-report");
     char *kept = read_text(tu_tmp("notes.html"), NULL);
@@ -217,11 +209,11 @@ static void test_report_errors(void **st)
     EXPECT_RUN(1, "secap-report", "--captions hyps.json --refs ds/fid2captions.json --out page", "is a directory");
     EXPECT_RUN(1, "secap-report", "--captions hyps.json --refs ds/fid2captions.json --run ds --out r2.html",
                "metrics.jsonl: cannot open");
-    write_text("run/metrics.jsonl", "{\"stage\": \"a\", \"step\": 1, \"loss\": 1}\nnot json\n");
+    tu_write_text("run/metrics.jsonl", "{\"stage\": \"a\", \"step\": 1, \"loss\": 1}\nnot json\n");
     EXPECT_RUN(1, "secap-report", "--captions hyps.json --refs ds/fid2captions.json --run run --out r2.html",
                "metrics.jsonl:2: not a JSON object");
     EXPECT_RUN(1, "secap-report", "--captions hyps.json --out r2.html", "--captions, --refs and --out are required");
-    write_text("other.json", "{\"x\": {\"Similarity\": 1}}");
+    tu_write_text("other.json", "{\"x\": {\"Similarity\": 1}}");
     EXPECT_RUN(1, "secap-report", "--captions hyps.json --refs ds/fid2captions.json --scores other.json --out r2.html",
                "no id in common");
     struct stat sb;
@@ -245,10 +237,10 @@ static void test_score_options(void **st)
     assert_true(strstr(items, "\"Emotion\": \"生气\", \"Emotion_correct\": 0}") != NULL);
     assert_true(strstr(items, "\"Emotion\": \"none\", \"Emotion_correct\": 0}") != NULL);
     free(items);
-    write_text("kw.txt", "开心 开心\n悲伤 哀伤\n");
+    tu_write_text("kw.txt", "开心 开心\n悲伤 哀伤\n");
     EXPECT_RUN(1, "secap-score", "--refs ds/fid2captions.json --hyps hyps.json --emotion-labels ds/emotion.txt "
                "--emotion-keywords kw.txt", "label \"生气\" is not a class of the keyword table (开心 悲伤)");
-    write_text("few.txt", "u1 开心\n");
+    tu_write_text("few.txt", "u1 开心\n");
     EXPECT_RUN(1, "secap-score", "--refs ds/fid2captions.json --hyps hyps.json --emotion-labels few.txt",
                "3 hypothesis ids without a label");
     EXPECT_RUN(1, "secap-score", "--refs ds/fid2captions.json --hyps hyps.json --similarity-model x.h5",

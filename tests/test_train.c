@@ -48,14 +48,6 @@ static int run(const char *env, const char *prog, const char *args)
         if (!strstr(g_out, substr)) fail_msg("%s %s: output lacks \"%s\":\n%s", prog, args, substr, g_out); \
     } while (0)
 
-static void write_text(const char *name, const char *text)
-{
-    FILE *f = fopen(tu_tmp("%s", name), "wb");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-}
-
 static void write_wav(const char *name, int64_t n, double f0)
 {
     SF_INFO si = { .samplerate = 16000, .channels = 1, .format = SF_FORMAT_WAV | SF_FORMAT_PCM_16 };
@@ -124,7 +116,7 @@ static int setup(void **st)
              "[optim]\nlr = 1e-3\nwarmup = 2\n"
              "[eval]\nevery = 2\nbatches = 2\n"
              "[train]\nout_dir = run\nmax_steps = 4\nstages = lm,qformer,caption\nsave_every = 2\n", g_hubert, g_spm);
-    write_text("tiny.ini", ini);
+    tu_write_text("tiny.ini", ini);
     return 0;
 }
 
@@ -133,20 +125,20 @@ static int setup(void **st)
 static void test_config_errors(void **st)
 {
     (void)st;
-    write_text("bad_key.ini", "[data]\ndir = ds\n[train]\nout_dir = r\nmax_steps = 1\nstages = qformer\nmax_stepz = 3\n");
+    tu_write_text("bad_key.ini", "[data]\ndir = ds\n[train]\nout_dir = r\nmax_steps = 1\nstages = qformer\nmax_stepz = 3\n");
     EXPECT_RUN(1, NULL, "secap-train", "--config bad_key.ini", "bad_key.ini:7: unknown key train.max_stepz");
     assert_non_null(strstr(g_out, "accepted keys: out_dir, max_steps"));
-    write_text("bad_sec.ini", "[data]\ndir = ds\n[trian]\nout_dir = r\n");
+    tu_write_text("bad_sec.ini", "[data]\ndir = ds\n[trian]\nout_dir = r\n");
     EXPECT_RUN(1, NULL, "secap-train", "--config bad_sec.ini", "bad_sec.ini:4: unknown section [trian]");
     assert_non_null(strstr(g_out, "accepted sections: data, hubert"));
-    write_text("bad_val.ini", "[data]\ndir = ds\n[optim]\nschedule = cosin\n");
+    tu_write_text("bad_val.ini", "[data]\ndir = ds\n[optim]\nschedule = cosin\n");
     EXPECT_RUN(1, NULL, "secap-train", "--config bad_val.ini", "bad_val.ini:4: optim.schedule = \"cosin\"");
     assert_non_null(strstr(g_out, "accepted values: cosine,linear,constant"));
     EXPECT_RUN(1, NULL, "secap-train", "--config tiny.ini --train.max_steps=-3 --dry-run",
                "train.max_steps = \"-3\" is not an integer in [0,");
-    write_text("bad_lora.ini", "[lora]\nr = many\n");
+    tu_write_text("bad_lora.ini", "[lora]\nr = many\n");
     EXPECT_RUN(1, NULL, "secap-train", "--config bad_lora.ini", "bad_lora.ini:2: config lora.r = 'many'");
-    write_text("missing.ini", "[data]\ndir = ds\n[train]\nout_dir = r\nstages = qformer\n");
+    tu_write_text("missing.ini", "[data]\ndir = ds\n[train]\nout_dir = r\nstages = qformer\n");
     EXPECT_RUN(1, NULL, "secap-train", "--config missing.ini", "required key train.max_steps is missing");
     EXPECT_RUN(1, NULL, "secap-train", "--config tiny.ini --train.stages=caption,qformer --dry-run",
                "stages run in the order lm, qformer, caption");

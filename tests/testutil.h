@@ -79,6 +79,15 @@ __attribute__((unused, format(printf, 1, 2))) static const char *tu_tmp(const ch
     return buf[k];
 }
 
+/* Writes text into tu_tmp(name). */
+__attribute__((unused)) static void tu_write_text(const char *name, const char *text)
+{
+    FILE *f = fopen(tu_tmp("%s", name), "wb");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
 /* Path of a file under the reference-fixture directory (build/ref). */
 static inline const char *tu_ref_path(const char *name)
 {

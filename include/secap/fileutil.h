@@ -19,6 +19,10 @@
 
 /* 1 when path names a directory (after symlinks). */
 int secap_is_dir(const char *path);
+/* The whole file at path, NUL-terminated, its length in *len (may be NULL);
+ * fatal naming the path and `what` (e.g. "per-item scores") when it cannot
+ * be opened or read.  The caller frees the result. */
+char *secap_read_file(const char *path, size_t *len, const char *what);
 /* 1 when both paths exist and are the same file (device and inode). */
 int secap_same_file(const char *a, const char *b);
 

@@ -128,3 +128,30 @@ int secap_tmp_sweep(const char *path)
     free(b);
     return removed;
 }
+
+char *secap_read_file(const char *path, size_t *len, const char *what)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) secap_fatal("%s: cannot open %s: %s (hint: check the path)", path, what, strerror(errno));
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        if (n + 1 >= cap) {
+            char *p = realloc(buf, cap *= 2);
+            if (!p) { free(buf); buf = NULL; break; }
+            buf = p;
+        }
+        size_t k = fread(buf + n, 1, cap - n - 1, f);
+        n += k;
+        if (k == 0) break;
+    }
+    int err = !buf || ferror(f);
+    fclose(f);
+    if (err) {
+        free(buf);
+        secap_fatal("%s: cannot read %s (read error or out of memory after %zu bytes)", path, what, n);
+    }
+    buf[n] = 0;
+    if (len) *len = n;
+    return buf;
+}

@@ -18,27 +18,8 @@ static char *slurp(const char *path)
 {
     if (secap_is_dir(path))
         secap_fatal("%s: is a directory, not a caption file (hint: give the fid2captions.json file inside it)", path);
-    FILE *f = fopen(path, "rb");
-    if (!f) secap_fatal("%s: cannot open caption file: %s (hint: check the path)", path, strerror(errno));
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        if (n + 1 >= cap) {
-            char *p = realloc(buf, cap *= 2);
-            if (!p) { free(buf); buf = NULL; break; }
-            buf = p;
-        }
-        size_t k = fread(buf + n, 1, cap - n - 1, f);
-        n += k;
-        if (k == 0) break;
-    }
-    int err = !buf || ferror(f);
-    fclose(f);
-    if (err) {
-        free(buf);
-        secap_fatal("%s: read error or out of memory after %zu bytes (hint: check the file)", path, n);
-    }
-    buf[n] = 0;
+    size_t n;
+    char *buf = secap_read_file(path, &n, "caption file");
     if (memchr(buf, 0, n)) {
         free(buf);
         secap_fatal("%s: NUL byte in the file (hint: caption files are UTF-8 text; is this UTF-16?)", path);
