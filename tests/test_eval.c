@@ -34,11 +34,14 @@
 
 #include "secap/infer.h"
 #include "secap/rng.h"
+#include "secap/similarity.h"
 
 static char g_bin[1024];
 static char g_out[1 << 16];
 static char g_hubert[4096];
 static char g_spm[4096];
+static char g_simbert[4096];
+static char g_simvocab[4096];
 
 static int run(const char *prog, const char *args)
 {
@@ -94,6 +97,11 @@ static int setup(void **st)
     if (!realpath(tu_ref_path("hubert_base_small.h5"), g_hubert) || !realpath(tu_ref_path("spm_llama_s.model"), g_spm)) {
         fprintf(stderr, "test_eval: %s or spm_llama_s.model is missing (hint: tests/run.sh makes them with "
                 "tests/ref_hubert.py and tests/ref_spm.py)\n", tu_ref_path("hubert_base_small.h5"));
+        return -1;
+    }
+    if (!realpath(tu_ref_path("sim_bert.h5"), g_simbert) || !realpath(tu_ref_path("sim_vocab.txt"), g_simvocab)) {
+        fprintf(stderr, "test_eval: %s or sim_vocab.txt is missing (hint: tests/run.sh makes them with "
+                "tests/ref_similarity.py)\n", tu_ref_path("sim_bert.h5"));
         return -1;
     }
     if (tu_tmpdir_setup(st)) return -1;
@@ -442,6 +450,56 @@ static void test_draws(void **st)
     cJSON_Delete(dj); cJSON_Delete(f1); cJSON_Delete(sc);
 }
 
+/* --draws with --similarity-model: the matrix is the library's BERT cosine
+ * of the draws, the selection secap_select_consensus on it, and every set
+ * gets the Similarity metric. */
+static void test_draws_bert(void **st)
+{
+    (void)st;
+    char args[16384];
+    snprintf(args, sizeof args, "--checkpoint run --split test --out drb --draws 4 --keep 3 --decode.min_new_tokens=2 "
+             "--similarity-model '%s' --similarity-vocab '%s'", g_simbert, g_simvocab);
+    EXPECT_RUN(0, "secap-eval", args, "similarity: BERT sentence cosine");
+    assert_non_null(strstr(g_out, "result set 3"));
+    assert_null(strstr(g_out, "result set 4"));
+    cJSON *dj = load_json(tu_tmp("drb/draws.json")), *sc = load_json(tu_tmp("drb/scores.json"));
+    cJSON *d = cJSON_GetObjectItemCaseSensitive(sc, "draws");
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(d, "similarity")->valuestring, "bert_cosine");
+    cJSON *sets = cJSON_GetObjectItemCaseSensitive(d, "sets");
+    assert_int_equal(cJSON_GetArraySize(sets), 3);
+    for (int k = 0; k < 3; k++)
+        if (!cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(sets, k), "Similarity"))
+            fail_msg("scores.json: draws.sets[%d] lacks Similarity despite --similarity-model", k);
+    assert_non_null(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(d, "std_dev"), "Similarity"));
+    secap_simmodel *m = secap_sim_load(g_simbert, g_simvocab, NULL);
+    const char *ids[4] = { "u08", "u09", "u10", "u11" };
+    for (int i = 0; i < 4; i++) {
+        cJSON *c = cJSON_GetObjectItemCaseSensitive(dj, ids[i]);
+        cJSON *t = cJSON_GetObjectItemCaseSensitive(c, "draws"), *S = cJSON_GetObjectItemCaseSensitive(c, "sim"),
+              *kj = cJSON_GetObjectItemCaseSensitive(c, "kept");
+        assert_int_equal(cJSON_GetArraySize(t), 4);
+        const char *tx[4];
+        for (int a = 0; a < 4; a++) tx[a] = cJSON_GetArrayItem(t, a)->valuestring;
+        double want[16];
+        float fs[16];
+        secap_sim_matrix(m, 4, tx, want);
+        for (int a = 0; a < 16; a++) {
+            double got = cJSON_GetArrayItem(cJSON_GetArrayItem(S, a / 4), a % 4)->valuedouble;
+            if (fabs(got - want[a]) > 1e-5)
+                fail_msg("%s: sim[%d, %d] = %.9g, secap_sim_matrix %.9g", ids[i], a / 4, a % 4, got, want[a]);
+            fs[a] = (float)got;
+        }
+        int idx[3];
+        secap_select_consensus(fs, 4, 3, idx);
+        for (int k = 0; k < 3; k++)
+            if (cJSON_GetArrayItem(kj, k)->valueint != idx[k])
+                fail_msg("%s: kept[%d] = %d, secap_select_consensus says %d", ids[i], k,
+                         cJSON_GetArrayItem(kj, k)->valueint, idx[k]);
+    }
+    secap_sim_free(m);
+    cJSON_Delete(dj); cJSON_Delete(sc);
+}
+
 static void test_errors(void **st)
 {
     (void)st;
@@ -469,6 +527,7 @@ int main(void)
         cmocka_unit_test(test_caption),
         cmocka_unit_test(test_eval),
         cmocka_unit_test(test_draws),
+        cmocka_unit_test(test_draws_bert),
         cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, setup, tu_tmpdir_teardown);
