@@ -450,7 +450,8 @@ static void test_draws(void **st)
     cJSON_Delete(dj); cJSON_Delete(f1); cJSON_Delete(sc);
 }
 
-/* --draws with --similarity-model: the matrix is the library's BERT cosine
+/* --draws with --similarity-model and SECap's beam sampling (README's
+ * command): the matrix is the library's BERT cosine
  * of the draws, the selection secap_select_consensus on it, and every set
  * gets the Similarity metric. */
 static void test_draws_bert(void **st)
@@ -458,6 +459,8 @@ static void test_draws_bert(void **st)
     (void)st;
     char args[16384];
     snprintf(args, sizeof args, "--checkpoint run --split test --out drb --draws 4 --keep 3 --decode.min_new_tokens=2 "
+             "--decode.do_sample=true --decode.num_beams=5 --decode.top_k=10 --decode.top_p=0.95 "
+             "--decode.repetition_penalty=10 --decode.no_repeat_ngram_size=2 --decode.early_stopping=true "
              "--similarity-model '%s' --similarity-vocab '%s'", g_simbert, g_simvocab);
     EXPECT_RUN(0, "secap-eval", args, "similarity: BERT sentence cosine");
     assert_non_null(strstr(g_out, "result set 3"));
