@@ -5,6 +5,7 @@
  *              [--data <dataset dir | manifest.jsonl>] [--decode.key=value ...]
  *              [--out <dir>] [--limit N] [--batch N] [--threads N] [--no-cache]
  *              [--similarity-model bert.h5 --similarity-vocab vocab.txt]
+ *              [--draws N --keep K]
  *
  * 1. Reads the dataset (--data, else the checkpoint's data.dir) with the
  *    checkpoint's [data] settings and the same split rule as secap-train
@@ -23,6 +24,27 @@
  *    accuracy against the labels (secap/emotion.h's built-in classes) and,
  *    with --similarity-model, SECap's sentence similarity; prints one table.
  *
+ * --draws N --keep K (SECap's protocol, SECAP.md section 4: N = 8, K = 5):
+ * every clip is captioned N times, draw d (0-based) with the decode settings
+ * and decode.seed = seed + d (seed: the --decode.seed override, else 0),
+ * sampling switched on when the settings are not sampling already (noted on
+ * stderr); every draw captions the split in the same batches (--batch), so
+ * the draws are deterministic for a seed and batch size.  Per clip:
+ *   S [N, N]   S[i, j] = sim(draw i, draw j)
+ *   score_i = (1/N) sum_j S[i, j]   (itself included)
+ *   kept [K]   secap_select_consensus(S, N, K): the K best scores, best
+ *              first (ties: the earlier draw)
+ * sim is SECap's sentence similarity (cosine of BERT mean-pooled
+ * embeddings, secap/similarity.h) with --similarity-model, else the
+ * character F1 of the two captions (Unicode code points as a multiset:
+ * F1 = 2 |A n B| / (|A| + |B|), 1 when both are empty); the run prints
+ * which.  Result set k (1..K) is the k-th kept caption of every clip
+ * (fid2captions_draw{k}.json); each set is scored like the model row, and
+ * per metric the table and scores.json ("draws") give the K set scores,
+ * their mean and their sample standard deviation (divisor K - 1; 0 when
+ * K = 1).  draws.json holds, per clip, the N draws, S and kept;
+ * fid2captions.json and the "model" row are result set 1.
+ *
  * Baselines, scored with the same references and scorer:
  *   frequent  every clip gets the most frequent caption among all captions of
  *             the train split's clips (ties: the one met first in dataset
@@ -33,6 +55,8 @@
  */
 #include <cJSON.h>
 #include <errno.h>
+#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,10 +83,12 @@ static void usage(FILE *f)
         "                  [--data <dataset dir | manifest.jsonl>] [--decode.key=value ...]\n"
         "                  [--out <dir>] [--limit N] [--batch N] [--threads N] [--no-cache]\n"
         "                  [--similarity-model <bert.h5> --similarity-vocab <vocab.txt>]\n"
+        "                  [--draws N --keep K]   (SECap: --draws 8 --keep 5)\n"
         "Captions the split, writes fid2captions.json and refs.json into --out (default\n"
         "<run dir>/eval-<split>) and prints BLEU-1..4, METEOR, ROUGE-L, CIDEr and the emotion\n"
         "keyword accuracy of the model and of two baselines (most frequent training caption;\n"
-        "caption of a random training clip).\n");
+        "caption of a random training clip).  --draws N --keep K: N sampled captions per clip, the K\n"
+        "most central kept (mean similarity to all N), K result sets scored, mean and sample std.\n");
 }
 
 typedef struct {
@@ -144,10 +170,86 @@ static void score_row(row *r, int n, const char *const *ids, char *const *hyps, 
     }
 }
 
+/* Code points of UTF-8 text, sorted; a byte that does not start a valid
+ * sequence counts as one unit of its own (0x110000 + byte).  *n gets the
+ * count; the array is malloc'd. */
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static uint32_t *code_points(const char *s, int *n)
+{
+    size_t len = strlen(s);
+    uint32_t *cp = secap_xmalloc((len + 1) * sizeof *cp, "code points");
+    int k = 0;
+    const unsigned char *p = (const unsigned char *)s, *e = p + len;
+    while (p < e) {
+        int m = *p < 0x80 ? 1 : (*p & 0xE0) == 0xC0 ? 2 : (*p & 0xF0) == 0xE0 ? 3 : (*p & 0xF8) == 0xF0 ? 4 : 0;
+        int ok = m > 0 && p + m <= e;
+        for (int j = 1; ok && j < m; j++) ok = (p[j] & 0xC0) == 0x80;
+        if (!ok) { cp[k++] = 0x110000u + *p++; continue; }
+        uint32_t v = m == 1 ? p[0] : m == 2 ? p[0] & 0x1Fu : m == 3 ? p[0] & 0x0Fu : p[0] & 0x07u;
+        for (int j = 1; j < m; j++) v = v << 6 | (p[j] & 0x3Fu);
+        cp[k++] = v;
+        p += m;
+    }
+    qsort(cp, (size_t)k, sizeof *cp, cmp_u32);
+    *n = k;
+    return cp;
+}
+
+/* Character F1 of two texts (see the header): 2 |A n B| / (|A| + |B|). */
+static double char_f1(const uint32_t *a, int na, const uint32_t *b, int nb)
+{
+    if (!na && !nb) return 1;
+    int i = 0, j = 0, common = 0;
+    while (i < na && j < nb) {
+        if (a[i] == b[j]) { common++; i++; j++; }
+        else if (a[i] < b[j]) i++;
+        else j++;
+    }
+    return 2.0 * common / (na + nb);
+}
+
+/* sim [n, n] of the texts: BERT cosine when sim is given, else char F1. */
+static void draw_matrix(secap_simmodel *sm, int n, char *const *texts, double *sim)
+{
+    if (sm) { secap_sim_matrix(sm, n, (const char *const *)texts, sim); return; }
+    uint32_t **cp = secap_xcalloc((size_t)n, sizeof *cp, "code points");
+    int *nc = secap_xcalloc((size_t)n, sizeof *nc, "code point counts");
+    for (int i = 0; i < n; i++) cp[i] = code_points(texts[i], &nc[i]);
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < n; j++) sim[(size_t)i * n + j] = char_f1(cp[i], nc[i], cp[j], nc[j]);
+    for (int i = 0; i < n; i++) free(cp[i]);
+    free(cp);
+    free(nc);
+}
+
+#define NMETRIC 7
+static const char *const METRIC_NAME[NMETRIC] = { "Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L",
+                                                  "CIDEr" };
+static const char *const METRIC_LABEL[NMETRIC] = { "BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L",
+                                                   "CIDEr" };
+
+/* The row's metrics in table order: the 7 of secap-score, then emotion
+ * accuracy and similarity when present; returns the count. */
+static int row_values(const row *r, double *v, const char **names)
+{
+    double s[NMETRIC] = { r->s.bleu[0], r->s.bleu[1], r->s.bleu[2], r->s.bleu[3], r->s.meteor, r->s.rouge_l,
+                          r->s.cider };
+    int m = 0;
+    for (; m < NMETRIC; m++) { v[m] = s[m]; names[m] = METRIC_NAME[m]; }
+    if (r->have_emo) { v[m] = r->emo.accuracy; names[m++] = "Emotion_accuracy"; }
+    if (r->have_sim) { v[m] = r->sim.similarity; names[m++] = "Similarity"; }
+    return m;
+}
+
 int main(int argc, char **argv)
 {
     const char *ckpt = NULL, *split_name = "test", *data = NULL, *out = NULL, *sim_model = NULL, *sim_vocab = NULL;
-    int limit = 0, batch = 0, threads = 0, use_cache = 1, nover = 0;
+    int limit = 0, batch = 0, threads = 0, use_cache = 1, nover = 0, draws = 0, keep = 0;
     const char **over = secap_xcalloc((size_t)argc, sizeof *over, "override list");
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -166,6 +268,10 @@ int main(int argc, char **argv)
             batch = (int)secap_cli_long(secap_cli_value(argc, argv, &i, "--batch", PROG), "--batch", 1, 256);
         else if (secap_cli_is(a, "--threads"))
             threads = (int)secap_cli_long(secap_cli_value(argc, argv, &i, "--threads", PROG), "--threads", 1, 1024);
+        else if (secap_cli_is(a, "--draws"))
+            draws = (int)secap_cli_long(secap_cli_value(argc, argv, &i, "--draws", PROG), "--draws", 1, 1024);
+        else if (secap_cli_is(a, "--keep"))
+            keep = (int)secap_cli_long(secap_cli_value(argc, argv, &i, "--keep", PROG), "--keep", 1, 1024);
         else if (!strcmp(a, "--no-cache")) use_cache = 0;
         else if (!strncmp(a, "--decode.", 9)) {
             if (!strchr(a, '=')) secap_fatal(PROG ": %s needs a value: --decode.key=value (hint: --decode.num_beams=3)", a);
@@ -182,6 +288,11 @@ int main(int argc, char **argv)
     if (!sim_model != !sim_vocab)
         secap_fatal(PROG ": --similarity-model and --similarity-vocab go together (hint: the text2vec BERT file "
                     "and its vocab.txt, tools/README-convert.md)");
+    if (keep && !draws) secap_fatal(PROG ": --keep %d needs --draws (hint: --draws 8 --keep 5, SECap's protocol)", keep);
+    if (draws && !keep) keep = draws < 5 ? draws : 5;
+    if (keep > draws)
+        secap_fatal(PROG ": --keep %d is more than --draws %d (hint: keep at most the draws, SECap: --draws 8 --keep 5)",
+                    keep, draws);
     double t0 = secap_now();
     secap_captioner *cp = secap_captioner_open(ckpt, use_cache, threads);
     for (int i = 0; i < nover; i++) {
@@ -234,15 +345,61 @@ int main(int argc, char **argv)
     }
     char **hyp = secap_xcalloc((size_t)n, sizeof *hyp, "captions");
     int bs = batch > 0 ? batch : cfg->data.batch_size;
+    int nd = draws ? draws : 1;
+    /* dr[d * n + i]: draw d of clip i */
+    char **dr = draws ? secap_xcalloc((size_t)nd * (size_t)n, sizeof *dr, "draws") : hyp;
+    uint64_t seed0 = secap_captioner_decode(cp)->seed;
+    if (draws && !secap_captioner_decode(cp)->do_sample) {
+        secap_captioner_set(cp, "do_sample", "true");
+        fprintf(stderr, PROG ": --draws %d: the decode settings do not sample; sampling switched on (decode.do_sample"
+                "=true; SECap also sets num_beams 5, top_k 10, top_p 0.95, repetition_penalty 10, "
+                "no_repeat_ngram_size 2)\n", draws);
+    }
     double tc = secap_now();
-    for (int i0 = 0; i0 < n; i0 += bs) {
-        int B = n - i0 < bs ? n - i0 : bs;
-        secap_captioner_run(cp, B, ids + i0, audio + i0, bs, hyp + i0);
-        double el = secap_now() - tc;
-        fprintf(stderr, PROG ": captioned %d/%d clips, %.2f clips/s, ETA %.0f s\n", i0 + B, n, (i0 + B) / el,
-                el / (i0 + B) * (n - i0 - B));
+    for (int dd = 0; dd < nd; dd++) {
+        if (draws) {
+            char sv[32];
+            snprintf(sv, sizeof sv, "%llu", (unsigned long long)(seed0 + (uint64_t)dd));
+            secap_captioner_set(cp, "seed", sv);
+        }
+        for (int i0 = 0; i0 < n; i0 += bs) {
+            int B = n - i0 < bs ? n - i0 : bs;
+            secap_captioner_run(cp, B, ids + i0, audio + i0, bs, dr + (size_t)dd * n + i0);
+            double el = secap_now() - tc;
+            long done = (long)dd * n + i0 + B, tot = (long)nd * n;
+            fprintf(stderr, PROG ": captioned %ld/%ld clips%s, %.2f clips/s, ETA %.0f s\n", done, tot,
+                    draws ? " x draws" : "", done / el, el / done * (tot - done));
+        }
     }
     double cap_s = secap_now() - tc;
+    secap_simmodel *sim = sim_model ? secap_sim_load(sim_model, sim_vocab, NULL) : NULL;
+    /* kept[i * keep + k]: the k-th kept draw of clip i; dsim [n, nd, nd] */
+    int *kept = NULL;
+    double *dsim = NULL;
+    char ***sets = NULL;   /* sets[k][i] = dr[kept[i * keep + k] * n + i] (borrowed) */
+    if (draws) {
+        kept = secap_xcalloc((size_t)n * (size_t)keep, sizeof *kept, "kept draws");
+        dsim = secap_xcalloc((size_t)n * (size_t)nd * (size_t)nd, sizeof *dsim, "draw similarities");
+        float *fs = secap_xcalloc((size_t)nd * (size_t)nd, sizeof *fs, "draw similarities");
+        char **tx = secap_xcalloc((size_t)nd, sizeof *tx, "draw texts");
+        for (int i = 0; i < n; i++) {
+            double *S = dsim + (size_t)i * nd * nd;
+            for (int dd = 0; dd < nd; dd++) tx[dd] = dr[(size_t)dd * n + i];
+            draw_matrix(sim, nd, tx, S);
+            for (int q = 0; q < nd * nd; q++) fs[q] = (float)S[q];
+            secap_select_consensus(fs, nd, keep, kept + (size_t)i * keep);
+        }
+        free(fs);
+        free(tx);
+        sets = secap_xcalloc((size_t)keep, sizeof *sets, "result sets");
+        for (int k = 0; k < keep; k++) {
+            sets[k] = secap_xcalloc((size_t)n, sizeof *sets[k], "result set");
+            for (int i = 0; i < n; i++) sets[k][i] = dr[(size_t)kept[(size_t)i * keep + k] * n + i];
+        }
+        for (int i = 0; i < n; i++) hyp[i] = secap_xstrdup(sets[0][i], "caption");
+        fprintf(stderr, PROG ": --draws %d --keep %d: similarity %s\n", draws, keep,
+                sim ? "BERT sentence cosine (--similarity-model)" : "character F1 (no --similarity-model)");
+    }
 
     /* baselines */
     char **freq = secap_xcalloc((size_t)n, sizeof *freq, "baseline");
@@ -321,9 +478,8 @@ int main(int argc, char **argv)
         fprintf(stderr, PROG ": note: the split's emotion labels are missing or not classes of the built-in keyword "
                 "table (secap/emotion.h); no emotion accuracy\n");
     }
-    secap_simmodel *sim = sim_model ? secap_sim_load(sim_model, sim_vocab, NULL) : NULL;
 
-    row rows[3] = { { .name = "model" }, { .name = "baseline: most frequent train caption" },
+    row rows[3] = { { .name = draws ? "model: result set 1" : "model" }, { .name = "baseline: most frequent train caption" },
                     { .name = "baseline: random train clip's caption" } };
     score_row(&rows[0], n, ids, hyp, d, idx, kw, have_labels ? emo_label : NULL, sim);
     score_row(&rows[1], n, ids, freq, d, idx, kw, have_labels ? emo_label : NULL, sim);
@@ -357,6 +513,90 @@ int main(int argc, char **argv)
         if (r->have_sim) cJSON_AddNumberToObject(o, "Similarity", r->sim.similarity);
         cJSON_AddItemToObject(js, k == 0 ? "model" : k == 1 ? "baseline_frequent" : "baseline_random", o);
     }
+    if (draws) {
+        /* the K result sets: files, scores, mean and sample std per metric */
+        row *rs = secap_xcalloc((size_t)keep, sizeof *rs, "result set rows");
+        double v[NMETRIC + 2], sum[NMETRIC + 2] = { 0 }, sq[NMETRIC + 2] = { 0 };
+        const char *names[NMETRIC + 2];
+        int nm = 0;
+        cJSON *dj = cJSON_CreateObject(), *sj = cJSON_CreateArray();
+        for (int k = 0; k < keep; k++) {
+            char name[64];
+            snprintf(name, sizeof name, "fid2captions_draw%d.json", k + 1);
+            write_hyps(outdir, name, n, ids, sets[k]);
+            score_row(&rs[k], n, ids, sets[k], d, idx, kw, have_labels ? emo_label : NULL, sim);
+            nm = row_values(&rs[k], v, names);
+            cJSON *o = cJSON_CreateObject();
+            for (int m = 0; m < nm; m++) {
+                cJSON_AddNumberToObject(o, names[m], v[m]);
+                sum[m] += v[m];
+            }
+            cJSON_AddItemToArray(sj, o);
+        }
+        double mean[NMETRIC + 2], sd[NMETRIC + 2];
+        for (int m = 0; m < nm; m++) mean[m] = sum[m] / keep;
+        for (int k = 0; k < keep; k++) {
+            row_values(&rs[k], v, names);
+            for (int m = 0; m < nm; m++) sq[m] += (v[m] - mean[m]) * (v[m] - mean[m]);
+        }
+        for (int m = 0; m < nm; m++) sd[m] = keep > 1 ? sqrt(sq[m] / (keep - 1)) : 0;
+        printf("\n--draws %d --keep %d (similarity: %s; std: sample, divisor %d)\n", draws, keep,
+               sim ? "BERT sentence cosine" : "character F1", keep > 1 ? keep - 1 : 1);
+        printf("%-40s", "");
+        for (int m = 0; m < nm; m++)
+            printf(" %8s", m < NMETRIC ? METRIC_LABEL[m] : !strcmp(names[m], "Similarity") ? "Similar" : "Emotion");
+        printf("\n");
+        for (int k = 0; k < keep + 2; k++) {
+            char name[64];
+            if (k < keep) snprintf(name, sizeof name, "result set %d", k + 1);
+            else snprintf(name, sizeof name, "%s", k == keep ? "mean" : "std");
+            printf("%-40s", name);
+            if (k < keep) row_values(&rs[k], v, names);
+            for (int m = 0; m < nm; m++) {
+                double x = k < keep ? v[m] : k == keep ? mean[m] : sd[m];
+                /* x100 except CIDEr and the similarity (already x100) */
+                printf(" %8.3f", m == NMETRIC - 1 || !strcmp(names[m], "Similarity") ? x : 100 * x);
+            }
+            printf("\n");
+        }
+        cJSON *mj = cJSON_CreateObject(), *sdj = cJSON_CreateObject();
+        for (int m = 0; m < nm; m++) {
+            cJSON_AddNumberToObject(mj, names[m], mean[m]);
+            cJSON_AddNumberToObject(sdj, names[m], sd[m]);
+        }
+        cJSON_AddNumberToObject(dj, "draws", draws);
+        cJSON_AddNumberToObject(dj, "keep", keep);
+        cJSON_AddStringToObject(dj, "similarity", sim ? "bert_cosine" : "char_f1");
+        cJSON_AddStringToObject(dj, "std", "sample (divisor keep - 1)");
+        cJSON_AddNumberToObject(dj, "seed", (double)seed0);
+        cJSON_AddItemToObject(dj, "sets", sj);
+        cJSON_AddItemToObject(dj, "mean", mj);
+        cJSON_AddItemToObject(dj, "std_dev", sdj);
+        cJSON_AddItemToObject(js, "draws", dj);
+        free(rs);
+        /* draws.json: per clip the draws, their similarity matrix and the kept draws */
+        cJSON *o = cJSON_CreateObject();
+        for (int i = 0; i < n; i++) {
+            cJSON *c = cJSON_CreateObject(), *t = cJSON_CreateArray(), *S = cJSON_CreateArray(),
+                  *kj = cJSON_CreateArray();
+            for (int dd = 0; dd < nd; dd++) {
+                cJSON_AddItemToArray(t, cJSON_CreateString(dr[(size_t)dd * n + i]));
+                cJSON *r = cJSON_CreateArray();
+                for (int e = 0; e < nd; e++)
+                    cJSON_AddItemToArray(r, cJSON_CreateNumber(dsim[((size_t)i * nd + dd) * nd + e]));
+                cJSON_AddItemToArray(S, r);
+            }
+            for (int k = 0; k < keep; k++) cJSON_AddItemToArray(kj, cJSON_CreateNumber(kept[(size_t)i * keep + k]));
+            cJSON_AddItemToObject(c, "draws", t);
+            cJSON_AddItemToObject(c, "sim", S);
+            cJSON_AddItemToObject(c, "kept", kj);
+            cJSON_AddItemToObject(o, ids[i], c);
+        }
+        char path[4200];
+        snprintf(path, sizeof path, "%s/draws.json", outdir);
+        write_json_atomic(path, o);
+        cJSON_Delete(o);
+    }
     cJSON_AddNumberToObject(js, "clips", n);
     cJSON_AddNumberToObject(js, "caption_seconds", cap_s);
     {
@@ -378,6 +618,11 @@ int main(int argc, char **argv)
     secap_emokw_free(kw);
     free(emo_label);
     for (int i = 0; i < n; i++) { free(hyp[i]); free(freq[i]); free(rnd[i]); }
+    if (draws) {
+        for (size_t q = 0; q < (size_t)nd * (size_t)n; q++) free(dr[q]);
+        for (int k = 0; k < keep; k++) free(sets[k]);
+        free(dr); free(sets); free(kept); free(dsim);
+    }
     free(hyp); free(freq); free(rnd); free(ids); free(audio); free(idx); free(tidx);
     secap_dataset_free(d);
     secap_captioner_free(cp);

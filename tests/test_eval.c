@@ -12,6 +12,14 @@
  *     times among the train clips) and the first caption of train clip
  *     secap_rng_below(stream 1234/0) per test clip; the frequent baseline's
  *     emotion accuracy is the share of test clips of the class it names;
+ *   - secap-eval --draws 8 --keep 5 (SECap's protocol): fid2captions_draw1..5
+ *     and draws.json exist; per clip the similarity matrix equals the
+ *     character F1 recomputed here from the 8 draws, kept equals
+ *     secap_select_consensus on it, set k holds draw kept[k-1]; a constructed
+ *     matrix with a known answer; the 5 per-set scores equal bin/secap-score
+ *     on each set file, and mean / sample std in scores.json equal the values
+ *     recomputed from them; the same seed gives the same files, another seed
+ *     other draws; --keep above --draws fails;
  *   - errors: missing checkpoint, a directory without one, a file that is
  *     not a checkpoint, a run without a caption stage, a checkpoint saved
  *     before any caption step, unreadable audio, an unknown decode key, an
@@ -26,11 +34,14 @@
 
 #include "secap/infer.h"
 #include "secap/rng.h"
+#include "secap/similarity.h"
 
 static char g_bin[1024];
 static char g_out[1 << 16];
 static char g_hubert[4096];
 static char g_spm[4096];
+static char g_simbert[4096];
+static char g_simvocab[4096];
 
 static int run(const char *prog, const char *args)
 {
@@ -86,6 +97,11 @@ static int setup(void **st)
     if (!realpath(tu_ref_path("hubert_base_small.h5"), g_hubert) || !realpath(tu_ref_path("spm_llama_s.model"), g_spm)) {
         fprintf(stderr, "test_eval: %s or spm_llama_s.model is missing (hint: tests/run.sh makes them with "
                 "tests/ref_hubert.py and tests/ref_spm.py)\n", tu_ref_path("hubert_base_small.h5"));
+        return -1;
+    }
+    if (!realpath(tu_ref_path("sim_bert.h5"), g_simbert) || !realpath(tu_ref_path("sim_vocab.txt"), g_simvocab)) {
+        fprintf(stderr, "test_eval: %s or sim_vocab.txt is missing (hint: tests/run.sh makes them with "
+                "tests/ref_similarity.py)\n", tu_ref_path("sim_bert.h5"));
         return -1;
     }
     if (tu_tmpdir_setup(st)) return -1;
@@ -275,6 +291,218 @@ static void test_eval(void **st)
     cJSON_Delete(hyp);
 }
 
+/* sorted code points of UTF-8 text (valid text only) */
+static int cmp_cp(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+static double charf1_ref(const char *a, const char *b)
+{
+    uint32_t ca[512], cb[512];
+    int na = 0, nb = 0;
+    for (int t = 0; t < 2; t++) {
+        const unsigned char *p = (const unsigned char *)(t ? b : a);
+        uint32_t *c = t ? cb : ca;
+        int *nn = t ? &nb : &na;
+        while (*p) {
+            int m = *p < 0x80 ? 1 : *p >= 0xF0 ? 4 : *p >= 0xE0 ? 3 : 2;
+            uint32_t v = m == 1 ? *p : *p & (0x7Fu >> m);
+            for (int j = 1; j < m; j++) v = v << 6 | (p[j] & 0x3Fu);
+            assert_true(*nn < 512);
+            c[(*nn)++] = v;
+            p += m;
+        }
+        qsort(c, (size_t)*nn, sizeof *c, cmp_cp);
+    }
+    if (!na && !nb) return 1;
+    /* |A n B| by counting, not merging */
+    int common = 0;
+    for (int i = 0; i < na;) {
+        int j = i;
+        while (j < na && ca[j] == ca[i]) j++;
+        int inb = 0;
+        for (int k = 0; k < nb; k++) inb += cb[k] == ca[i];
+        common += j - i < inb ? j - i : inb;
+        i = j;
+    }
+    return 2.0 * common / (na + nb);
+}
+
+static void test_draws(void **st)
+{
+    (void)st;
+    /* a constructed case: draws 0,1,2 agree, 3 is an outlier, 4 half-way */
+    {
+        const float S[25] = { 1, .9f, .8f, .1f, .5f, .9f, 1, .85f, .2f, .5f, .8f, .85f, 1, .1f, .5f,
+                              .1f, .2f, .1f, 1, .3f, .5f, .5f, .5f, .3f, 1 };
+        int idx[3];
+        secap_select_consensus(S, 5, 3, idx);
+        /* row means: 0: 3.3/5, 1: 3.45/5, 2: 3.25/5, 3: 1.7/5, 4: 2.8/5 */
+        assert_int_equal(idx[0], 1);
+        assert_int_equal(idx[1], 0);
+        assert_int_equal(idx[2], 2);
+    }
+    EXPECT_RUN(0, "secap-eval", "--checkpoint run --split test --out dr1 --draws 8 --keep 5 --decode.min_new_tokens=2 "
+               "--decode.seed=7", "similarity: character F1");
+    const char *tab = strstr(g_out, "\n--draws 8 --keep 5 (similarity: character F1; std: sample");
+    if (!tab) fail_msg("secap-eval --draws: no result-set table:\n%s", g_out);
+    fprintf(stderr, "%s", tab);
+    assert_non_null(strstr(g_out, "result set 5"));
+    assert_non_null(strstr(g_out, "std"));
+    const char *ids[4] = { "u08", "u09", "u10", "u11" };
+    cJSON *dj = load_json(tu_tmp("dr1/draws.json")), *set[5];
+    for (int k = 0; k < 5; k++) set[k] = load_json(tu_tmp("dr1/fid2captions_draw%d.json", k + 1));
+    cJSON *f1 = load_json(tu_tmp("dr1/fid2captions.json"));
+    int distinct = 0;
+    for (int i = 0; i < 4; i++) {
+        cJSON *c = cJSON_GetObjectItemCaseSensitive(dj, ids[i]);
+        assert_non_null(c);
+        cJSON *t = cJSON_GetObjectItemCaseSensitive(c, "draws"), *S = cJSON_GetObjectItemCaseSensitive(c, "sim"),
+              *kj = cJSON_GetObjectItemCaseSensitive(c, "kept");
+        assert_int_equal(cJSON_GetArraySize(t), 8);
+        assert_int_equal(cJSON_GetArraySize(kj), 5);
+        float fs[64];
+        for (int a = 0; a < 8; a++) {
+            const char *ta = cJSON_GetArrayItem(t, a)->valuestring;
+            if (strcmp(ta, cJSON_GetArrayItem(t, 0)->valuestring)) distinct = 1;
+            for (int b = 0; b < 8; b++) {
+                double got = cJSON_GetArrayItem(cJSON_GetArrayItem(S, a), b)->valuedouble;
+                double want = charf1_ref(ta, cJSON_GetArrayItem(t, b)->valuestring);
+                if (fabs(got - want) > 1e-12)
+                    fail_msg("%s: sim[%d, %d] = %.15g, char F1 recomputed %.15g", ids[i], a, b, got, want);
+                fs[a * 8 + b] = (float)got;
+            }
+        }
+        int idx[5];
+        secap_select_consensus(fs, 8, 5, idx);
+        for (int k = 0; k < 5; k++) {
+            int kk = cJSON_GetArrayItem(kj, k)->valueint;
+            if (kk != idx[k]) fail_msg("%s: kept[%d] = %d, secap_select_consensus says %d", ids[i], k, kk, idx[k]);
+            assert_string_equal(cJSON_GetObjectItemCaseSensitive(set[k], ids[i])->valuestring,
+                                cJSON_GetArrayItem(t, kk)->valuestring);
+        }
+        assert_string_equal(cJSON_GetObjectItemCaseSensitive(f1, ids[i])->valuestring,
+                            cJSON_GetObjectItemCaseSensitive(set[0], ids[i])->valuestring);
+    }
+    if (!distinct) fail_msg("draws.json: every clip's 8 draws are identical; sampling did not reach the decoder");
+    /* per-set scores = secap-score of the set file; mean and sample std recomputed */
+    cJSON *sc = load_json(tu_tmp("dr1/scores.json"));
+    cJSON *d = cJSON_GetObjectItemCaseSensitive(sc, "draws");
+    assert_non_null(d);
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(d, "similarity")->valuestring, "char_f1");
+    cJSON *sets = cJSON_GetObjectItemCaseSensitive(d, "sets"), *mean = cJSON_GetObjectItemCaseSensitive(d, "mean"),
+          *sd = cJSON_GetObjectItemCaseSensitive(d, "std_dev");
+    assert_int_equal(cJSON_GetArraySize(sets), 5);
+    const char *mn[9] = { "Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr", "Emotion_accuracy" };
+    double var_seen = 0;
+    for (int m = 0; m < 8; m++) {
+        double v[5], s = 0, q = 0;
+        for (int k = 0; k < 5; k++) {
+            cJSON *x = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(sets, k), mn[m]);
+            if (!x) fail_msg("scores.json: draws.sets[%d] lacks %s", k, mn[m]);
+            v[k] = x->valuedouble;
+            s += v[k];
+        }
+        double mu = s / 5;
+        for (int k = 0; k < 5; k++) q += (v[k] - mu) * (v[k] - mu);
+        double sdev = sqrt(q / 4);
+        var_seen += sdev;
+        double gm = cJSON_GetObjectItemCaseSensitive(mean, mn[m])->valuedouble;
+        double gs = cJSON_GetObjectItemCaseSensitive(sd, mn[m])->valuedouble;
+        if (fabs(gm - mu) > 1e-12 * (1 + fabs(mu)) || fabs(gs - sdev) > 1e-12 * (1 + sdev))
+            fail_msg("%s: scores.json mean %.15g std %.15g, recomputed %.15g %.15g", mn[m], gm, gs, mu, sdev);
+    }
+    print_message("sum of the std of the 8 metrics: %g\n", var_seen);
+    for (int k = 0; k < 5; k++) {
+        char a[256];
+        snprintf(a, sizeof a, "--refs dr1/refs.json --hyps dr1/fid2captions_draw%d.json", k + 1);
+        EXPECT_RUN(0, "secap-score", a, "CIDEr");
+        cJSON *ss = cJSON_Parse(g_out);
+        assert_non_null(ss);
+        for (int m = 0; m < 7; m++) {
+            double x = cJSON_GetObjectItemCaseSensitive(ss, mn[m])->valuedouble;
+            double e = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(sets, k), mn[m])->valuedouble;
+            if (fabs(x - e) > 1e-9 * (1 + fabs(x))) fail_msg("set %d %s: secap-eval %.12g, secap-score %.12g", k + 1, mn[m], e, x);
+        }
+        cJSON_Delete(ss);
+    }
+    /* same seed, same files; another seed, other draws */
+    EXPECT_RUN(0, "secap-eval", "--checkpoint run --split test --out dr2 --draws 8 --keep 5 --decode.min_new_tokens=2 "
+               "--decode.seed=7", "result set 5");
+    char *a = slurp(tu_tmp("dr1/draws.json")), *b = slurp(tu_tmp("dr2/draws.json"));
+    assert_string_equal(a, b);
+    free(b);
+    for (int k = 0; k < 5; k++) {
+        char *x = slurp(tu_tmp("dr1/fid2captions_draw%d.json", k + 1)), *y = slurp(tu_tmp("dr2/fid2captions_draw%d.json", k + 1));
+        assert_string_equal(x, y);
+        free(x); free(y);
+    }
+    EXPECT_RUN(0, "secap-eval", "--checkpoint run --split test --out dr3 --draws 8 --keep 5 --decode.min_new_tokens=2 "
+               "--decode.seed=8", "result set 5");
+    b = slurp(tu_tmp("dr3/draws.json"));
+    if (!strcmp(a, b)) fail_msg("draws.json: seed 7 and seed 8 gave the same draws");
+    free(a); free(b);
+    EXPECT_RUN(1, "secap-eval", "--checkpoint run --draws 3 --keep 5", "--keep 5 is more than --draws 3");
+    EXPECT_RUN(1, "secap-eval", "--checkpoint run --keep 5", "--keep 5 needs --draws");
+    for (int k = 0; k < 5; k++) cJSON_Delete(set[k]);
+    cJSON_Delete(dj); cJSON_Delete(f1); cJSON_Delete(sc);
+}
+
+/* --draws with --similarity-model and SECap's beam sampling (README's
+ * command): the matrix is the library's BERT cosine
+ * of the draws, the selection secap_select_consensus on it, and every set
+ * gets the Similarity metric. */
+static void test_draws_bert(void **st)
+{
+    (void)st;
+    char args[16384];
+    snprintf(args, sizeof args, "--checkpoint run --split test --out drb --draws 4 --keep 3 --decode.min_new_tokens=2 "
+             "--decode.do_sample=true --decode.num_beams=5 --decode.top_k=10 --decode.top_p=0.95 "
+             "--decode.repetition_penalty=10 --decode.no_repeat_ngram_size=2 --decode.early_stopping=true "
+             "--similarity-model '%s' --similarity-vocab '%s'", g_simbert, g_simvocab);
+    EXPECT_RUN(0, "secap-eval", args, "similarity: BERT sentence cosine");
+    assert_non_null(strstr(g_out, "result set 3"));
+    assert_null(strstr(g_out, "result set 4"));
+    cJSON *dj = load_json(tu_tmp("drb/draws.json")), *sc = load_json(tu_tmp("drb/scores.json"));
+    cJSON *d = cJSON_GetObjectItemCaseSensitive(sc, "draws");
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(d, "similarity")->valuestring, "bert_cosine");
+    cJSON *sets = cJSON_GetObjectItemCaseSensitive(d, "sets");
+    assert_int_equal(cJSON_GetArraySize(sets), 3);
+    for (int k = 0; k < 3; k++)
+        if (!cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(sets, k), "Similarity"))
+            fail_msg("scores.json: draws.sets[%d] lacks Similarity despite --similarity-model", k);
+    assert_non_null(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(d, "std_dev"), "Similarity"));
+    secap_simmodel *m = secap_sim_load(g_simbert, g_simvocab, NULL);
+    const char *ids[4] = { "u08", "u09", "u10", "u11" };
+    for (int i = 0; i < 4; i++) {
+        cJSON *c = cJSON_GetObjectItemCaseSensitive(dj, ids[i]);
+        cJSON *t = cJSON_GetObjectItemCaseSensitive(c, "draws"), *S = cJSON_GetObjectItemCaseSensitive(c, "sim"),
+              *kj = cJSON_GetObjectItemCaseSensitive(c, "kept");
+        assert_int_equal(cJSON_GetArraySize(t), 4);
+        const char *tx[4];
+        for (int a = 0; a < 4; a++) tx[a] = cJSON_GetArrayItem(t, a)->valuestring;
+        double want[16];
+        float fs[16];
+        secap_sim_matrix(m, 4, tx, want);
+        for (int a = 0; a < 16; a++) {
+            double got = cJSON_GetArrayItem(cJSON_GetArrayItem(S, a / 4), a % 4)->valuedouble;
+            if (fabs(got - want[a]) > 1e-5)
+                fail_msg("%s: sim[%d, %d] = %.9g, secap_sim_matrix %.9g", ids[i], a / 4, a % 4, got, want[a]);
+            fs[a] = (float)got;
+        }
+        int idx[3];
+        secap_select_consensus(fs, 4, 3, idx);
+        for (int k = 0; k < 3; k++)
+            if (cJSON_GetArrayItem(kj, k)->valueint != idx[k])
+                fail_msg("%s: kept[%d] = %d, secap_select_consensus says %d", ids[i], k,
+                         cJSON_GetArrayItem(kj, k)->valueint, idx[k]);
+    }
+    secap_sim_free(m);
+    cJSON_Delete(dj); cJSON_Delete(sc);
+}
+
 static void test_errors(void **st)
 {
     (void)st;
@@ -301,6 +529,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_caption),
         cmocka_unit_test(test_eval),
+        cmocka_unit_test(test_draws),
+        cmocka_unit_test(test_draws_bert),
         cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, setup, tu_tmpdir_teardown);
