@@ -16,7 +16,8 @@
  *     steps; with the dev fields cut out the metrics equal a run without it
  *     (the evaluation does not disturb training); stop + resume equals the
  *     uninterrupted run with it on; best.h5 (also with train.keep = 1) holds
- *     the step of the highest dev_cider, as best.json says. */
+ *     the step of the highest dev_cider, as best.json says, and secap-eval
+ *     on best.h5 scores the dev clips as the in-memory evaluation did. */
 #include "testutil.h"
 
 #include "secap/fileutil.h"
@@ -449,6 +450,20 @@ static void test_devcap(void **st)
     if (fabs(field(js, "dev_cider") - best) > 1e-9 * (1 + best))
         fail_msg("dc/best.json dev_cider %g, metrics.jsonl's best %g", field(js, "dev_cider"), best);
     free(js);
+    /* the in-memory captions are the checkpoint's: secap-eval on best.h5 scores the same dev clips alike */
+    EXPECT_RUN(0, NULL, "secap-eval", "--checkpoint dc/best.h5 --split dev --out dcev", "CIDEr");
+    js = secap_read_file(tu_tmp("dcev/scores.json"), NULL, "scores.json");
+    double ec = field(js, "CIDEr"), eb = field(js, "Bleu_4"), ee = field(js, "Emotion_accuracy");
+    free(js);
+    for (int i = 0; i < m.n; i++)
+        if ((int)field(m.line[i], "gstep") == best_g) {
+            double c = field(m.line[i], "dev_cider"), b = field(m.line[i], "dev_bleu4"), e = field(m.line[i], "dev_emotion");
+            if (fabs(c - ec) > 1e-6 || fabs(b - eb) > 1e-6 || fabs(e - ee) > 1e-6)
+                fail_msg("step %d: dev_cider %g dev_bleu4 %g dev_emotion %g, secap-eval on best.h5: %g %g %g", best_g, c,
+                         b, e, ec, eb, ee);
+        }
+    print_message("  best dev_cider %g at global step %d; secap-eval on best.h5: CIDEr %g BLEU-4 %g emotion %g\n", best,
+                  best_g, ec, eb, ee);
     /* exact resume with it on: stopped inside the caption stage */
     EXPECT_RUN(0, NULL, "secap-train",
                "--config tiny.ini --train.out_dir=dcstop --eval.caption_every=1 --train.keep=1 --train.stop_at_step=10",
