@@ -80,7 +80,8 @@ void secap_ckpt_load_params(trainer *tr, const char *path);
  * memory (secap/infer.h's recipe; dec validated by the caller), at most
  * `batch` (<= 0: data.batch_size) per generate call; out[i] malloc'd.  Runs
  * without gradients and with c->training = 0, both restored on return;
- * greedy and beam decoding draw nothing from tr->c->rng (sampling does). */
+ * sampling draws from tr->c->rng: a caller that must not disturb it saves
+ * and restores it (the trainer does, for every decode setting). */
 void secap_train_caption(trainer *tr, const secap_decode_config *dec, const int32_t *prompt, int prompt_len, int n,
                          const char *const *ids, const char *const *audio, int batch, char **out);
 /* text in the LLaMA's tokens, no BOS/EOS; *out malloc'd; returns the count. */
