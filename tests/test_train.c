@@ -464,6 +464,24 @@ static void test_devcap(void **st)
         }
     print_message("  best dev_cider %g at global step %d; secap-eval on best.h5: CIDEr %g BLEU-4 %g emotion %g\n", best,
                   best_g, ec, eb, ee);
+    /* best.h5 follows a higher dev_cider and stays through a lower one (test hook: the tiny models score 0) */
+    EXPECT_RUN(0, "SECAP_TRAIN_DEV_CIDER=10:0.5,11:0.2", "secap-train",
+               "--config tiny.ini --train.out_dir=dch --eval.caption_every=1 --train.keep=1", "CIDEr 0.000");
+    metrics h;
+    read_metrics("dch", &h);
+    assert_int_equal(h.n, 12);
+    assert_true(fabs(field(h.line[9], "dev_cider") - 0.5) < 1e-12);
+    assert_true(fabs(field(h.line[10], "dev_cider") - 0.2) < 1e-12);
+    w = secap_weights_open(tu_tmp("dch/best.h5"));
+    assert_int_equal(secap_weights_attr_int(w, "gstep"), 10);
+    secap_weights_discard(w);
+    js = secap_read_file(tu_tmp("dch/best.json"), NULL, "best.json");
+    assert_int_equal((int)field(js, "gstep"), 10);
+    assert_int_equal((int)field(js, "step"), 2);
+    assert_true(fabs(field(js, "dev_cider") - 0.5) < 1e-12);
+    free(js);
+    assert_int_equal(access(tu_tmp("dch/ckpt-0000000010.h5"), F_OK), -1);   /* pruned by keep = 1; best.h5 stays */
+    assert_int_equal(access(tu_tmp("dch/ckpt-0000000012.h5"), F_OK), 0);
     /* exact resume with it on: stopped inside the caption stage */
     EXPECT_RUN(0, NULL, "secap-train",
                "--config tiny.ini --train.out_dir=dcstop --eval.caption_every=1 --train.keep=1 --train.stop_at_step=10",
