@@ -482,6 +482,14 @@ static void test_devcap(void **st)
     free(js);
     assert_int_equal(access(tu_tmp("dch/ckpt-0000000010.h5"), F_OK), -1);   /* pruned by keep = 1; best.h5 stays */
     assert_int_equal(access(tu_tmp("dch/ckpt-0000000012.h5"), F_OK), 0);
+    /* a resume from a checkpoint older than best.h5 drops it and tracks the best again */
+    EXPECT_RUN(0, "SECAP_TRAIN_DEV_CIDER=10:0.5,11:0.2", "secap-train",
+               "--config tiny.ini --train.out_dir=dco --eval.caption_every=1 --train.keep=10", "done: 12 steps");
+    EXPECT_RUN(0, "SECAP_TRAIN_DEV_CIDER=11:0.2", "secap-train", "--resume dco/ckpt-0000000009.h5",
+               "after the checkpoint resumed; best.h5 is dropped");
+    js = secap_read_file(tu_tmp("dco/best.json"), NULL, "best.json");
+    assert_int_equal((int)field(js, "gstep"), 11);   /* 0 at step 9 (kept), 0.2 at 11 */
+    free(js);
     /* exact resume with it on: stopped inside the caption stage */
     EXPECT_RUN(0, NULL, "secap-train",
                "--config tiny.ini --train.out_dir=dcstop --eval.caption_every=1 --train.keep=1 --train.stop_at_step=10",
