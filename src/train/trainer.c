@@ -22,7 +22,11 @@
  * to optim.min_lr at the stage's last step).  A step whose loss or gradient
  * norm is not finite is skipped (no update, a warning, "skipped": 1 in
  * metrics.jsonl); train.max_bad_steps in a row stop the run with exit 1,
- * keeping the last good checkpoint. */
+ * keeping the last good checkpoint.
+ * Evaluation (both leave the RNG streams and the model state as they were):
+ * eval.every: dev loss; eval.caption_every (caption stage): dev captions
+ * from the in-memory models, BLEU-4 / CIDEr / emotion accuracy, and best.h5
+ * (a hard link to the checkpoint of the highest dev CIDEr, see save_best). */
 #include "secap/train.h"
 #include "train_internal.h"
 
