@@ -11,8 +11,17 @@
  *     a run stopped at step k (train.stop_at_step, SIGTERM, kill -9 during a
  *     step, kill -9 during a save) and resumed equal the uninterrupted run's,
  *     bit for bit (metrics.jsonl prints %.9g: floats read back exactly);
- *   - refused checkpoints: truncated, not a checkpoint, another model shape. */
+ *   - refused checkpoints: truncated, not a checkpoint, another model shape;
+ *   - eval.caption_every: dev_bleu4 / dev_cider / dev_emotion on the caption
+ *     steps; with the dev fields cut out the metrics equal a run without it
+ *     (the evaluation does not disturb training); stop + resume equals the
+ *     uninterrupted run with it on; best.h5 (also with train.keep = 1) holds
+ *     the step of the highest dev_cider, as best.json says, and secap-eval
+ *     on best.h5 scores the dev clips as the in-memory evaluation did. */
 #include "testutil.h"
+
+#include "secap/fileutil.h"
+#include "secap/weights.h"
 
 #include <dirent.h>
 #include <libgen.h>
@@ -60,7 +69,8 @@ static void write_wav(const char *name, int64_t n, double f0)
     free(x);
 }
 
-static const char *const EMO[4] = { "高兴", "难过", "生气", "平静" };
+/* class names of secap/emotion.h's built-in table, so dev_emotion is scored */
+static const char *const EMO[4] = { "开心", "悲伤", "生气", "平静" };
 
 static int setup(void **st)
 {
@@ -378,6 +388,124 @@ static void test_nonfinite(void **st)
     assert_int_equal(access(tu_tmp("nan3/ckpt-0000000008.h5"), F_OK), -1);
 }
 
+
+/* ------------------------------------------------------- dev captions */
+
+/* A metrics line with its dev caption fields cut out (in place). */
+static void cut_devcap(char *line)
+{
+    char *a = strstr(line, ",\"dev_bleu4\":");
+    if (!a) return;
+    char *b = strstr(a, ",\"lr\":");
+    if (!b) b = a + strlen(a);
+    memmove(a, b, strlen(b) + 1);
+}
+
+static double field(const char *line, const char *key)
+{
+    char k[64];
+    snprintf(k, sizeof k, "\"%s\":", key);
+    const char *p = strstr(line, k);
+    return p ? strtod(p + strlen(k), NULL) : NAN;
+}
+
+static void test_devcap(void **st)
+{
+    (void)st;
+    full_run();
+    EXPECT_RUN(0, NULL, "secap-train", "--config tiny.ini --train.out_dir=dc --eval.caption_every=1 --train.keep=1",
+               "dev captions (");
+    assert_non_null(strstr(g_out, "BLEU-4"));
+    assert_non_null(strstr(g_out, "  hyp: "));
+    metrics m;
+    read_metrics("dc", &m);
+    assert_int_equal(m.n, g_full.n);
+    double best = -1;
+    int best_g = -1;
+    for (int i = 0; i < m.n; i++) {
+        int cap = strstr(m.line[i], "\"stage\":\"caption\"") != NULL;
+        int has = strstr(m.line[i], "\"dev_cider\":") != NULL;
+        if (cap != has) fail_msg("dc/metrics.jsonl step %d: dev_cider %s on a %s step: %s", i + 1,
+                                 has ? "present" : "missing", cap ? "caption" : "non-caption", m.line[i]);
+        if (!has) continue;
+        if (!strstr(m.line[i], "\"dev_bleu4\":") || !strstr(m.line[i], "\"dev_emotion\":"))
+            fail_msg("dc/metrics.jsonl step %d lacks dev_bleu4 or dev_emotion: %s", i + 1, m.line[i]);
+        double c = field(m.line[i], "dev_cider"), e = field(m.line[i], "dev_emotion");
+        if (!(c >= 0) || !(e >= 0 && e <= 1)) fail_msg("step %d: dev_cider %g, dev_emotion %g out of range", i + 1, c, e);
+        if (c > best) { best = c; best_g = (int)field(m.line[i], "gstep"); }
+        char cut[1024];
+        snprintf(cut, sizeof cut, "%s", m.line[i]);
+        cut_devcap(cut);
+        if (strcmp(cut, g_full.line[i]))
+            fail_msg("step %d: with eval.caption_every the training differs:\n  with:    %s\n  without: %s", i + 1,
+                     cut, g_full.line[i]);
+    }
+    assert_true(best_g > 0);
+    /* best.h5: the checkpoint of the best step, kept through train.keep = 1 */
+    secap_weights *w = secap_weights_open(tu_tmp("dc/best.h5"));
+    assert_int_equal(secap_weights_attr_int(w, "gstep"), best_g);
+    secap_weights_discard(w);
+    char *js = secap_read_file(tu_tmp("dc/best.json"), NULL, "best.json");
+    assert_int_equal((int)field(js, "gstep"), best_g);
+    if (fabs(field(js, "dev_cider") - best) > 1e-9 * (1 + best))
+        fail_msg("dc/best.json dev_cider %g, metrics.jsonl's best %g", field(js, "dev_cider"), best);
+    free(js);
+    /* the in-memory captions are the checkpoint's: secap-eval on best.h5 scores the same dev clips alike */
+    EXPECT_RUN(0, NULL, "secap-eval", "--checkpoint dc/best.h5 --split dev --out dcev", "CIDEr");
+    js = secap_read_file(tu_tmp("dcev/scores.json"), NULL, "scores.json");
+    double ec = field(js, "CIDEr"), eb = field(js, "Bleu_4"), ee = field(js, "Emotion_accuracy");
+    free(js);
+    for (int i = 0; i < m.n; i++)
+        if ((int)field(m.line[i], "gstep") == best_g) {
+            double c = field(m.line[i], "dev_cider"), b = field(m.line[i], "dev_bleu4"), e = field(m.line[i], "dev_emotion");
+            if (fabs(c - ec) > 1e-6 || fabs(b - eb) > 1e-6 || fabs(e - ee) > 1e-6)
+                fail_msg("step %d: dev_cider %g dev_bleu4 %g dev_emotion %g, secap-eval on best.h5: %g %g %g", best_g, c,
+                         b, e, ec, eb, ee);
+        }
+    print_message("  best dev_cider %g at global step %d; secap-eval on best.h5: CIDEr %g BLEU-4 %g emotion %g\n", best,
+                  best_g, ec, eb, ee);
+    /* best.h5 follows a higher dev_cider and stays through a lower one (test hook: the tiny models score 0) */
+    EXPECT_RUN(0, "SECAP_TRAIN_DEV_CIDER=10:0.5,11:0.2", "secap-train",
+               "--config tiny.ini --train.out_dir=dch --eval.caption_every=1 --train.keep=1", "CIDEr 0.000");
+    metrics h;
+    read_metrics("dch", &h);
+    assert_int_equal(h.n, 12);
+    assert_true(fabs(field(h.line[9], "dev_cider") - 0.5) < 1e-12);
+    assert_true(fabs(field(h.line[10], "dev_cider") - 0.2) < 1e-12);
+    w = secap_weights_open(tu_tmp("dch/best.h5"));
+    assert_int_equal(secap_weights_attr_int(w, "gstep"), 10);
+    secap_weights_discard(w);
+    js = secap_read_file(tu_tmp("dch/best.json"), NULL, "best.json");
+    assert_int_equal((int)field(js, "gstep"), 10);
+    assert_int_equal((int)field(js, "step"), 2);
+    assert_true(fabs(field(js, "dev_cider") - 0.5) < 1e-12);
+    free(js);
+    assert_int_equal(access(tu_tmp("dch/ckpt-0000000010.h5"), F_OK), -1);   /* pruned by keep = 1; best.h5 stays */
+    assert_int_equal(access(tu_tmp("dch/ckpt-0000000012.h5"), F_OK), 0);
+    /* a resume from a checkpoint older than best.h5 drops it and tracks the best again */
+    EXPECT_RUN(0, "SECAP_TRAIN_DEV_CIDER=10:0.5,11:0.2", "secap-train",
+               "--config tiny.ini --train.out_dir=dco --eval.caption_every=1 --train.keep=10", "done: 12 steps");
+    EXPECT_RUN(0, "SECAP_TRAIN_DEV_CIDER=11:0.2", "secap-train", "--resume dco/ckpt-0000000009.h5",
+               "after the checkpoint resumed; best.h5 is dropped");
+    js = secap_read_file(tu_tmp("dco/best.json"), NULL, "best.json");
+    assert_int_equal((int)field(js, "gstep"), 11);   /* 0 at step 9 (kept), 0.2 at 11 */
+    free(js);
+    /* exact resume with it on: stopped inside the caption stage */
+    EXPECT_RUN(0, NULL, "secap-train",
+               "--config tiny.ini --train.out_dir=dcstop --eval.caption_every=1 --train.keep=1 --train.stop_at_step=10",
+               "Resume with:");
+    EXPECT_RUN(0, NULL, "secap-train", "--resume dcstop", "done: 12 steps");
+    metrics r;
+    read_metrics("dcstop", &r);
+    assert_int_equal(r.n, m.n);
+    for (int i = 0; i < r.n; i++)
+        if (strcmp(r.line[i], m.line[i]))
+            fail_msg("dcstop: step %d differs:\n  resumed:       %s\n  uninterrupted: %s", i + 1, r.line[i], m.line[i]);
+    w = secap_weights_open(tu_tmp("dcstop/best.h5"));
+    assert_int_equal(secap_weights_attr_int(w, "gstep"), best_g);
+    secap_weights_discard(w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -388,6 +516,7 @@ int main(void)
         cmocka_unit_test(test_kill9_save),
         cmocka_unit_test(test_ckpt_refused),
         cmocka_unit_test(test_nonfinite),
+        cmocka_unit_test(test_devcap),
     };
     return cmocka_run_group_tests(tests, setup, tu_tmpdir_teardown);
 }

@@ -101,6 +101,9 @@ typedef struct {
     struct {                      /* [eval] */
         int64_t every;            /* every: dev loss every N steps (0 = off) */
         int batches;              /* batches: dev batches per evaluation */
+        int64_t caption_every;    /* caption_every: caption stage, dev captions scored every N steps
+                                     (0 = off); the best by CIDEr kept as best.h5 */
+        int caption_clips;        /* caption_clips: the first N dev clips captioned */
     } eval;
     struct {                      /* [decode] (read by the decoder; validated here) */
         char prompt[512];

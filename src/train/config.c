@@ -94,6 +94,8 @@ static const keydef KEYS[] = {
     { "train.threads", K_INT, F(train.threads), 0, 0, 4096, NULL },
     { "eval.every", K_I64, F(eval.every), 0, 0, 1e12, NULL },
     { "eval.batches", K_INT, F(eval.batches), 0, 1, 1000000, NULL },
+    { "eval.caption_every", K_I64, F(eval.caption_every), 0, 0, 1e12, NULL },
+    { "eval.caption_clips", K_INT, F(eval.caption_clips), 0, 1, 1000000, NULL },
     { "decode.prompt", K_STR, S(decode.prompt), 0, 0, NULL },
     { "decode.max_new_tokens", K_INT, F(decode.max_new_tokens), 0, 1, 100000, NULL },
     { "decode.num_beams", K_INT, F(decode.num_beams), 0, 1, 64, NULL },
@@ -149,6 +151,8 @@ void secap_train_config_default(secap_train_config *t)
     t->train.max_bad_steps = 5;
     t->eval.every = 0;
     t->eval.batches = 4;
+    t->eval.caption_every = 0;
+    t->eval.caption_clips = 32;
     snprintf(t->decode.prompt, sizeof t->decode.prompt, "%s", PROMPT0);
     t->decode.max_new_tokens = 50;
     t->decode.num_beams = 5;

@@ -79,21 +79,23 @@ static void need_file(const char *ckpt, const char *key, const char *path)
                     "remakes it)", ckpt, key, path, strerror(errno));
 }
 
-static void encode_prompt(secap_captioner *cp)
+int secap_train_encode_prompt(trainer *tr, const char *text, int32_t **out)
 {
-    trainer *tr = &cp->tr;
-    free(cp->prompt_ids);
-    cp->prompt_ids = NULL;
-    cp->prompt_len = 0;
     if (tr->spm) {
         const int32_t *ids;
-        size_t k = secap_spm_encode(tr->spm, cp->prompt, strlen(cp->prompt), 0, tr->spm_scratch, &ids);
-        cp->prompt_ids = secap_xmalloc((k ? k : 1) * sizeof *ids, "prompt ids");
-        memcpy(cp->prompt_ids, ids, k * sizeof *ids);
-        cp->prompt_len = (int)k;
-    } else {
-        cp->prompt_len = secap_berttok_tokenize(tr->llm_bert, cp->prompt, &cp->prompt_ids);
+        size_t k = secap_spm_encode(tr->spm, text, strlen(text), 0, tr->spm_scratch, &ids);
+        *out = secap_xmalloc((k ? k : 1) * sizeof *ids, "prompt ids");
+        memcpy(*out, ids, k * sizeof *ids);
+        return (int)k;
     }
+    return secap_berttok_tokenize(tr->llm_bert, text, out);
+}
+
+static void encode_prompt(secap_captioner *cp)
+{
+    free(cp->prompt_ids);
+    cp->prompt_ids = NULL;
+    cp->prompt_len = secap_train_encode_prompt(&cp->tr, cp->prompt, &cp->prompt_ids);
 }
 
 static void captioner_release(void *arg)
@@ -197,10 +199,9 @@ int secap_captioner_set(secap_captioner *cp, const char *key, const char *value)
 }
 
 /* Features of clips [i0, i0 + B): [B, Fmax, A] in the step arena. */
-static secap_tensor *features(secap_captioner *cp, int B, const char *const *ids, const char *const *audio,
+static secap_tensor *features(trainer *tr, int B, const char *const *ids, const char *const *audio,
                               int32_t *frames)
 {
-    trainer *tr = &cp->tr;
     secap_ctx *c = tr->c;
     int cached = tr->fc != NULL && ids != NULL;
     for (int i = 0; cached && i < B; i++) cached = ids[i] && secap_featcache_has(tr->fc, ids[i]);
@@ -257,9 +258,8 @@ static secap_tensor *features(secap_captioner *cp, int B, const char *const *ids
     return y;
 }
 
-static char *detok(secap_captioner *cp, const int32_t *ids, int n)
+static char *detok(trainer *tr, const int32_t *ids, int n)
 {
-    trainer *tr = &cp->tr;
     if (tr->spm) {
         int V = secap_spm_vocab_size(tr->spm), k = 0;
         int32_t *keep = secap_xmalloc(((size_t)n + 1) * sizeof *keep, "caption ids");
@@ -293,37 +293,43 @@ static char *detok(secap_captioner *cp, const int32_t *ids, int n)
     return s;
 }
 
-void secap_captioner_run(secap_captioner *cp, int n, const char *const *ids, const char *const *audio, int batch,
-                         char **out)
+void secap_train_caption(trainer *tr, const secap_decode_config *dec, const int32_t *prompt, int prompt_len, int n,
+                         const char *const *ids, const char *const *audio, int batch, char **out)
 {
-    trainer *tr = &cp->tr;
     secap_ctx *c = tr->c;
-    secap_decode_config_validate(&cp->dec, "decode settings");
     if (batch <= 0) batch = tr->cfg.data.batch_size;
     if (batch > 256) batch = 256;
     const int32_t *pr[256];
     int32_t pl[256], lens[256], frames[256];
     for (int i = 0; i < batch; i++) {
-        pr[i] = cp->prompt_ids;
-        pl[i] = cp->prompt_len;
+        pr[i] = prompt;
+        pl[i] = prompt_len;
     }
-    int prev = secap_no_grad_begin(c);
+    int prev = secap_no_grad_begin(c), was_training = c->training;
     c->training = 0;
     for (int i0 = 0; i0 < n; i0 += batch) {
         int B = n - i0 < batch ? n - i0 : batch;
-        secap_tensor *a = features(cp, B, ids ? ids + i0 : NULL, audio ? audio + i0 : NULL, frames);
+        secap_tensor *a = features(tr, B, ids ? ids + i0 : NULL, audio ? audio + i0 : NULL, frames);
         secap_tensor *qo = secap_qformer_query(c, tr->qf, a, frames);
         secap_tensor *x = secap_qformer_llm_project(c, tr->qf, qo);
         secap_llama_batch lb = secap_llama_caption_batch(c, tr->llm, x, pr, pl, NULL, NULL, B);
         for (int b = 0; b < B; b++) lens[b] = lb.lens[b] - 1;   /* without the EOS */
         secap_gen_result r;
-        secap_generate(c, tr->llm, lb.x, lens, NULL, NULL, &cp->dec, &r);
+        secap_generate(c, tr->llm, lb.x, lens, NULL, NULL, dec, &r);
         for (int b = 0; b < B; b++) {
             int s = b * r.per_row;
-            out[i0 + b] = detok(cp, r.ids + (size_t)s * (size_t)r.max_len, r.len[s]);
+            out[i0 + b] = detok(tr, r.ids + (size_t)s * (size_t)r.max_len, r.len[s]);
         }
         secap_gen_result_free(&r);
         secap_ctx_reset(c);
     }
+    c->training = was_training;
     secap_no_grad_end(c, prev);
+}
+
+void secap_captioner_run(secap_captioner *cp, int n, const char *const *ids, const char *const *audio, int batch,
+                         char **out)
+{
+    secap_decode_config_validate(&cp->dec, "decode settings");
+    secap_train_caption(&cp->tr, &cp->dec, cp->prompt_ids, cp->prompt_len, n, ids, audio, batch, out);
 }

@@ -5,6 +5,7 @@
 
 #include "secap/berttok.h"
 #include "secap/featcache.h"
+#include "secap/generate.h"
 #include "secap/hubert.h"
 #include "secap/lmtext.h"
 #include "secap/loader.h"
@@ -55,6 +56,12 @@ typedef struct {
     int bar;                     /* progress bar on a terminal */
     double stage_t0;
     int64_t stage_step0;
+    int *devcap_idx;             /* eval.caption_every: the dev clips captioned */
+    int devcap_n;                /* their count; -1 until first used */
+    int32_t *devcap_prompt;      /* decode.prompt in the LLaMA's tokens */
+    int devcap_prompt_len;
+    double best_cider;           /* best dev CIDEr so far (best.json), -1: none */
+    int64_t best_gstep;
     int infer;                   /* 1: built for inference (src/train/infer.c): no LM text */
 } trainer;
 
@@ -67,6 +74,18 @@ void secap_train_stage_optimizer(trainer *tr, int stage);
 void secap_train_build_models(trainer *tr, int init_random);
 void secap_train_free_models(trainer *tr);
 void secap_ckpt_load_params(trainer *tr, const char *path);
+
+/* src/train/infer.c, shared by secap_captioner_run and the trainer's dev
+ * captioning (eval.caption_every): captions n clips with tr's models in
+ * memory (secap/infer.h's recipe; dec validated by the caller), at most
+ * `batch` (<= 0: data.batch_size) per generate call; out[i] malloc'd.  Runs
+ * without gradients and with c->training = 0, both restored on return;
+ * sampling draws from tr->c->rng: a caller that must not disturb it saves
+ * and restores it (the trainer does, for every decode setting). */
+void secap_train_caption(trainer *tr, const secap_decode_config *dec, const int32_t *prompt, int prompt_len, int n,
+                         const char *const *ids, const char *const *audio, int batch, char **out);
+/* text in the LLaMA's tokens, no BOS/EOS; *out malloc'd; returns the count. */
+int secap_train_encode_prompt(trainer *tr, const char *text, int32_t **out);
 
 /* src/train/ckpt.c */
 char *secap_ckpt_config_text(const char *path);

@@ -22,7 +22,11 @@
  * to optim.min_lr at the stage's last step).  A step whose loss or gradient
  * norm is not finite is skipped (no update, a warning, "skipped": 1 in
  * metrics.jsonl); train.max_bad_steps in a row stop the run with exit 1,
- * keeping the last good checkpoint. */
+ * keeping the last good checkpoint.
+ * Evaluation (both leave the RNG streams and the model state as they were):
+ * eval.every: dev loss; eval.caption_every (caption stage): dev captions
+ * from the in-memory models, BLEU-4 / CIDEr / emotion accuracy, and best.h5
+ * (a hard link to the checkpoint of the highest dev CIDEr, see save_best). */
 #include "secap/train.h"
 #include "train_internal.h"
 
@@ -30,6 +34,8 @@
 #include "secap/fileutil.h"
 #include "secap/autograd.h"
 #include "secap/ops.h"
+#include "secap/emotion.h"
+#include "secap/score.h"
 
 #include <errno.h>
 #include <math.h>
@@ -650,6 +656,151 @@ static double dev_loss(trainer *tr, int stage)
     return sum / nb;
 }
 
+/* eval.caption_every: captions the first eval.caption_clips dev clips (split
+ * order) with the models in memory and the run's [decode] settings (the
+ * captioner's path, secap_train_caption), scores them with the secap-score
+ * library (zh-char tokens, every reference of a clip) and prints BLEU-4,
+ * CIDEr, the emotion keyword accuracy (secap/emotion.h's built-in classes;
+ * NAN when a clip's label is not one of them) and 3 examples.  Both RNG
+ * streams and the context's mode are left as they were, so a run with it
+ * trains exactly as one without.  Returns 0 when the dev split is empty. */
+static int dev_captions(trainer *tr, const char *sname, double *bleu4, double *cider, double *emo)
+{
+    if (tr->devcap_n < 0) {
+        int *idx = NULL;
+        int n = secap_split_indices(tr->d, SECAP_SPLIT_DEV, &idx);
+        if (n > tr->cfg.eval.caption_clips) n = tr->cfg.eval.caption_clips;
+        tr->devcap_idx = idx;
+        tr->devcap_n = n;
+        if (!n)
+            fprintf(stderr, "secap-train: warning: the dev split is empty; eval.caption_every has nothing to "
+                    "caption\n");
+        tr->devcap_prompt_len = secap_train_encode_prompt(tr, tr->cfg.decode.prompt, &tr->devcap_prompt);
+    }
+    int n = tr->devcap_n;
+    if (!n) return 0;
+    secap_decode_config dec;
+    secap_decode_config_default(&dec);
+    dec.max_new_tokens = tr->cfg.decode.max_new_tokens;
+    dec.num_beams = tr->cfg.decode.num_beams;
+    secap_decode_config_validate(&dec, "[decode] (eval.caption_every)");
+    const char **ids = secap_xcalloc((size_t)n, sizeof *ids, "dev clip ids");
+    const char **audio = secap_xcalloc((size_t)n, sizeof *audio, "dev clip audio");
+    char **hyp = secap_xcalloc((size_t)n, sizeof *hyp, "dev captions");
+    int *label = secap_xcalloc((size_t)n, sizeof *label, "dev labels");
+    for (int i = 0; i < n; i++) {
+        ids[i] = tr->d->items[tr->devcap_idx[i]].id;
+        audio[i] = tr->d->items[tr->devcap_idx[i]].audio;
+    }
+    double t0 = secap_now();
+    secap_rng r = tr->rng, cr = tr->c->rng;
+    secap_train_caption(tr, &dec, tr->devcap_prompt, tr->devcap_prompt_len, n, ids, audio, 0, hyp);
+    tr->rng = r;
+    tr->c->rng = cr;
+    secap_corpus *co = secap_corpus_new(SECAP_TOK_ZH_CHAR);
+    for (int i = 0; i < n; i++) {
+        const secap_item *it = &tr->d->items[tr->devcap_idx[i]];
+        secap_corpus_add(co, ids[i], hyp[i], (const char *const *)it->captions, it->n_captions);
+    }
+    secap_scores sc;
+    secap_score(co, SECAP_METRIC_BLEU | SECAP_METRIC_CIDER, &sc, NULL);
+    secap_corpus_free(co);
+    *bleu4 = sc.bleu[3];
+    *cider = sc.cider;
+    *emo = NAN;
+    secap_emokw *kw = secap_emokw_default();
+    int ok = 1;
+    for (int i = 0; i < n && ok; i++) {
+        int l = tr->d->items[tr->devcap_idx[i]].label;
+        label[i] = l >= 0 ? secap_emokw_find(kw, tr->d->labels[l]) : -1;
+        ok = label[i] >= 0;
+    }
+    if (ok) {
+        secap_emo_acc acc;
+        secap_emokw_accuracy(kw, n, (const char *const *)hyp, label, NULL, &acc);
+        *emo = acc.accuracy;
+    }
+    secap_emokw_free(kw);
+    char emos[32];
+    snprintf(emos, sizeof emos, isfinite(*emo) ? "%.1f%%" : "n/a", 100 * *emo);
+    fprintf(stderr, "%ssecap-train: %s step %lld: dev captions (%d clips, %.1f s): BLEU-4 %.2f CIDEr %.3f emotion %s\n",
+            tr->bar ? "\n" : "", sname, (long long)tr->step, n, secap_now() - t0, 100 * *bleu4, *cider, emos);
+    for (int i = 0; i < n && i < 3; i++)
+        fprintf(stderr, "  %s  ref: %s\n  %*s  hyp: %s\n", ids[i], tr->d->items[tr->devcap_idx[i]].captions[0],
+                (int)strlen(ids[i]), "", hyp[i]);
+    for (int i = 0; i < n; i++) free(hyp[i]);
+    free(hyp); free(ids); free(audio); free(label);
+    return 1;
+}
+
+/* best.h5: a hard link to ckpt-<gstep>.h5 (a copy where the file system has
+ * no hard links), made as best.h5.tmp.<pid> and renamed over best.h5, so a
+ * reader sees the old or the new best, never a part; train.keep prunes only
+ * ckpt-*.h5 names, and the link keeps the data when ckpt-<gstep>.h5 goes.
+ * best.json {"gstep":..,"step":..,"stage":"caption","dev_cider":..} is
+ * written after it (atomically too). */
+static void write_text_file(const char *path, const char *text);
+static void save_best(trainer *tr, int64_t gstep, int64_t step, double cider)
+{
+    const char *dir = tr->cfg.train.out_dir;
+    char src[4200], tmp[4300], dst[4200];
+    snprintf(src, sizeof src, "%s/ckpt-%010lld.h5", dir, (long long)gstep);
+    snprintf(dst, sizeof dst, "%s/best.h5", dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", dst, (int)getpid());
+    unlink(tmp);
+    secap_tmp_register(tmp);
+    if (link(src, tmp) != 0) {
+        FILE *in = fopen(src, "rb"), *out = in ? fopen(tmp, "wb") : NULL;
+        if (!in || !out)
+            secap_fatal("%s: cannot copy %s to it: %s (hint: is the run directory writable?)", tmp, src,
+                        strerror(errno));
+        char buf[65536];
+        size_t k;
+        while ((k = fread(buf, 1, sizeof buf, in)) > 0)
+            if (fwrite(buf, 1, k, out) != k) secap_fatal("%s: write failed: %s (hint: disk full?)", tmp, strerror(errno));
+        fclose(in);
+        if (fflush(out) != 0 || fsync(fileno(out)) != 0 || fclose(out) != 0)
+            secap_fatal("%s: write failed: %s (hint: disk full?)", tmp, strerror(errno));
+    }
+    if (rename(tmp, dst) != 0) secap_fatal("%s: rename failed: %s", dst, strerror(errno));
+    secap_tmp_unregister(tmp);
+    char js[256];
+    snprintf(js, sizeof js, "{\"gstep\":%lld,\"step\":%lld,\"stage\":\"caption\",\"dev_cider\":%.9g}\n",
+             (long long)gstep, (long long)step, cider);
+    snprintf(dst, sizeof dst, "%s/best.json", dir);
+    write_text_file(dst, js);
+    tr->best_cider = cider;
+    tr->best_gstep = gstep;
+}
+
+/* On resume: the best so far from best.json when it is not newer than the
+ * checkpoint resumed; a newer one (its metrics were dropped) is removed. */
+static void load_best(trainer *tr)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/best.json", tr->cfg.train.out_dir);
+    tr->best_cider = -1;
+    tr->best_gstep = -1;
+    FILE *f = fopen(path, "rb");
+    if (!f) return;
+    char buf[512];
+    size_t k = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[k] = 0;
+    const char *g = strstr(buf, "\"gstep\":"), *c = strstr(buf, "\"dev_cider\":");
+    long long gs = g ? strtoll(g + 8, NULL, 10) : -1;
+    if (g && c && gs <= tr->gstep) {
+        tr->best_gstep = gs;
+        tr->best_cider = strtod(c + 12, NULL);
+        return;
+    }
+    fprintf(stderr, "secap-train: %s names global step %lld, after the checkpoint resumed; best.h5 is dropped and "
+            "tracked again from here\n", path, gs);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/best.h5", tr->cfg.train.out_dir);
+    unlink(path);
+}
+
 static double rss_mb(void)
 {
     FILE *f = fopen("/proc/self/statm", "r");
@@ -756,6 +907,23 @@ static int nan_at(int64_t g)
     return 0;
 }
 
+/* Test hook: SECAP_TRAIN_DEV_CIDER="10:0.5,11:0.2" replaces the dev CIDEr
+ * of those global steps (the tiny test models score 0 everywhere), to
+ * exercise the best.h5 bookkeeping. */
+static double cider_at(int64_t g, double cd)
+{
+    const char *e = getenv("SECAP_TRAIN_DEV_CIDER");
+    for (const char *p = e; p && *p;) {
+        char *end;
+        long long v = strtoll(p, &end, 10);
+        if (end == p || *end != ':') break;
+        double c = strtod(end + 1, &end);
+        if (v == g) return c;
+        p = *end == ',' ? end + 1 : end;
+    }
+    return cd;
+}
+
 int secap_train_main(const secap_train_opts *o)
 {
     trainer T, *tr = &T;
@@ -796,6 +964,9 @@ int secap_train_main(const secap_train_opts *o)
     tr->c = secap_ctx_new(0, 0, tr->cfg.train.seed);
     tr->c->training = 1;
     secap_rng_seed_stream(&tr->rng, tr->cfg.train.seed, 0x7a41);
+    tr->devcap_n = -1;
+    tr->best_cider = -1;
+    tr->best_gstep = -1;
     check_model_files(&tr->cfg, o->init_random);
     load_data(tr);
     build_models(tr, o->init_random);
@@ -841,6 +1012,14 @@ int secap_train_main(const secap_train_opts *o)
     snprintf(path, sizeof path, "%s/metrics.jsonl", tr->cfg.train.out_dir);
     if (ckpt) truncate_metrics(path, tr->gstep);
     else unlink(path);
+    if (ckpt) load_best(tr);
+    else {   /* a fresh run: no best of an earlier one */
+        char bp[4200];
+        snprintf(bp, sizeof bp, "%s/best.json", tr->cfg.train.out_dir);
+        unlink(bp);
+        snprintf(bp, sizeof bp, "%s/best.h5", tr->cfg.train.out_dir);
+        unlink(bp);
+    }
     FILE *mf = fopen(path, "ab");
     if (!mf) secap_fatal("%s: cannot open: %s (hint: is the run directory writable?)", path, strerror(errno));
 
@@ -914,6 +1093,20 @@ int secap_train_main(const secap_train_opts *o)
                             sname, (long long)tr->step, dl, tr->dev_batches);
                 }
             }
+            int new_best = 0;
+            double dev_cd = NAN;
+            int64_t dev_step = tr->step;
+            if (stage == SECAP_STAGE_CAPTION && tr->cfg.eval.caption_every &&
+                (tr->step % tr->cfg.eval.caption_every == 0 || tr->step == tr->total)) {
+                double b4, cd, em;
+                if (dev_captions(tr, sname, &b4, &cd, &em)) {
+                    cd = cider_at(tr->gstep, cd);   /* test hook: SECAP_TRAIN_DEV_CIDER */
+                    fprintf(mf, ",\"dev_bleu4\":%.9g,\"dev_cider\":%.9g", b4, cd);
+                    if (isfinite(em)) fprintf(mf, ",\"dev_emotion\":%.9g", em);
+                    new_best = cd > tr->best_cider;
+                    dev_cd = cd;
+                }
+            }
             fprintf(mf, ",\"lr\":%.9g,\"grad_norm\":%s,\"samples_per_s\":%.4g,\"rss_mb\":%.1f,\"skipped\":%d}\n",
                     lr, gns, sps, rss_mb(), skipped);
             fflush(mf);
@@ -930,9 +1123,10 @@ int secap_train_main(const secap_train_opts *o)
                 tr->stage_idx++;
                 tr->step = 0;
                 secap_ckpt_save(tr, 0);
-            } else if (stop_now || (tr->cfg.train.save_every && tr->step % tr->cfg.train.save_every == 0)) {
-                secap_ckpt_save(tr, 1);
+            } else if (stop_now || new_best || (tr->cfg.train.save_every && tr->step % tr->cfg.train.save_every == 0)) {
+                secap_ckpt_save(tr, 1);   /* a new best dev CIDEr is saved at its step */
             }
+            if (new_best) save_best(tr, tr->gstep, dev_step, dev_cd);
             if (stop_now) {
                 if (tr->bar) fputc('\n', stderr);
                 fprintf(stderr, "secap-train: %s after global step %lld; checkpoint saved. Resume with:\n  "
@@ -949,6 +1143,8 @@ int secap_train_main(const secap_train_opts *o)
     fclose(mf);
     secap_loader_free(tr->L);
     if (tr->dev) secap_loader_free(tr->dev);
+    free(tr->devcap_idx);
+    free(tr->devcap_prompt);
     close(lockfd);
     if (tr->opt) secap_adamw_free(tr->opt);
     free_models(tr);
