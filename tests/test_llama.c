@@ -29,18 +29,10 @@
 #include "secap/ops.h"
 #include "secap/optim.h"
 
-#include <hdf5.h>
+#include "fixture.h"
 
 #define TOL 1e-4
 #define TOL_BF16 3e-4
-
-typedef struct {
-    float *x;
-    int32_t *i;
-    int rank;
-    int64_t dims[4];
-    int64_t n;
-} arr;
 
 static char *ref(const char *fmt, const char *tag)
 {
@@ -50,34 +42,6 @@ static char *ref(const char *fmt, const char *tag)
     assert_non_null(p);
     return p;
 }
-
-static arr h5get(hid_t f, const char *name, int as_int)
-{
-    arr a = {0};
-    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
-    if (d < 0) fail_msg("fixture lacks dataset %s (hint: re-run tests/ref_llama.py build/ref)", name);
-    hid_t s = H5Dget_space(d);
-    a.rank = H5Sget_simple_extent_ndims(s);
-    assert_true(a.rank >= 0 && a.rank <= 4);
-    hsize_t dims[4];
-    H5Sget_simple_extent_dims(s, dims, NULL);
-    a.n = 1;
-    for (int i = 0; i < a.rank; i++) { a.dims[i] = (int64_t)dims[i]; a.n *= (int64_t)dims[i]; }
-    if (as_int) {
-        a.i = malloc((size_t)a.n * sizeof *a.i);
-        assert_non_null(a.i);
-        assert_true(H5Dread(d, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, a.i) >= 0);
-    } else {
-        a.x = malloc((size_t)a.n * sizeof *a.x);
-        assert_non_null(a.x);
-        assert_true(H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, a.x) >= 0);
-    }
-    H5Sclose(s);
-    H5Dclose(d);
-    return a;
-}
-
-static void arr_free(arr *a) { free(a->x); free(a->i); }
 
 static secap_ctx *new_ctx(void)
 {

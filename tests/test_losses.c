@@ -27,46 +27,12 @@
 #include "secap/losses.h"
 #include "secap/ops.h"
 
-#include <hdf5.h>
+#include "fixture.h"
 
 #define TOL 1e-4
 #define FIX "losses_io.h5"
 
 /* ---- fixture reading ----------------------------------------------------- */
-
-typedef struct {
-    float *x;
-    int32_t *i;
-    int64_t n;
-} arr;
-
-static hid_t h5open(const char *path)
-{
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (f < 0) fail_msg("cannot open %s (hint: run /usr/bin/python3 tests/ref_losses.py build/ref)", path);
-    return f;
-}
-
-static arr h5get(hid_t f, const char *name, int as_int)
-{
-    arr a = {0};
-    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
-    if (d < 0) fail_msg("%s lacks dataset %s (hint: re-run tests/ref_losses.py)", FIX, name);
-    hid_t s = H5Dget_space(d);
-    a.n = H5Sget_simple_extent_npoints(s);
-    if (as_int) {
-        a.i = malloc((size_t)a.n * sizeof *a.i);
-        assert_non_null(a.i);
-        assert_true(H5Dread(d, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, a.i) >= 0);
-    } else {
-        a.x = malloc((size_t)a.n * sizeof *a.x);
-        assert_non_null(a.x);
-        assert_true(H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, a.x) >= 0);
-    }
-    H5Sclose(s);
-    H5Dclose(d);
-    return a;
-}
 
 static float h5scalar(hid_t f, const char *name)
 {

@@ -21,53 +21,9 @@
 #include "secap/ops.h"
 #include "secap/qformer.h"
 
-#include <hdf5.h>
+#include "fixture.h"
 
 #define TOL 1e-4
-
-typedef struct {
-    float *x;
-    int32_t *i;
-    int rank;
-    int64_t dims[4];
-    int64_t n;
-} arr;
-
-static hid_t h5open(const char *path)
-{
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (f < 0) fail_msg("cannot open %s (hint: run tests/ref_qformer.py build/ref)", path);
-    return f;
-}
-
-/* Dataset `name` as float32 (ints: also as int32 in a.i). */
-static arr h5get(hid_t f, const char *name, int as_int)
-{
-    arr a = {0};
-    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
-    if (d < 0) fail_msg("fixture lacks dataset %s (hint: re-run tests/ref_qformer.py)", name);
-    hid_t s = H5Dget_space(d);
-    a.rank = H5Sget_simple_extent_ndims(s);
-    assert_true(a.rank >= 0 && a.rank <= 4);
-    hsize_t dims[4];
-    H5Sget_simple_extent_dims(s, dims, NULL);
-    a.n = 1;
-    for (int i = 0; i < a.rank; i++) { a.dims[i] = (int64_t)dims[i]; a.n *= (int64_t)dims[i]; }
-    if (as_int) {
-        a.i = malloc((size_t)a.n * sizeof *a.i);
-        assert_non_null(a.i);
-        assert_true(H5Dread(d, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, a.i) >= 0);
-    } else {
-        a.x = malloc((size_t)a.n * sizeof *a.x);
-        assert_non_null(a.x);
-        assert_true(H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, a.x) >= 0);
-    }
-    H5Sclose(s);
-    H5Dclose(d);
-    return a;
-}
-
-static void arr_free(arr *a) { free(a->x); free(a->i); }
 
 static secap_ctx *new_ctx(void)
 {
