@@ -19,6 +19,20 @@ LIBPATHS := -L$(BLASDIR) -Wl,-rpath,$(BLASDIR) -L/usr/lib/$(MA)/hdf5/serial
 LDFLAGS  += $(SAN) -fopenmp $(LIBPATHS)
 LDLIBS   += -lopenblas -lhdf5 -lsndfile -lsoxr -lcjson -lutf8proc -lz -lm -lpthread
 
+# MPI data parallelism (README.md, "Distributed training (MPI)"): with
+# OpenMPI's mpicc on the PATH (or MPI=1) src/train/dist.c is compiled with
+# -DSECAP_MPI and mpicc's include flags and every program links libmpi;
+# MPI=0 (or no mpicc) builds the same sources as a single-process stub.
+MPI      ?= $(if $(shell command -v mpicc 2>/dev/null),1,0)
+ifeq ($(MPI),1)
+MPI_CFLAGS := -DSECAP_MPI $(shell mpicc --showme:compile)
+MPI_LIBS   := $(shell mpicc --showme:link)
+ifeq ($(strip $(MPI_LIBS)),)
+$(error MPI=1 but mpicc --showme:link printed nothing (hint: apt-get install libopenmpi-dev openmpi-bin, or MPI=0))
+endif
+endif
+LDLIBS   += $(MPI_LIBS)
+
 SRC      := $(shell find src -name '*.c' | sort)
 OBJ      := $(SRC:%.c=$(BUILD)/%.o)
 LIB      := $(BIN)/libsecap.a
@@ -54,6 +68,15 @@ deps:
 $(BUILD)/%.o: %.c | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+# only the distributed layer sees mpi.h
+$(BUILD)/src/train/dist.o: CPPFLAGS += $(MPI_CFLAGS)
+# a build switched between MPI=0 and MPI=1 rebuilds dist.o
+$(BUILD)/src/train/dist.o: $(BUILD)/.mpi-$(MPI)
+$(BUILD)/.mpi-$(MPI):
+	@mkdir -p $(dir $@)
+	@rm -f $(BUILD)/.mpi-*
+	@touch $@
 
 $(LIB): $(OBJ)
 	@mkdir -p $(dir $@)

@@ -13,7 +13,7 @@ set -euo pipefail
 
 declare -A GROUP
 GROUP[build]="gcc make pkg-config libopenblas-openmp-dev libcmocka-dev libhdf5-dev libsndfile1-dev libsoxr-dev libcjson-dev libutf8proc-dev zlib1g-dev"
-GROUP[test]="python3 python3-numpy python3-torch python3-torchaudio python3-h5py python3-sentencepiece sentencepiece espeak-ng sox"
+GROUP[test]="python3 python3-numpy python3-torch python3-torchaudio python3-h5py python3-sentencepiece sentencepiece espeak-ng sox libopenmpi-dev openmpi-bin"
 GROUP[fuzz]="clang libclang-rt-14-dev libomp-dev"
 GROUP[demo]="espeak-ng sox fortunes-zh sentencepiece"
 GROUP[browser]="chromium"

@@ -5,6 +5,7 @@
  */
 #include "secap/base.h"
 #include "secap/cli.h"
+#include "secap/dist.h"
 #include "secap/train.h"
 
 #include <stdio.h>
@@ -65,6 +66,7 @@ int main(int argc, char **argv)
         return 2;
     }
     int rc = secap_train_main(&o);
+    secap_dist_finalize();   /* MPI runs: after every rank's last collective */
     free(o.overrides);
     return rc;
 }

@@ -97,6 +97,8 @@ typedef struct {
         int64_t stop_at_step;     /* stop_at_step: save and exit 0 after this global step (0 = off) */
         char prompts[1024];       /* prompts: file of caption prompts, one a line ("" = built-in) */
         int threads;              /* threads: 0 = $SECAP_THREADS or every core */
+        double dist_timeout;      /* dist_timeout: MPI runs, seconds without a finished step before the
+                                     job is aborted (secap/dist.h watchdog; 0 = off) */
     } train;
     struct {                      /* [eval] */
         int64_t every;            /* every: dev loss every N steps (0 = off) */

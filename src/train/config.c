@@ -92,6 +92,7 @@ static const keydef KEYS[] = {
     { "train.stop_at_step", K_I64, F(train.stop_at_step), 0, 0, 1e12, NULL },
     { "train.prompts", K_STR, S(train.prompts), 0, 0, NULL },
     { "train.threads", K_INT, F(train.threads), 0, 0, 4096, NULL },
+    { "train.dist_timeout", K_DBL, F(train.dist_timeout), 0, 0, 1e7, NULL },
     { "eval.every", K_I64, F(eval.every), 0, 0, 1e12, NULL },
     { "eval.batches", K_INT, F(eval.batches), 0, 1, 1000000, NULL },
     { "eval.caption_every", K_I64, F(eval.caption_every), 0, 0, 1e12, NULL },
@@ -149,6 +150,7 @@ void secap_train_config_default(secap_train_config *t)
     t->train.save_every = 0;
     t->train.keep = 3;
     t->train.max_bad_steps = 5;
+    t->train.dist_timeout = 600;
     t->eval.every = 0;
     t->eval.batches = 4;
     t->eval.caption_every = 0;

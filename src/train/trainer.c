@@ -31,6 +31,7 @@
 #include "train_internal.h"
 
 #include "secap/base.h"
+#include "secap/dist.h"
 #include "secap/fileutil.h"
 #include "secap/autograd.h"
 #include "secap/ops.h"
@@ -554,6 +555,8 @@ static secap_tensor *step_caption(trainer *tr, const secap_batch *b, step_terms 
     secap_llama_batch lb = secap_llama_caption_batch(c, tr->llm, x, pr, pl, cp, cl, B);
     secap_tensor *logits = secap_llama_forward(c, tr->llm, lb.x, lb.lens);
     secap_tensor *loss = secap_llama_loss(c, logits, lb.targets);
+    if (!tr->evaluating)   /* MPI: normalised by the global token count (secap/dist.h) */
+        loss = secap_dist_mean_loss(c, loss, lb.targets, (int64_t)lb.B * lb.T);
     st->prompt = p;
     return loss;
 }
@@ -566,7 +569,12 @@ static secap_tensor *step_lm(trainer *tr, step_terms *st)
     int64_t spe = secap_lmtext_steps_per_epoch(tr->lmt, B);
     secap_lm_batch lb = secap_lmtext_batch(tr->c, tr->lmt, tr->cfg.lm.seed, tr->step / spe, tr->step % spe, B);
     st->lm_epoch = tr->step / spe;
-    return secap_lm_loss(tr->c, tr->llm, &lb);
+    if (secap_dist_size() > 1) {   /* MPI: this rank's rows, global-count mean (secap/dist.h) */
+        int64_t lo, hi;
+        secap_dist_slice(B, secap_dist_rank(), secap_dist_size(), &lo, &hi);
+        lb = secap_lmtext_rows(tr->c, tr->lmt, lb.blocks + lo, (int)(hi - lo));
+    }
+    return secap_dist_mean_loss(tr->c, secap_lm_loss(tr->c, tr->llm, &lb), lb.targets, (int64_t)lb.B * lb.T);
 }
 
 static secap_tensor *run_stage_step(trainer *tr, int stage, const secap_batch *b, step_terms *st)
@@ -924,6 +932,32 @@ static double cider_at(int64_t g, double cd)
     return cd;
 }
 
+/* MPI data parallelism (secap/dist.h): joins the job when launched by
+ * mpirun / srun; with more than one rank checks what the ranks must share
+ * and refuses what is not supported.  Returns this rank (0 alone). */
+static int dist_setup(trainer *tr, const char *config_text)
+{
+    int n = secap_dist_init(), rank = secap_dist_rank();
+    if (n == 1) return 0;
+    const secap_train_config *t = &tr->cfg;
+    if (tr->has_stage[SECAP_STAGE_QFORMER])
+        secap_fatal("secap-train: rank %d of %d: stage qformer does not run on several ranks yet (its contrastive "
+                    "and vCLUB terms couple every pair of the batch) (hint: train stage qformer in one process, "
+                    "e.g. --train.stages=qformer without mpirun, then the other stages with mpirun and "
+                    "--qformer.weights)", rank, n);
+    if (tr->has_stage[SECAP_STAGE_CAPTION] && t->data.batch_size < n)
+        secap_fatal("secap-train: data.batch_size %d is the global batch; it must be at least the %d ranks (hint: "
+                    "--data.batch_size=%d or fewer ranks)", t->data.batch_size, n, n);
+    if (tr->has_stage[SECAP_STAGE_LM] && t->lm.batch_size < n)
+        secap_fatal("secap-train: lm.batch_size %d is the global batch; it must be at least the %d ranks (hint: "
+                    "--lm.batch_size=%d or fewer ranks)", t->lm.batch_size, n, n);
+    secap_dist_check_same(secap_hash64(config_text, strlen(config_text), 0x5ec0), "the resolved config");
+    if (rank == 0)
+        fprintf(stderr, "secap-train: data parallel on %d ranks (MPI); global batch %d (caption) / %d (lm) rows; "
+                "rank 0 writes %s\n", n, t->data.batch_size, t->lm.batch_size, t->train.out_dir);
+    return rank;
+}
+
 int secap_train_main(const secap_train_opts *o)
 {
     trainer T, *tr = &T;
@@ -960,6 +994,7 @@ int secap_train_main(const secap_train_opts *o)
     free(text2);
     if (ckpt) secap_ckpt_check_config(ckpt, ckpt_config, text);
     for (int i = 0; i < tr->cfg.train.nstages; i++) tr->has_stage[tr->cfg.train.stage[i]] = 1;
+    int rank = dist_setup(tr, text);
     secap_threads_init(tr->cfg.train.threads);
     tr->c = secap_ctx_new(0, 0, tr->cfg.train.seed);
     tr->c->training = 1;
@@ -980,40 +1015,49 @@ int secap_train_main(const secap_train_opts *o)
         free(text); free(ckpt); free(ckpt_config);
         return 0;
     }
-    print_summary(tr, stderr);
-    mkdir_p(tr->cfg.train.out_dir);
+    secap_dist_rank_rng(&tr->c->rng);   /* dropout: a stream per rank */
+    if (rank == 0) print_summary(tr, stderr);
     char path[4200];
-    /* one run per directory: an exclusive lock, released by the kernel
-     * however the process ends (kill -9 included) */
-    snprintf(path, sizeof path, "%s/.lock", tr->cfg.train.out_dir);
-    int lockfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
-    if (lockfd < 0) secap_fatal("%s: cannot open: %s (hint: is the run directory writable?)", path, strerror(errno));
-    if (flock(lockfd, LOCK_EX | LOCK_NB) != 0)
-        secap_fatal("train.out_dir %s: another secap-train is running in this directory (hint: wait for it, stop it "
-                    "with SIGTERM, or choose another train.out_dir)", tr->cfg.train.out_dir);
-    if (!ckpt) {
-        /* a fresh run never mixes its checkpoints with an earlier run's */
-        char *old = NULL;
-        if (secap_ckpt_has_any(tr->cfg.train.out_dir, &old))
-            secap_fatal("train.out_dir %s holds checkpoints of an earlier run (%s) (hint: --resume %s to continue it, "
-                        "or another train.out_dir)", tr->cfg.train.out_dir, old, tr->cfg.train.out_dir);
+    int lockfd = -1;
+    if (rank == 0) {   /* MPI: rank 0 alone owns the run directory */
+        mkdir_p(tr->cfg.train.out_dir);
+        /* one run per directory: an exclusive lock, released by the kernel
+         * however the process ends (kill -9 included) */
+        snprintf(path, sizeof path, "%s/.lock", tr->cfg.train.out_dir);
+        lockfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+        if (lockfd < 0)
+            secap_fatal("%s: cannot open: %s (hint: is the run directory writable?)", path, strerror(errno));
+        if (flock(lockfd, LOCK_EX | LOCK_NB) != 0)
+            secap_fatal("train.out_dir %s: another secap-train is running in this directory (hint: wait for it, stop "
+                        "it with SIGTERM, or choose another train.out_dir)", tr->cfg.train.out_dir);
+        if (!ckpt) {
+            /* a fresh run never mixes its checkpoints with an earlier run's */
+            char *old = NULL;
+            if (secap_ckpt_has_any(tr->cfg.train.out_dir, &old))
+                secap_fatal("train.out_dir %s holds checkpoints of an earlier run (%s) (hint: --resume %s to continue "
+                            "it, or another train.out_dir)", tr->cfg.train.out_dir, old, tr->cfg.train.out_dir);
+        }
+        snprintf(path, sizeof path, "%s/config.ini", tr->cfg.train.out_dir);
+        write_text_file(path, text);
     }
-    snprintf(path, sizeof path, "%s/config.ini", tr->cfg.train.out_dir);
-    write_text_file(path, text);
     tr->L = secap_loader_create(tr->d, SECAP_SPLIT_TRAIN, 1, &tr->cfg.data);
     tr->stage_idx = 0;
     tr->step = 0;
     if (ckpt) {
         secap_ckpt_load(tr, ckpt);   /* sets stage_idx, step, gstep, rngs, loader, tensors, optimizer */
-        fprintf(stderr, "secap-train: resumed from %s at stage %s step %lld (global step %lld)\n", ckpt,
+        secap_dist_rank_rng(&tr->c->rng);
+        if (rank == 0)
+            fprintf(stderr, "secap-train: resumed from %s at stage %s step %lld (global step %lld)\n", ckpt,
                 tr->stage_idx < tr->cfg.train.nstages ? secap_stage_name(tr->cfg.train.stage[tr->stage_idx]) : "done",
                 (long long)tr->step, (long long)tr->gstep);
     }
     snprintf(path, sizeof path, "%s/metrics.jsonl", tr->cfg.train.out_dir);
-    if (ckpt) truncate_metrics(path, tr->gstep);
+    if (rank) snprintf(path, sizeof path, "/dev/null");   /* MPI: only rank 0 logs */
+    else if (ckpt) truncate_metrics(path, tr->gstep);
     else unlink(path);
-    if (ckpt) load_best(tr);
-    else {   /* a fresh run: no best of an earlier one */
+    if (ckpt) {
+        if (rank == 0) load_best(tr);
+    } else if (rank == 0) {   /* a fresh run: no best of an earlier one */
         char bp[4200];
         snprintf(bp, sizeof bp, "%s/best.json", tr->cfg.train.out_dir);
         unlink(bp);
@@ -1029,6 +1073,7 @@ int secap_train_main(const secap_train_opts *o)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     tr->bar = !strcmp(tr->cfg.log.progress, "bar") || (!strcmp(tr->cfg.log.progress, "auto") && isatty(2));
+    secap_dist_watchdog_start(tr->cfg.train.dist_timeout, &tr->gstep);
 
     int rc = 0, stopped = 0;
     while (tr->stage_idx < tr->cfg.train.nstages && !stopped) {
@@ -1041,21 +1086,24 @@ int secap_train_main(const secap_train_opts *o)
                                tr->cfg.optim.warmup, tr->total, (float)tr->cfg.optim.min_lr };
         tr->stage_t0 = secap_now();
         tr->stage_step0 = tr->step;
-        fprintf(stderr, "secap-train: stage %s: %lld steps (from step %lld)\n", sname, (long long)tr->total,
+        if (rank == 0)
+            fprintf(stderr, "secap-train: stage %s: %lld steps (from step %lld)\n", sname, (long long)tr->total,
                 (long long)tr->step);
         while (tr->step < tr->total) {
             double t0 = secap_now();
             const secap_batch *b = stage == SECAP_STAGE_LM ? NULL : secap_loader_next(tr->L);
+            secap_batch shard;   /* MPI: this rank's rows of the global batch b */
             step_terms st = { 0 };
             float lr = secap_schedule_lr(&sch, tr->step);
             secap_adamw_zero_grad(tr->opt);
-            secap_tensor *loss = run_stage_step(tr, stage, b, &st);
-            double lv = secap_f32(loss)[0], gn = NAN;
+            secap_tensor *loss = run_stage_step(tr, stage, b ? secap_dist_shard_batch(b, &shard) : NULL, &st);
+            double lv = secap_dist_sum(secap_f32(loss)[0]), gn = NAN;
             if (nan_at(tr->gstep + 1)) lv = NAN;   /* test hook: SECAP_TRAIN_NAN_AT */
             int skipped = 0;
             if (!isfinite(lv)) skipped = 1;
             else {
                 secap_backward(tr->c, loss);
+                secap_dist_allreduce_grads(tr->c, tr->opt);
                 gn = secap_clip_grad_norm(tr->opt, tr->cfg.optim.max_grad_norm);
                 if (!isfinite(gn)) skipped = 1;
                 else secap_adamw_step(tr->opt, lr);
@@ -1117,19 +1165,23 @@ int secap_train_main(const secap_train_opts *o)
                             tr->cfg.train.out_dir);
             }
             int last = tr->step == tr->total;
-            if (tr->bar || last || tr->step % tr->cfg.log.every == 0) progress(tr, sname, &st, lv, lr, gn, sps, last);
-            int stop_now = g_stop_signal || (tr->cfg.train.stop_at_step && tr->gstep >= tr->cfg.train.stop_at_step);
+            if (rank == 0 && (tr->bar || last || tr->step % tr->cfg.log.every == 0))
+                progress(tr, sname, &st, lv, lr, gn, sps, last);
+            int stop_now = secap_dist_any(g_stop_signal) ||
+                           (tr->cfg.train.stop_at_step && tr->gstep >= tr->cfg.train.stop_at_step);
             if (last) {
                 tr->stage_idx++;
                 tr->step = 0;
-                secap_ckpt_save(tr, 0);
+                if (rank == 0) secap_ckpt_save(tr, 0);
             } else if (stop_now || new_best || (tr->cfg.train.save_every && tr->step % tr->cfg.train.save_every == 0)) {
-                secap_ckpt_save(tr, 1);   /* a new best dev CIDEr is saved at its step */
+                if (rank == 0) secap_ckpt_save(tr, 1);   /* a new best dev CIDEr is saved at its step */
             }
-            if (new_best) save_best(tr, tr->gstep, dev_step, dev_cd);
+            if (new_best && rank == 0) save_best(tr, tr->gstep, dev_step, dev_cd);
+            secap_dist_progress(tr->gstep);
             if (stop_now) {
                 if (tr->bar) fputc('\n', stderr);
-                fprintf(stderr, "secap-train: %s after global step %lld; checkpoint saved. Resume with:\n  "
+                if (rank == 0)
+                    fprintf(stderr, "secap-train: %s after global step %lld; checkpoint saved. Resume with:\n  "
                         "bin/secap-train --resume %s\n", g_stop_signal ? "interrupted" : "stopped (train.stop_at_step)",
                         (long long)tr->gstep, tr->cfg.train.out_dir);
                 stopped = 1;
@@ -1138,14 +1190,16 @@ int secap_train_main(const secap_train_opts *o)
             if (last) break;
         }
     }
-    if (!stopped) fprintf(stderr, "secap-train: done: %lld steps; run directory %s\n", (long long)tr->gstep,
+    secap_dist_watchdog_stop();
+    if (!stopped && rank == 0)
+        fprintf(stderr, "secap-train: done: %lld steps; run directory %s\n", (long long)tr->gstep,
                           tr->cfg.train.out_dir);
     fclose(mf);
     secap_loader_free(tr->L);
     if (tr->dev) secap_loader_free(tr->dev);
     free(tr->devcap_idx);
     free(tr->devcap_prompt);
-    close(lockfd);
+    if (lockfd >= 0) close(lockfd);
     if (tr->opt) secap_adamw_free(tr->opt);
     free_models(tr);
     secap_dataset_free(tr->d);

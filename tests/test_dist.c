@@ -1,0 +1,364 @@
+/* MPI data parallelism (secap/dist.h): bin/secap-train under `mpirun -np 2`
+ * on this machine against one process with the same global batch, on the
+ * tiny dataset and models of tests/test_train.c (stages lm and caption,
+ * dropout 0).  The programs are found next to this test's directory.
+ *   - mpirun is installed (tools/deps.sh test installs OpenMPI: a missing
+ *     one is a failure, not a skip);
+ *   - 2 ranks vs 1 process: every logged loss, dev loss and gradient norm
+ *     within 1e-5 relative, the stage / step / prompt fields equal, and
+ *     every tensor of the final checkpoint (trainable weights and AdamW
+ *     moments) within 1e-5 relative (L2 norm of the difference per tensor);
+ *   - a 2-rank run stopped by train.stop_at_step and resumed on 2 ranks
+ *     equals the uninterrupted 2-rank run bit for bit;
+ *   - a rank killed with SIGKILL (SECAP_DIST_FAULT) makes mpirun exit
+ *     non-zero within 60 s, and its last checkpoint resumes to the
+ *     uninterrupted run's metrics; a hanging rank is aborted by the
+ *     watchdog (train.dist_timeout) within 60 s, with its message;
+ *   - stage qformer on 2 ranks is refused with a message.
+ * A build without MPI (make MPI=0) checks instead that mpirun -np 2 of its
+ * secap-train stops with the "built without MPI" message. */
+#include "testutil.h"
+
+#include "secap/dist.h"
+#include "secap/h5io.h"
+
+#include <libgen.h>
+#include <math.h>
+#include <sndfile.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+
+static char g_bin[1024];
+static char g_out[1 << 17];
+static char g_cmd[1 << 14];
+static char g_hubert[4096];
+static char g_spm[4096];
+
+#define MPIRUN "mpirun --oversubscribe --allow-run-as-root --bind-to none --mca btl self,vader " \
+               "--mca btl_vader_single_copy_mechanism none -np 2"
+
+/* Runs "[mpirun ...] <bin>/secap-train <args>" in tu_dir (np 1: no
+ * mpirun); output into g_out; *secs the wall time. */
+static int run(int np, const char *env, const char *args, double *secs)
+{
+    char *cmd = g_cmd;
+    snprintf(cmd, sizeof g_cmd, "cd '%s' && %s SECAP_THREADS=1 OMP_WAIT_POLICY=passive timeout -s KILL 300 %s "
+             "'%s/secap-train' %s 2>&1", tu_dir, env ? env : "", np > 1 ? MPIRUN : "", g_bin, args);
+    double t0 = secap_now();
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = fread(g_out, 1, sizeof g_out - 1, p);
+    g_out[n] = 0;
+    int st = pclose(p);
+    if (secs) *secs = secap_now() - t0;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+#define EXPECT_RUN(status, np, env, args, substr)                                                          \
+    do {                                                                                                   \
+        int rc_ = run(np, env, args, NULL);                                                                \
+        if (rc_ != (status)) fail_msg("np %d: secap-train %s: exit %d, expected %d\n%s", np, args, rc_, status, \
+                                      g_out);                                                              \
+        if (!strstr(g_out, substr)) fail_msg("np %d: secap-train %s: output lacks \"%s\":\n%s", np, args, substr, \
+                                             g_out);                                                       \
+    } while (0)
+
+static void write_wav(const char *name, int64_t n, double f0)
+{
+    SF_INFO si = { .samplerate = 16000, .channels = 1, .format = SF_FORMAT_WAV | SF_FORMAT_PCM_16 };
+    SNDFILE *sf = sf_open(tu_tmp("%s", name), SFM_WRITE, &si);
+    assert_non_null(sf);
+    float *x = malloc((size_t)n * sizeof *x);
+    for (int64_t i = 0; i < n; i++) x[i] = 0.3f * (float)sin(f0 * (double)i * (1.0 + 1e-4 * (double)i));
+    sf_writef_float(sf, x, n);
+    sf_close(sf);
+    free(x);
+}
+
+static int run_tool(const char *prog, const char *args)
+{
+    char cmd[16384];
+    snprintf(cmd, sizeof cmd, "cd '%s' && SECAP_THREADS=1 OMP_WAIT_POLICY=passive '%s/%s' %s > %s.log 2>&1", tu_dir,
+             g_bin, prog, args, prog);
+    return system(cmd);
+}
+
+static int setup(void **st)
+{
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0) return -1;
+    self[n] = 0;
+    snprintf(g_bin, sizeof g_bin, "%s/..", dirname(self));
+    if (!realpath(tu_ref_path("hubert_base_small.h5"), g_hubert) ||
+        !realpath(tu_ref_path("spm_llama_s.model"), g_spm)) {
+        fprintf(stderr, "test_dist: %s or spm_llama_s.model is missing (hint: tests/run.sh makes them)\n",
+                tu_ref_path("hubert_base_small.h5"));
+        return -1;
+    }
+    if (tu_tmpdir_setup(st)) return -1;
+    /* 16 clips of 0.4-0.6 s, 4 emotions, 2 captions each */
+    static const char *const EMO[4] = { "开心", "悲伤", "生气", "平静" };
+    mkdir(tu_tmp("ds"), 0777);
+    mkdir(tu_tmp("ds/wav"), 0777);
+    FILE *scp = fopen(tu_tmp("ds/wav.scp"), "w"), *txt = fopen(tu_tmp("ds/text.txt"), "w");
+    FILE *emo = fopen(tu_tmp("ds/emotion.txt"), "w"), *cap = fopen(tu_tmp("ds/fid2captions.json"), "w");
+    fputs("{", cap);
+    for (int i = 0; i < 16; i++) {
+        char w[64];
+        snprintf(w, sizeof w, "ds/wav/u%02d.wav", i);
+        write_wav(w, 6400 + (i * 397) % 3200, 0.03 + 0.02 * (i % 4));
+        fprintf(scp, "u%02d wav/u%02d.wav\n", i, i);
+        fprintf(txt, "u%02d 今天天气很好%d\n", i, i);
+        fprintf(emo, "u%02d %s\n", i, EMO[i % 4]);
+        fprintf(cap, "%s\"u%02d\": [\"说话人语气%s，声音较高\", \"她听起来很%s\"]", i ? ", " : "", i, EMO[i % 4],
+                EMO[i % 4]);
+    }
+    fputs("}\n", cap);
+    fclose(scp); fclose(txt); fclose(emo); fclose(cap);
+    char args[8192];
+    if (run_tool("secap-vocab", "--data ds --out vocab.txt")) return -1;
+    snprintf(args, sizeof args, "--threads 1 --hubert '%s' --data ds --out feats.h5", g_hubert);
+    if (run_tool("secap-extract", args)) return -1;
+    char ini[16384];
+    /* batch 5 on 2 ranks: uneven shards (3 + 2 rows) */
+    snprintf(ini, sizeof ini,
+             "# tiny models for tests/test_dist.c\n"
+             "[data]\ndir = ds\nbatch_size = 5\nworkers = 1\nprefetch = 2\nsplit_ratios = 0.75,0.25,0\n"
+             "[hubert]\nweights = %s\ncache = feats.h5\n"
+             "[qformer]\nvocab = vocab.txt\nhidden_size = 32\nnum_hidden_layers = 2\nnum_attention_heads = 2\n"
+             "intermediate_size = 64\nnum_query_tokens = 4\nencoder_width = 32\nembed_dim = 16\n"
+             "max_position_embeddings = 64\ndropout = 0\n"
+             "[llama]\ntokenizer = %s\nhidden_size = 32\nintermediate_size = 64\nnum_hidden_layers = 2\n"
+             "num_attention_heads = 2\nmax_position_embeddings = 128\nbf16 = false\n"
+             "[lora]\nr = 4\nlora_dropout = 0\n[lm]\nblock_size = 16\nbatch_size = 5\n[loss]\nmi_hidden = 16\n"
+             "[optim]\nlr = 1e-3\nwarmup = 2\n"
+             "[eval]\nevery = 2\nbatches = 2\n"
+             "[train]\nout_dir = run\nmax_steps = 4\nstages = lm,caption\nsave_every = 2\n", g_hubert, g_spm);
+    tu_write_text("tiny.ini", ini);
+    return 0;
+}
+
+static void test_mpirun_present(void **st)
+{
+    (void)st;
+    if (system("command -v mpirun > /dev/null 2>&1") != 0)
+        fail_msg("mpirun is not installed (hint: tools/deps.sh test installs libopenmpi-dev and openmpi-bin; as "
+                 "root: apt-get install openmpi-bin libopenmpi-dev)");
+}
+
+/* ------------------------------------------------------------- metrics */
+
+typedef struct { char line[64][2048]; int n; } metrics;
+
+static void read_metrics(const char *dir, metrics *m)
+{
+    FILE *f = fopen(tu_tmp("%s/metrics.jsonl", dir), "r");
+    if (!f) fail_msg("%s/metrics.jsonl is missing", dir);
+    m->n = 0;
+    while (m->n < 64 && fgets(m->line[m->n], sizeof m->line[0], f)) {
+        char *t = strstr(m->line[m->n], ",\"samples_per_s\"");
+        if (!t) fail_msg("%s/metrics.jsonl line %d lacks samples_per_s: %s", dir, m->n + 1, m->line[m->n]);
+        *t = 0;
+        m->n++;
+    }
+    fclose(f);
+}
+
+/* The value of "key": in line (NAN when absent). */
+static double field(const char *line, const char *key)
+{
+    char k[64];
+    snprintf(k, sizeof k, "\"%s\":", key);
+    const char *p = strstr(line, k);
+    return p ? strtod(p + strlen(k), NULL) : NAN;
+}
+
+/* The line with its numeric fields of `keys` cut out (the rest compared exactly). */
+static void cut(const char *line, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s", line);
+    static const char *const K[] = { "\"loss\":", "\"dev_loss\":", "\"caption\":", "\"grad_norm\":" };
+    for (int i = 0; i < 4; i++) {
+        char *p = strstr(out, K[i]);
+        if (!p) continue;
+        char *e = p + strlen(K[i]);
+        while (*e && *e != ',' && *e != '}') e++;
+        memmove(p, e, strlen(e) + 1);
+    }
+}
+
+static double rel(double a, double b) { return fabs(a - b) / fmax(fmax(fabs(a), fabs(b)), 1e-30); }
+
+static void expect_close(const metrics *a, const metrics *b, const char *what)
+{
+    if (a->n != b->n) fail_msg("%s: %d metric lines vs %d", what, a->n, b->n);
+    double worst = 0;
+    for (int i = 0; i < a->n; i++) {
+        char ca[2048], cb[2048];
+        cut(a->line[i], ca, sizeof ca);
+        cut(b->line[i], cb, sizeof cb);
+        if (strcmp(ca, cb)) fail_msg("%s: step %d differs outside the losses:\n  %s\n  %s", what, i + 1, ca, cb);
+        static const char *const K[] = { "loss", "dev_loss", "grad_norm" };
+        for (int k = 0; k < 3; k++) {
+            double x = field(a->line[i], K[k]), y = field(b->line[i], K[k]);
+            if (isnan(x) != isnan(y)) fail_msg("%s: step %d: %s present in one run only", what, i + 1, K[k]);
+            if (isnan(x)) continue;
+            double r = rel(x, y);
+            if (r > worst) worst = r;
+            if (r > 1e-5)
+                fail_msg("%s: step %d: %s %.9g vs %.9g (relative difference %.3g > 1e-5)\n  %s\n  %s", what, i + 1,
+                         K[k], x, y, r, a->line[i], b->line[i]);
+        }
+    }
+    print_message("  %s: %d steps, losses and gradient norms within %.3g relative\n", what, a->n, worst);
+}
+
+static void expect_equal(const metrics *a, const metrics *b, const char *what)
+{
+    if (a->n != b->n) fail_msg("%s: %d metric lines vs %d", what, a->n, b->n);
+    for (int i = 0; i < a->n; i++)
+        if (strcmp(a->line[i], b->line[i]))
+            fail_msg("%s: step %d differs:\n  %s\n  %s", what, i + 1, a->line[i], b->line[i]);
+    print_message("  %s: %d steps equal bit for bit\n", what, a->n);
+}
+
+/* Every dataset of the two checkpoints within 1e-5 relative (L2 per tensor). */
+static void expect_same_ckpt(const char *pa, const char *pb)
+{
+    secap_h5 *a = secap_h5_open(tu_tmp("%s", pa), 0), *b = secap_h5_open(tu_tmp("%s", pb), 0);
+    int na = 0, nb = 0;
+    char **la = secap_h5_list(a, &na), **lb = secap_h5_list(b, &nb);
+    if (na != nb || na < 10) fail_msg("%s has %d tensors, %s %d", pa, na, pb, nb);
+    double worst = 0;
+    const char *wname = "";
+    int skipped = 0;
+    for (int i = 0; i < na; i++) {
+        /* An attention key bias adds q.b to every score of a row: softmax
+         * ignores it, so its gradient is 0 in exact arithmetic and float
+         * rounding noise (~1e-9) in any run; AdamW scales that noise to
+         * lr-sized steps, so these tensors hold noise in both runs. */
+        if (strstr(la[i], ".self.key.bias")) {
+            skipped++;
+            continue;
+        }
+        int ra, rb;
+        int64_t da[8], db[8];
+        float *x = secap_h5_read_f32(a, la[i], &ra, da);
+        float *y = secap_h5_read_f32(b, la[i], &rb, db);
+        int64_t n = 1;
+        for (int k = 0; k < ra; k++) n *= da[k];
+        if (ra != rb || memcmp(da, db, (size_t)ra * sizeof *da)) fail_msg("%s: shapes differ", la[i]);
+        double d2 = 0, x2 = 0;
+        for (int64_t k = 0; k < n; k++) {
+            d2 += ((double)x[k] - y[k]) * ((double)x[k] - y[k]);
+            x2 += (double)x[k] * x[k];
+        }
+        free(x);
+        free(y);
+        double r = x2 > 0 ? sqrt(d2 / x2) : sqrt(d2);
+        if (r > worst) { worst = r; wname = la[i]; }
+        if (r > 1e-5) fail_msg("%s vs %s: tensor %s differs by %.3g relative (L2) > 1e-5", pa, pb, la[i], r);
+    }
+    print_message("  %s vs %s: %d tensors within %.3g relative (worst %s); %d attention key biases (zero "
+                  "gradient, rounding noise) not compared\n", pa, pb, na - skipped, worst, wname, skipped);
+    secap_h5_free_names(la, na);
+    secap_h5_free_names(lb, nb);
+    secap_h5_close(a);
+    secap_h5_close(b);
+}
+
+/* ------------------------------------------------------------- tests */
+
+static metrics g_one, g_two;
+
+static void test_two_ranks_equal_one(void **st)
+{
+    (void)st;
+    if (!secap_dist_compiled()) {
+        EXPECT_RUN(1, 2, NULL, "--config tiny.ini --train.out_dir=nompi", "built without MPI");
+        return;
+    }
+    EXPECT_RUN(0, 1, NULL, "--config tiny.ini --train.out_dir=one", "done: 8 steps");
+    EXPECT_RUN(0, 2, NULL, "--config tiny.ini --train.out_dir=two", "done: 8 steps");
+    if (!strstr(g_out, "data parallel on 2 ranks")) fail_msg("the 2-rank run did not say so:\n%s", g_out);
+    read_metrics("one", &g_one);
+    read_metrics("two", &g_two);
+    assert_int_equal(g_one.n, 8);
+    assert_non_null(strstr(g_one.line[0], "\"stage\":\"lm\""));
+    assert_non_null(strstr(g_one.line[7], "\"stage\":\"caption\""));
+    assert_non_null(strstr(g_one.line[7], "\"dev_loss\":"));
+    expect_close(&g_one, &g_two, "2 ranks vs 1 process");
+    expect_same_ckpt("one/ckpt-0000000008.h5", "two/ckpt-0000000008.h5");
+    expect_same_ckpt("one/ckpt-0000000004.h5", "two/ckpt-0000000004.h5");
+}
+
+static void test_resume_two_ranks(void **st)
+{
+    (void)st;
+    if (!secap_dist_compiled()) skip();
+    int ks[] = { 3, 6 };   /* inside lm, inside caption */
+    for (int i = 0; i < 2; i++) {
+        char args[256], dir[32];
+        snprintf(dir, sizeof dir, "stop%d", ks[i]);
+        snprintf(args, sizeof args, "--config tiny.ini --train.out_dir=%s --train.stop_at_step=%d", dir, ks[i]);
+        EXPECT_RUN(0, 2, NULL, args, "Resume with:");
+        snprintf(args, sizeof args, "--resume %s", dir);
+        EXPECT_RUN(0, 2, NULL, args, "done: 8 steps");
+        metrics m;
+        read_metrics(dir, &m);
+        expect_equal(&m, &g_two, args);
+    }
+}
+
+static void test_rank_killed(void **st)
+{
+    (void)st;
+    if (!secap_dist_compiled()) skip();
+    double secs;
+    int rc = run(2, "SECAP_DIST_FAULT=kill:1:5", "--config tiny.ini --train.out_dir=killed", &secs);
+    if (rc == 0) fail_msg("a killed rank: mpirun exited 0\n%s", g_out);
+    if (secs > 60) fail_msg("a killed rank: mpirun took %.0f s to fail (bound 60 s)\n%s", secs, g_out);
+    print_message("  rank 1 killed after step 5: mpirun exit %d after %.1f s\n", rc, secs);
+    /* the last checkpoint (step 4) resumes to the uninterrupted run */
+    EXPECT_RUN(0, 2, NULL, "--resume killed", "resumed from");
+    if (!strstr(g_out, "global step 4")) fail_msg("resume of the killed run did not start at step 4:\n%s", g_out);
+    metrics m;
+    read_metrics("killed", &m);
+    expect_equal(&m, &g_two, "killed at step 5, resumed from step 4");
+}
+
+static void test_rank_hangs(void **st)
+{
+    (void)st;
+    if (!secap_dist_compiled()) skip();
+    double secs;
+    int rc = run(2, "SECAP_DIST_FAULT=hang:1:3", "--config tiny.ini --train.out_dir=hung --train.dist_timeout=4",
+                 &secs);
+    if (rc == 0) fail_msg("a hanging rank: mpirun exited 0\n%s", g_out);
+    if (secs > 60) fail_msg("a hanging rank: mpirun took %.0f s to fail (bound 60 s)\n%s", secs, g_out);
+    if (!strstr(g_out, "train.dist_timeout = 4")) fail_msg("a hanging rank: no watchdog message:\n%s", g_out);
+    print_message("  rank 1 hangs after step 3: mpirun exit %d after %.1f s\n", rc, secs);
+}
+
+static void test_qformer_refused(void **st)
+{
+    (void)st;
+    if (!secap_dist_compiled()) skip();
+    EXPECT_RUN(1, 2, NULL, "--config tiny.ini --train.out_dir=q --train.stages=qformer",
+               "stage qformer does not run on several ranks");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_mpirun_present),
+        cmocka_unit_test(test_two_ranks_equal_one),
+        cmocka_unit_test(test_resume_two_ranks),
+        cmocka_unit_test(test_rank_killed),
+        cmocka_unit_test(test_rank_hangs),
+        cmocka_unit_test(test_qformer_refused),
+    };
+    return cmocka_run_group_tests(tests, setup, tu_tmpdir_teardown);
+}
