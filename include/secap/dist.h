@@ -27,9 +27,21 @@
  * per rank (secap_dist_rank_rng), so N ranks equal one process in
  * distribution, not bit for bit.
  *
- * Supported stages: lm and caption.  Stage qformer (its contrastive and
- * vCLUB terms couple every pair of the batch, and the MI estimator takes its
- * own step) is refused with more than one rank.
+ * Stage qformer: the contrastive loss and the full vCLUB bound couple every
+ * pair of the batch, so each rank computes them over the whole global batch:
+ *   Q = gather(q_r), T = gather(t_r), K = gather(k_r)   (secap_dist_gather_rows)
+ *   1. the vCLUB estimator step on detached (Q, T): the same on every rank
+ *      (its gradient is a function of Q, T alone), so the estimator and its
+ *      AdamW stay equal on every rank with no gradient exchange of their own;
+ *   2. L = w_mi U(Q, T) + w_con L_con(Q, K, temp, labels) on every rank;
+ *      the gather's backward routes dL/dQ rows [lo, hi) to rank r's q_r
+ *      (and dL/dK to k_r), so after step 3 the Q-Former's gradient is
+ *      sum_r dL/dq_r dq_r/dtheta = dL/dtheta; the temperature enters
+ *      detached on ranks > 0, so its gradient dL/dtemp is counted once;
+ *      each rank's loss tensor carries the value L/N (L + (L/N - L), a
+ *      constant shift) so that the logged sum is L.
+ *   The sampled vCLUB variant's permutation comes from the run's RNG, the
+ *   same on every rank.
  *
  * Without -DSECAP_MPI (built without OpenMPI) this is a single-process stub:
  * rank 0 of 1, every reduction the identity.  With it, secap_dist_init
@@ -87,6 +99,17 @@ void secap_dist_check_same(uint64_t v, const char *what);
  * rank's rows; returns loss * n_local / n_global (loss itself, no tape op,
  * with one rank).  Collective. */
 secap_tensor *secap_dist_mean_loss(secap_ctx *c, secap_tensor *loss, const int32_t *targets, int64_t n);
+
+/* Batch-coupled losses (stage qformer): x [b_r, E] this rank's rows of a
+ * global batch of B rows -> [B, E], every rank's rows in rank order
+ * (MPI_Allgatherv).  Backward passes only this rank's rows of the output
+ * gradient to x, so when every rank computes the same global loss L from
+ * the gathered rows, each row's gradient reaches its own rank's graph
+ * exactly once and the summed parameter gradients are dL/dtheta.  x itself
+ * with one rank.  Collective. */
+secap_tensor *secap_dist_gather_rows(secap_ctx *c, secap_tensor *x, int64_t B);
+/* The same for ints without gradient: local [b_r] -> global [B]. */
+void secap_dist_gather_i32(secap_ctx *c, const int32_t *local, int32_t *global, int64_t B);
 
 /* Step 3: sums the gradients of o's registered tensors over the ranks, in
  * place, bucket by bucket (scratch from c's step arena, rewound).  No-op

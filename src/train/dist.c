@@ -9,6 +9,7 @@
  * that is reduced in place in pieces.  The summed bucket is unpacked into
  * the same gradients. */
 #include "secap/dist.h"
+#include "secap/autograd.h"
 #include "secap/base.h"
 #include "secap/llama.h"
 #include "secap/ops.h"
@@ -180,6 +181,74 @@ secap_tensor *secap_dist_mean_loss(secap_ctx *c, secap_tensor *loss, const int32
     if (nl == 0)   /* this rank's mean is 0/0: it adds nothing */
         return secap_scale(c, loss, 0.0f, 0.0f);
     return secap_scale(c, loss, (float)((double)nl / ng), 0.0f);
+}
+
+/* counts / displacements of the rows of every rank, times `width` */
+static void row_layout(int64_t B, int64_t width, int *cnt, int *dsp)
+{
+    for (int r = 0; r < D.size; r++) {
+        int64_t lo, hi;
+        secap_dist_slice(B, r, D.size, &lo, &hi);
+        if ((hi - lo) * width > 0x7fffffff || lo * width > 0x7fffffff)
+            secap_fatal("dist: gather of %lld x %lld values passes MPI's int counts (hint: a smaller batch)",
+                        (long long)B, (long long)width);
+        cnt[r] = (int)((hi - lo) * width);
+        dsp[r] = (int)(lo * width);
+    }
+}
+
+static void gather_backward(secap_ctx *c, secap_node *n)
+{
+    secap_tensor *x = n->in[0];
+    float *gx = secap_grad(c, x);
+    const float *g = n->out->grad;
+    if (!gx || !g) return;
+    const float *src = g + n->i[0] * x->shape[1];
+    for (int64_t i = 0; i < x->n; i++) gx[i] += src[i];
+}
+
+secap_tensor *secap_dist_gather_rows(secap_ctx *c, secap_tensor *x, int64_t B)
+{
+    if (D.size == 1) return x;
+    char b1[64];
+    secap_check_live(x, "dist_gather_rows");
+    int64_t lo, hi;
+    secap_dist_slice(B, D.rank, D.size, &lo, &hi);
+    SECAP_CHECK(x->ndim == 2 && x->shape[0] == hi - lo, "dist_gather_rows: rank %d holds %s, expected [%lld, E] "
+                "(rows %lld..%lld of the global batch of %lld)", D.rank, secap_shape_str(x, b1, sizeof b1),
+                (long long)(hi - lo), (long long)lo, (long long)hi, (long long)B);
+    int64_t E = x->shape[1];
+    secap_tensor *out = secap_empty(c, 2, (int64_t[]){ B, E });
+#ifdef SECAP_MPI
+    size_t mark = secap_arena_mark(c->step);
+    int *cnt = secap_arena_alloc(c->step, 2 * (size_t)D.size * sizeof(int), 0, "dist gather counts");
+    row_layout(B, E, cnt, cnt + D.size);
+    mpi_check(MPI_Allgatherv(secap_f32(x), (int)x->n, MPI_FLOAT, secap_f32(out), cnt, cnt + D.size, MPI_FLOAT,
+                             MPI_COMM_WORLD), "MPI_Allgatherv (embeddings)");
+    secap_arena_rewind(c->step, mark);
+#endif
+    if (secap_needs_grad(c, &x, 1)) secap_record(c, "dist_gather_rows", gather_backward, out, &x, 1)->i[0] = lo;
+    return out;
+}
+
+void secap_dist_gather_i32(secap_ctx *c, const int32_t *local, int32_t *global, int64_t B)
+{
+    int64_t lo, hi;
+    secap_dist_slice(B, D.rank, D.size, &lo, &hi);
+    if (D.size == 1) {
+        memcpy(global, local, (size_t)B * sizeof *global);
+        return;
+    }
+#ifdef SECAP_MPI
+    size_t mark = secap_arena_mark(c->step);
+    int *cnt = secap_arena_alloc(c->step, 2 * (size_t)D.size * sizeof(int), 0, "dist gather counts");
+    row_layout(B, 1, cnt, cnt + D.size);
+    mpi_check(MPI_Allgatherv(local, (int)(hi - lo), MPI_INT32_T, global, cnt, cnt + D.size, MPI_INT32_T,
+                             MPI_COMM_WORLD), "MPI_Allgatherv (labels)");
+    secap_arena_rewind(c->step, mark);
+#else
+    (void)c;
+#endif
 }
 
 void secap_dist_allreduce_grads(secap_ctx *c, secap_adamw *o)

@@ -503,22 +503,33 @@ static secap_tensor *step_qformer(trainer *tr, const secap_batch *b, step_terms 
     secap_tensor *q = secap_qformer_speech_embed(c, tr->qf, qo, SECAP_QFORMER_POOL_MEAN);
     const char *tx[256], *cap[256];
     batch_texts(tr, b, tx, cap);
+    /* MPI: the losses over the whole global batch of Bg rows from gathered
+     * embeddings (secap/dist.h, stage qformer) */
+    int dist = secap_dist_size() > 1 && !tr->evaluating;
+    int64_t Bg = dist ? (int64_t)secap_dist_sum(b->B) : b->B;
+    if (dist) q = secap_dist_gather_rows(c, q, Bg);
     secap_tensor *t = NULL, *k = NULL;
     if (s->w_mi > 0) {
         t = text_embed(tr, tx, b->B);
+        if (dist) t = secap_dist_gather_rows(c, t, Bg);
         if (!tr->evaluating) st->est = secap_vclub_step(c, tr->est, q, t, s->mi.lr);
     }
     if (s->w_con > 0) k = text_embed(tr, cap, b->B);
+    if (k && dist) k = secap_dist_gather_rows(c, k, Bg);
     int32_t labels[256];
     int have_labels = 1;
-    for (int i = 0; i < b->B; i++) {
-        labels[i] = b->label[i];
-        have_labels &= b->label[i] >= 0;
-    }
+    if (dist) secap_dist_gather_i32(c, b->label, labels, Bg);
+    else memcpy(labels, b->label, (size_t)b->B * sizeof *labels);
+    for (int i = 0; i < Bg; i++) have_labels &= labels[i] >= 0;
     secap_stage1_terms terms = { 0, 0 };
     secap_tensor *temp = tr->temp ? secap_params_get(tr->temp, "temp") : NULL;
+    if (temp && dist && secap_dist_rank() > 0) temp = secap_detach(c, temp);   /* its gradient once: rank 0 */
     secap_tensor *loss = secap_stage1_objective(c, s, tr->est, temp, q, t, k, have_labels ? labels : NULL, &tr->rng,
                                                 &terms);
+    if (dist) {   /* value L / N on each rank (the logged sum is L), gradient L's */
+        float v = secap_f32(loss)[0];
+        loss = secap_scale(c, loss, 1.0f, v / (float)secap_dist_size() - v);
+    }
     st->mi = terms.mi;
     st->con = terms.con;
     st->temp = temp ? secap_f32(temp)[0] : 0;
@@ -940,12 +951,7 @@ static int dist_setup(trainer *tr, const char *config_text)
     int n = secap_dist_init(), rank = secap_dist_rank();
     if (n == 1) return 0;
     const secap_train_config *t = &tr->cfg;
-    if (tr->has_stage[SECAP_STAGE_QFORMER])
-        secap_fatal("secap-train: rank %d of %d: stage qformer does not run on several ranks yet (its contrastive "
-                    "and vCLUB terms couple every pair of the batch) (hint: train stage qformer in one process, "
-                    "e.g. --train.stages=qformer without mpirun, then the other stages with mpirun and "
-                    "--qformer.weights)", rank, n);
-    if (tr->has_stage[SECAP_STAGE_CAPTION] && t->data.batch_size < n)
+    if ((tr->has_stage[SECAP_STAGE_CAPTION] || tr->has_stage[SECAP_STAGE_QFORMER]) && t->data.batch_size < n)
         secap_fatal("secap-train: data.batch_size %d is the global batch; it must be at least the %d ranks (hint: "
                     "--data.batch_size=%d or fewer ranks)", t->data.batch_size, n, n);
     if (tr->has_stage[SECAP_STAGE_LM] && t->lm.batch_size < n)
@@ -953,7 +959,7 @@ static int dist_setup(trainer *tr, const char *config_text)
                     "--lm.batch_size=%d or fewer ranks)", t->lm.batch_size, n, n);
     secap_dist_check_same(secap_hash64(config_text, strlen(config_text), 0x5ec0), "the resolved config");
     if (rank == 0)
-        fprintf(stderr, "secap-train: data parallel on %d ranks (MPI); global batch %d (caption) / %d (lm) rows; "
+        fprintf(stderr, "secap-train: data parallel on %d ranks (MPI); global batch %d (qformer, caption) / %d (lm) rows; "
                 "rank 0 writes %s\n", n, t->data.batch_size, t->lm.batch_size, t->train.out_dir);
     return rank;
 }
