@@ -183,6 +183,7 @@ secap_tensor *secap_dist_mean_loss(secap_ctx *c, secap_tensor *loss, const int32
     return secap_scale(c, loss, (float)((double)nl / ng), 0.0f);
 }
 
+#ifdef SECAP_MPI
 /* counts / displacements of the rows of every rank, times `width` */
 static void row_layout(int64_t B, int64_t width, int *cnt, int *dsp)
 {
@@ -196,6 +197,7 @@ static void row_layout(int64_t B, int64_t width, int *cnt, int *dsp)
         dsp[r] = (int)(lo * width);
     }
 }
+#endif
 
 static void gather_backward(secap_ctx *c, secap_node *n)
 {
