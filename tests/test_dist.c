@@ -38,12 +38,13 @@ static char g_hubert[4096];
 static char g_spm[4096];
 
 /* mpirun on one machine as root, shared memory between the ranks, no CPU
- * binding (a shared machine); MCA plugins stay loaded so the sanitizer
+ * binding and waiting ranks yield the CPU (a shared machine); MCA plugins stay loaded so the sanitizer
  * build's leak reports resolve OpenMPI's frames (tests/lsan.supp), whose
  * stacks need the slow unwinder (OpenMPI has no frame pointers). */
 #define MPIRUN "env ASAN_OPTIONS=\"${ASAN_OPTIONS:-}:fast_unwind_on_malloc=0\" " \
                "mpirun --oversubscribe --allow-run-as-root --bind-to none --mca btl self,vader " \
-               "--mca btl_vader_single_copy_mechanism none --mca mca_base_component_disable_dlclose 1 -np 2"
+               "--mca btl_vader_single_copy_mechanism none --mca mca_base_component_disable_dlclose 1 " \
+               "--mca mpi_yield_when_idle 1 -np 2"
 
 /* Runs "[mpirun ...] <bin>/secap-train <args>" in tu_dir (np 1: no
  * mpirun); output into g_out; *secs the wall time. */

@@ -959,8 +959,8 @@ static int dist_setup(trainer *tr, const char *config_text)
                     "--lm.batch_size=%d or fewer ranks)", t->lm.batch_size, n, n);
     secap_dist_check_same(secap_hash64(config_text, strlen(config_text), 0x5ec0), "the resolved config");
     if (rank == 0)
-        fprintf(stderr, "secap-train: data parallel on %d ranks (MPI); global batch %d (qformer, caption) / %d (lm) rows; "
-                "rank 0 writes %s\n", n, t->data.batch_size, t->lm.batch_size, t->train.out_dir);
+        fprintf(stderr, "secap-train: data parallel on %d ranks (MPI); global batch %d (qformer, caption) / %d (lm) "
+                "rows; rank 0 writes %s\n", n, t->data.batch_size, t->lm.batch_size, t->train.out_dir);
     return rank;
 }
 
