@@ -178,8 +178,9 @@ secap_tensor *secap_dist_mean_loss(secap_ctx *c, secap_tensor *loss, const int32
     if (ng <= 0)
         secap_fatal("dist: the global batch has no target token on any of the %d ranks (hint: a bug in the "
                     "batching; please report it)", D.size);
-    if (nl == 0)   /* this rank's mean is 0/0: it adds nothing */
-        return secap_scale(c, loss, 0.0f, 0.0f);
+    if (nl == 0)   /* its mean would be 0/0; every caption and LM row has targets */
+        secap_fatal("dist: rank %d of %d has no target token in its rows of the batch (hint: a bug in the "
+                    "batching; please report it)", D.rank, D.size);
     return secap_scale(c, loss, (float)((double)nl / ng), 0.0f);
 }
 
