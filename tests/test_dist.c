@@ -17,8 +17,10 @@
  *   - stage qformer (contrastive + vCLUB from gathered embeddings, the MI
  *     estimator stepped on the global batch), full and sampled variants:
  *     2 ranks vs 1 process, losses, terms and checkpoint within 1e-5.
- * A build without MPI (make MPI=0) checks instead that mpirun -np 2 of its
- * secap-train stops with the "built without MPI" message. */
+ * A build without MPI asked for with make MPI=0 (SECAP_MPI_OFF) checks
+ * instead that mpirun -np 2 of its secap-train stops with the "built
+ * without MPI" message (the other cases are skipped); a build that lacks MPI
+ * because mpicc was missing fails. */
 #include "testutil.h"
 
 #include "secap/dist.h"
@@ -299,6 +301,10 @@ static void test_two_ranks_equal_one(void **st)
 {
     (void)st;
     if (!secap_dist_compiled()) {
+#ifndef SECAP_MPI_OFF
+        fail_msg("this build has no MPI: mpicc was missing when it was built (hint: tools/deps.sh test installs "
+                 "OpenMPI, then make clean && make; make MPI=0 builds and tests without MPI on purpose)");
+#endif
         EXPECT_RUN(1, 2, NULL, "--config tiny.ini --train.out_dir=nompi", "built without MPI");
         return;
     }

@@ -3,7 +3,8 @@
 #
 # Groups: build (compiler libraries), test (the PyTorch reference stack of the
 # parity tests, sentencepiece's python binding and spm_train for the tokenizer
-# tests, and espeak-ng + sox for the speech they run on), fuzz (clang,
+# tests, espeak-ng + sox for the speech they run on, and OpenMPI for the
+# 2-rank training test tests/test_dist.c), fuzz (clang,
 # its libFuzzer/sanitizer runtimes and omp.h for the fuzz targets), demo (the
 # demo-corpus generator, and spm_train for the demo tokenizer, tools/train_spm.sh),
 # browser (headless Chromium for make test-browser).
