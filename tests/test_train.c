@@ -214,6 +214,59 @@ static void full_run(void)
         if (!strstr(g_full.line[i], "\"dev_loss\":")) fail_msg("step %d has no dev_loss: %s", i + 1, g_full.line[i]);
 }
 
+/* loss.caption_w_mi / caption_w_con: the caption stage adds the stage-1
+ * objective to the cross-entropy: its lines carry mi / con / est / temp,
+ * loss = caption + w_mi mi + w_con con (to float rounding), the temperature
+ * moves (it trains), and a run stopped inside the caption stage and resumed
+ * equals the uninterrupted one (the estimator's state is in the checkpoint).
+ * Caption-only runs build the estimator and temperature for it. */
+/* a field of a metrics line; fails naming it when absent */
+static double need(const char *line, const char *key)
+{
+    char k[64];
+    snprintf(k, sizeof k, "\"%s\":", key);
+    const char *p = strstr(line, k);
+    if (!p) fail_msg("no %s in %s", key, line);
+    return strtod(p + strlen(k), NULL);
+}
+
+static void test_caption_aux(void **st)
+{
+    (void)st;
+    const char *ov = "--config tiny.ini --loss.caption_w_mi=0.5 --loss.caption_w_con=2";
+    char args[512];
+    snprintf(args, sizeof args, "%s --train.out_dir=aux", ov);
+    EXPECT_RUN(0, NULL, "secap-train", args, "done: 12 steps");
+    metrics full;
+    read_metrics("aux", &full);
+    assert_int_equal(full.n, 12);
+    double t0 = need(full.line[8], "temp"), t1 = need(full.line[11], "temp");
+    for (int i = 8; i < 12; i++) {
+        const char *l = full.line[i];
+        assert_non_null(strstr(l, "\"stage\":\"caption\""));
+        double loss = need(l, "loss"), cap = need(l, "caption"), mi = need(l, "mi"), con = need(l, "con");
+        if (!(con > 0) || fabs(loss - (cap + 0.5 * mi + 2 * con)) > 1e-4 * (1 + fabs(loss)))
+            fail_msg("caption step %d: loss %g != caption %g + 0.5 mi %g + 2 con %g", i - 7, loss, cap, mi, con);
+    }
+    if (t0 == t1) fail_msg("the temperature did not train in the caption stage (%g)", t0);
+    /* without the keys the caption lines carry no stage-1 terms */
+    full_run();
+    assert_null(strstr(g_full.line[11], "\"con\":"));
+    snprintf(args, sizeof args, "%s --train.out_dir=aux10 --train.stop_at_step=10", ov);
+    EXPECT_RUN(0, NULL, "secap-train", args, "Resume with:");
+    EXPECT_RUN(0, NULL, "secap-train", "--resume aux10", "done: 12 steps");
+    metrics m;
+    read_metrics("aux10", &m);
+    assert_int_equal(m.n, full.n);
+    for (int i = 0; i < m.n; i++)
+        if (strcmp(m.line[i], full.line[i]))
+            fail_msg("caption aux resume: step %d differs:\n  %s\n  %s", i + 1, m.line[i], full.line[i]);
+    /* a caption-only run with the terms builds the estimator it needs */
+    EXPECT_RUN(0, NULL, "secap-train", "--config tiny.ini --train.stages=caption --loss.caption_w_con=1 "
+               "--loss.caption_w_mi=1 --train.out_dir=auxc", "done: 4 steps");
+    EXPECT_RUN(1, NULL, "secap-train", "--config tiny.ini --loss.caption_w_con=-1 --dry-run", "caption_w_con");
+}
+
 static void test_resume_stop_at(void **st)
 {
     (void)st;
@@ -517,6 +570,7 @@ int main(void)
         cmocka_unit_test(test_ckpt_refused),
         cmocka_unit_test(test_nonfinite),
         cmocka_unit_test(test_devcap),
+        cmocka_unit_test(test_caption_aux),
     };
     return cmocka_run_group_tests(tests, setup, tu_tmpdir_teardown);
 }

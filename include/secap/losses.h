@@ -144,6 +144,8 @@ typedef struct {
     float w_mi;                   /* weight of U; 0: U not computed */
     float w_con;                  /* weight of L_con; 0: not computed */
     float w_pair, w_class;        /* contrastive positives */
+    float caption_w_mi;           /* caption stage: weight of U added to the caption loss; 0: off */
+    float caption_w_con;          /* caption stage: weight of L_con added to the caption loss; 0: off */
     secap_vclub_variant mi_variant;  /* mi_variant = full | sampled */
     float temp_init, temp_min, temp_max;
     secap_vclub_config mi;        /* mi_hidden, mi_lr, mi_weight_decay; x_dim and

@@ -34,6 +34,8 @@ int secap_stage1_config_set(secap_stage1_config *s, const char *key, const char 
     if (!strncmp(key, "loss.", 5)) key += 5;
     if (!strcmp(key, "w_mi")) s->w_mi = (float)number(key, v, 0, 1e6);
     else if (!strcmp(key, "w_con")) s->w_con = (float)number(key, v, 0, 1e6);
+    else if (!strcmp(key, "caption_w_mi")) s->caption_w_mi = (float)number(key, v, 0, 1e6);
+    else if (!strcmp(key, "caption_w_con")) s->caption_w_con = (float)number(key, v, 0, 1e6);
     else if (!strcmp(key, "w_pair")) s->w_pair = (float)number(key, v, 0, 1e6);
     else if (!strcmp(key, "w_class")) s->w_class = (float)number(key, v, 0, 1e6);
     else if (!strcmp(key, "mi_variant")) {
@@ -56,6 +58,8 @@ void secap_stage1_config_print(const secap_stage1_config *s, FILE *f)
 {
     fprintf(f, "loss.w_mi = %g\n", s->w_mi);
     fprintf(f, "loss.w_con = %g\n", s->w_con);
+    fprintf(f, "loss.caption_w_mi = %g\n", s->caption_w_mi);
+    fprintf(f, "loss.caption_w_con = %g\n", s->caption_w_con);
     fprintf(f, "loss.w_pair = %g\n", s->w_pair);
     fprintf(f, "loss.w_class = %g\n", s->w_class);
     fprintf(f, "loss.mi_variant = %s\n", s->mi_variant == SECAP_VCLUB_SAMPLED ? "sampled" : "full");
@@ -73,6 +77,10 @@ void secap_stage1_config_validate(const secap_stage1_config *s, const char *wher
                 "%s: w_mi %g and w_con %g must be finite and >= 0", where, s->w_mi, s->w_con);
     SECAP_CHECK(s->w_mi > 0 || s->w_con > 0, "%s: w_mi and w_con are both 0: stage 1 would train nothing "
                 "(hint: the paper's ablations set one of them to 0)", where);
+    SECAP_CHECK(isfinite(s->caption_w_mi) && isfinite(s->caption_w_con) && s->caption_w_mi >= 0 &&
+                    s->caption_w_con >= 0,
+                "%s: caption_w_mi %g and caption_w_con %g must be finite and >= 0", where, s->caption_w_mi,
+                s->caption_w_con);
     SECAP_CHECK(isfinite(s->w_pair) && isfinite(s->w_class) && s->w_pair >= 0 && s->w_class >= 0 &&
                     s->w_pair + s->w_class > 0,
                 "%s: w_pair %g and w_class %g must be >= 0, not both 0", where, s->w_pair, s->w_class);

@@ -17,6 +17,7 @@
 typedef struct {
     float mi, con, est, temp;  /* stage-1 terms */
     int prompt;                /* caption stage: the prompt drawn */
+    float caption;             /* caption stage: the cross-entropy term */
     int64_t lm_epoch;          /* lm stage: the text epoch */
 } step_terms;
 

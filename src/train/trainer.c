@@ -13,8 +13,9 @@
  *   x = audio_llama_project(qo) [B, Q, D] -> [BOS][x][prompt][caption][EOS]
  *   loss = mean cross entropy over caption tokens and EOS; the prompt is drawn
  *   per batch from the prompt list.  Trainable: Q-Former (all of it), LoRA.
- *   The optional w_mi / w_con terms of SECAP.md's stage table are not added
- *   in stage 2 here.
+ *   SECAP.md's optional stage-2 terms: with loss.caption_w_mi / caption_w_con
+ *   > 0 the stage-1 objective with those weights (estimator step included)
+ *   is added to the cross-entropy.
  * Stage `lm`: full-parameter LLaMA training on packed text (secap/lmtext.h),
  *   batch `step` of the stage a pure function of (lm.seed, step); from the
  *   caption stage on the base takes no gradient.
@@ -347,7 +348,8 @@ static void build_models(trainer *tr, int init_random)
             secap_fatal("qformer.vocab %s has %d tokens, the Q-Former's vocab_size is %d (hint: the vocab.txt the "
                         "Q-Former was made with)", t->qformer.vocab, secap_berttok_size(tr->qtok), q->vocab_size);
     }
-    if (need_q && tr->has_stage[SECAP_STAGE_QFORMER]) {
+    if (need_q && (tr->has_stage[SECAP_STAGE_QFORMER] ||
+                   (tr->has_stage[SECAP_STAGE_CAPTION] && (t->loss.caption_w_mi > 0 || t->loss.caption_w_con > 0)))) {
         secap_stage1_config *s = &t->loss;
         s->mi.x_dim = s->mi.y_dim = secap_qformer_cfg(tr->qf)->embed_dim;
         tr->est = secap_vclub_new(c, &s->mi, NULL, NULL, t->train.seed ^ 0x5eedu);
@@ -468,6 +470,7 @@ void secap_train_stage_optimizer(trainer *tr, int stage)
         tabs[n++] = secap_qformer_bert_params(tr->qf);
         tabs[n++] = secap_qformer_root_params(tr->qf);
         if (secap_llama_lora_params(tr->llm)) tabs[n++] = secap_llama_lora_params(tr->llm);
+        if (t->loss.caption_w_con > 0) tabs[n++] = tr->temp;
     }
     for (int i = 0; i < n; i++) secap_adamw_add_params(tr->opt, c, tabs[i], nodecay, NULL, nd);
     for (int i = 0; i < n; i++) secap_adamw_add_params(tr->opt, c, tabs[i], NULL, NULL, d);
@@ -493,13 +496,17 @@ static secap_tensor *text_embed(trainer *tr, const char *const *texts, int B)
     return e;
 }
 
-static secap_tensor *step_qformer(trainer *tr, const secap_batch *b, step_terms *st)
+/* The stage-1 objective on the query outputs qo [B, Q, H] of batch b, with
+ * the weights w_mi and w_con (stage qformer: loss.w_mi / w_con; stage
+ * caption: loss.caption_w_mi / caption_w_con): the estimator step on the
+ * detached embeddings (not while evaluating), then w_mi U + w_con L_con. */
+static secap_tensor *stage1_loss(trainer *tr, const secap_batch *b, secap_tensor *qo, float w_mi, float w_con,
+                                 step_terms *st)
 {
     secap_ctx *c = tr->c;
-    const secap_stage1_config *s = &tr->cfg.loss;
-    int32_t frames[256];
-    secap_tensor *a = batch_features(tr, b, frames);
-    secap_tensor *qo = secap_qformer_query(c, tr->qf, a, frames);
+    secap_stage1_config s = tr->cfg.loss;
+    s.w_mi = w_mi;
+    s.w_con = w_con;
     secap_tensor *q = secap_qformer_speech_embed(c, tr->qf, qo, SECAP_QFORMER_POOL_MEAN);
     const char *tx[256], *cap[256];
     batch_texts(tr, b, tx, cap);
@@ -509,12 +516,12 @@ static secap_tensor *step_qformer(trainer *tr, const secap_batch *b, step_terms 
     int64_t Bg = dist ? (int64_t)secap_dist_sum(b->B) : b->B;
     if (dist) q = secap_dist_gather_rows(c, q, Bg);
     secap_tensor *t = NULL, *k = NULL;
-    if (s->w_mi > 0) {
+    if (s.w_mi > 0) {
         t = text_embed(tr, tx, b->B);
         if (dist) t = secap_dist_gather_rows(c, t, Bg);
-        if (!tr->evaluating) st->est = secap_vclub_step(c, tr->est, q, t, s->mi.lr);
+        if (!tr->evaluating) st->est = secap_vclub_step(c, tr->est, q, t, s.mi.lr);
     }
-    if (s->w_con > 0) k = text_embed(tr, cap, b->B);
+    if (s.w_con > 0) k = text_embed(tr, cap, b->B);
     if (k && dist) k = secap_dist_gather_rows(c, k, Bg);
     int32_t labels[256];
     int have_labels = 1;
@@ -524,7 +531,7 @@ static secap_tensor *step_qformer(trainer *tr, const secap_batch *b, step_terms 
     secap_stage1_terms terms = { 0, 0 };
     secap_tensor *temp = tr->temp ? secap_params_get(tr->temp, "temp") : NULL;
     if (temp && dist && secap_dist_rank() > 0) temp = secap_detach(c, temp);   /* its gradient once: rank 0 */
-    secap_tensor *loss = secap_stage1_objective(c, s, tr->est, temp, q, t, k, have_labels ? labels : NULL, &tr->rng,
+    secap_tensor *loss = secap_stage1_objective(c, &s, tr->est, temp, q, t, k, have_labels ? labels : NULL, &tr->rng,
                                                 &terms);
     if (dist) {   /* value L / N on each rank (the logged sum is L), gradient L's */
         float v = secap_f32(loss)[0];
@@ -534,6 +541,14 @@ static secap_tensor *step_qformer(trainer *tr, const secap_batch *b, step_terms 
     st->con = terms.con;
     st->temp = temp ? secap_f32(temp)[0] : 0;
     return loss;
+}
+
+static secap_tensor *step_qformer(trainer *tr, const secap_batch *b, step_terms *st)
+{
+    int32_t frames[256];
+    secap_tensor *a = batch_features(tr, b, frames);
+    secap_tensor *qo = secap_qformer_query(tr->c, tr->qf, a, frames);
+    return stage1_loss(tr, b, qo, tr->cfg.loss.w_mi, tr->cfg.loss.w_con, st);
 }
 
 static secap_tensor *step_caption(trainer *tr, const secap_batch *b, step_terms *st)
@@ -569,6 +584,11 @@ static secap_tensor *step_caption(trainer *tr, const secap_batch *b, step_terms 
     if (!tr->evaluating)   /* MPI: normalised by the global token count (secap/dist.h) */
         loss = secap_dist_mean_loss(c, loss, lb.targets, (int64_t)lb.B * lb.T);
     st->prompt = p;
+    /* the cross-entropy term; MPI: summed over the ranks like the loss */
+    st->caption = tr->evaluating ? secap_f32(loss)[0] : (float)secap_dist_sum(secap_f32(loss)[0]);
+    const secap_stage1_config *s = &tr->cfg.loss;
+    if (s->caption_w_mi > 0 || s->caption_w_con > 0)
+        loss = secap_add(c, loss, stage1_loss(tr, b, qo, s->caption_w_mi, s->caption_w_con, st));
     return loss;
 }
 
@@ -849,7 +869,8 @@ static void progress(trainer *tr, const char *stage, const step_terms *st, doubl
     double el = secap_now() - tr->stage_t0;
     double eta = done > tr->stage_step0 ? el / (double)(done - tr->stage_step0) * (double)(total - done) : 0;
     char terms[160] = "";
-    if (!strcmp(stage, "qformer"))
+    if (!strcmp(stage, "qformer") ||
+        (!strcmp(stage, "caption") && (tr->cfg.loss.caption_w_mi > 0 || tr->cfg.loss.caption_w_con > 0)))
         snprintf(terms, sizeof terms, " mi %.4g con %.4g est %.4g tau %.4g", st->mi, st->con, st->est, st->temp);
     if (tr->bar)
         fprintf(stderr, "\r%s %lld/%lld loss %.4g%s lr %.3g %.1f samples/s ETA %d:%02d   %s", stage,
@@ -1138,7 +1159,14 @@ int secap_train_main(const secap_train_opts *o)
                     (long long)tr->step, (long long)tr->gstep, (long long)(b ? b->epoch : st.lm_epoch), lvs);
             if (stage == SECAP_STAGE_QFORMER)
                 fprintf(mf, ",\"mi\":%.9g,\"con\":%.9g,\"est\":%.9g,\"temp\":%.9g", st.mi, st.con, st.est, st.temp);
-            if (stage == SECAP_STAGE_CAPTION) fprintf(mf, ",\"caption\":%s,\"prompt\":%d", lvs, st.prompt);
+            if (stage == SECAP_STAGE_CAPTION) {
+                char cs[32];
+                snprintf(cs, sizeof cs, isfinite(st.caption) ? "%.9g" : "null", st.caption);
+                fprintf(mf, ",\"caption\":%s,\"prompt\":%d", cs, st.prompt);
+                if (tr->cfg.loss.caption_w_mi > 0 || tr->cfg.loss.caption_w_con > 0)
+                    fprintf(mf, ",\"mi\":%.9g,\"con\":%.9g,\"est\":%.9g,\"temp\":%.9g", st.mi, st.con, st.est,
+                            st.temp);
+            }
             if (tr->cfg.eval.every && (tr->step % tr->cfg.eval.every == 0 || tr->step == tr->total)) {
                 double dl = dev_loss(tr, stage);
                 if (isfinite(dl)) {
