@@ -7,7 +7,9 @@
  *   q  = speech_proj(mean_Q qo)                [B, E]
  *   t  = text_proj(text mode(transcript)[CLS]) [B, E]   (w_mi > 0)
  *   k  = text_proj(text mode(caption)[CLS])    [B, E]   (w_con > 0)
- *   1. vCLUB estimator step on detached (q, t)     (its own AdamW, loss.mi_lr)
+ *   1. vCLUB estimator step on detached (q, t)     (its own AdamW, loss.mi_lr);
+ *      with w_mi = 0 and loss.mi_monitor = true too (t under no_grad, the
+ *      dropout RNG put back; "mi" logs U measured on the batch, not trained)
  *   2. loss = w_mi U(q, t) + w_con L_con(q, k, labels); backward; clip; AdamW.
  * Stage `caption` (paper stage 2):
  *   x = audio_llama_project(qo) [B, Q, D] -> [BOS][x][prompt][caption][EOS]
@@ -24,7 +26,9 @@
  * metrics.jsonl); train.max_bad_steps in a row stop the run with exit 1,
  * keeping the last good checkpoint.
  * Evaluation (both leave the RNG streams and the model state as they were):
- * eval.every: dev loss; eval.caption_every (caption stage): dev captions
+ * eval.every: dev loss, and in stage qformer the dev probes of
+ * src/train/probe.c (retrieval, emotion centroid, vCLUB U, transcript
+ * probe; fields dev_r1 ... in metrics.jsonl); eval.caption_every (caption stage): dev captions
  * from the in-memory models, BLEU-4 / CIDEr / emotion accuracy, and best.h5
  * (a hard link to the checkpoint of the highest dev CIDEr, see save_best). */
 #include "secap/train.h"
@@ -492,6 +496,12 @@ static secap_tensor *text_embed(trainer *tr, const char *const *texts, int B)
     return e;
 }
 
+secap_tensor *secap_train_batch_features(trainer *tr, const secap_batch *b, int32_t *frames)
+{
+    return batch_features(tr, b, frames);
+}
+secap_tensor *secap_train_text_embed(trainer *tr, const char *const *texts, int B) { return text_embed(tr, texts, B); }
+
 static secap_tensor *step_qformer(trainer *tr, const secap_batch *b, step_terms *st)
 {
     secap_ctx *c = tr->c;
@@ -506,6 +516,19 @@ static secap_tensor *step_qformer(trainer *tr, const secap_batch *b, step_terms 
     if (s->w_mi > 0) {
         t = text_embed(tr, tx, b->B);
         if (!tr->evaluating) st->est = secap_vclub_step(c, tr->est, q, t, s->mi.lr);
+    } else if (s->mi_monitor && !tr->evaluating) {
+        /* loss.mi_monitor: the estimator is fitted and U measured although
+         * U is not in the loss, on detached embeddings, the context's RNG
+         * (dropout) put back: the model trains exactly as without it. */
+        secap_rng cr = c->rng;
+        int prev = secap_no_grad_begin(c);
+        secap_tensor *tm = text_embed(tr, tx, b->B);
+        secap_no_grad_end(c, prev);
+        st->est = secap_vclub_step(c, tr->est, q, tm, s->mi.lr);
+        prev = secap_no_grad_begin(c);
+        st->mi = secap_f32(secap_vclub_bound(c, tr->est, secap_detach(c, q), tm, NULL))[0];
+        secap_no_grad_end(c, prev);
+        c->rng = cr;
     }
     if (s->w_con > 0) k = text_embed(tr, cap, b->B);
     int32_t labels[256];
@@ -518,7 +541,7 @@ static secap_tensor *step_qformer(trainer *tr, const secap_batch *b, step_terms 
     secap_tensor *temp = tr->temp ? secap_params_get(tr->temp, "temp") : NULL;
     secap_tensor *loss = secap_stage1_objective(c, s, tr->est, temp, q, t, k, have_labels ? labels : NULL, &tr->rng,
                                                 &terms);
-    st->mi = terms.mi;
+    if (s->w_mi > 0) st->mi = terms.mi;
     st->con = terms.con;
     st->temp = temp ? secap_f32(temp)[0] : 0;
     return loss;
@@ -1091,6 +1114,9 @@ int secap_train_main(const secap_train_opts *o)
                     fprintf(mf, ",\"dev_loss\":%.9g", dl);
                     fprintf(stderr, "%ssecap-train: %s step %lld: dev loss %.6g (%d batches)\n", tr->bar ? "\n" : "",
                             sname, (long long)tr->step, dl, tr->dev_batches);
+                    secap_probe_result pr;   /* stage-1 dev probes (src/train/probe.c) */
+                    if (stage == SECAP_STAGE_QFORMER && secap_train_probe(tr, &pr))
+                        secap_train_probe_report(tr, &pr, mf, sname);
                 }
             }
             int new_best = 0;
