@@ -631,7 +631,9 @@ static void test_probe_metrics(void **st)
         /* captions[0] is one per emotion (clips share it): chance between 1/n and 1 */
         double c1 = field(l, "dev_r1_chance");
         if (!(c1 >= 1.0 / n - 1e-9 && c1 <= 1)) fail_msg("line %d: dev_r1_chance %g outside [1/%d, 1]", i + 1, c1, n);
-        assert_float_equal(field(l, "dev_r5_chance"), n <= 5 ? 1.0 : fmin(1, 5.0 / n + 1), 1e-6 + (n > 5));
+        double c5 = field(l, "dev_r5_chance");
+        if (n <= 5 ? fabs(c5 - 1) > 1e-9 : !(c5 >= 5.0 / n - 1e-9 && c5 <= 1))
+            fail_msg("line %d: dev_r5_chance %g with %d clips", i + 1, c5, n);
         /* transcripts all differ: 1 / (held-out half) */
         assert_float_equal(field(l, "dev_tx_chance"), 1.0 / (n / 2), 1e-6);
         assert_true(field(l, "dev_r1") <= field(l, "dev_r5"));
@@ -639,7 +641,7 @@ static void test_probe_metrics(void **st)
     }
     /* loss.mi_monitor: with w_mi = 0 the estimator trains beside, the model exactly as without it */
     EXPECT_RUN(0, NULL, "secap-train", "--config tiny.ini --train.stages=qformer --loss.w_mi=0 --train.out_dir=mon1",
-               "dev probes (3 clips)");
+               "dev probes (");
     EXPECT_RUN(0, NULL, "secap-train",
                "--config tiny.ini --train.stages=qformer --loss.w_mi=0 --loss.mi_monitor=false --train.out_dir=mon0",
                "done: 4 steps");
@@ -774,5 +776,7 @@ int main(void)
         cmocka_unit_test(test_probe_metrics),
         cmocka_unit_test(test_embed_ckpt),
     };
+    /* TEST_TRAIN_FILTER=test_probe_* runs only the matching tests */
+    if (getenv("TEST_TRAIN_FILTER")) cmocka_set_test_filter(getenv("TEST_TRAIN_FILTER"));
     return cmocka_run_group_tests(tests, setup, tu_tmpdir_teardown);
 }
