@@ -23,6 +23,13 @@ def table(run):
         print("| %d | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f |" % (
             r["step"], r["dev_loss"], r["dev_r1"], r["dev_r5"], r["dev_emo_centroid"], r["dev_mi"],
             sum(mi) / len(mi), r["dev_tx_r1"]))
+    half = rows[-1]["step"] / 2 if rows else 0
+    late = [r for r in rows if r["step"] > half]
+    dev_late = [r["dev_mi"] for r in late if "dev_mi" in r]
+    if late and dev_late:
+        print("\nsecond half (steps > %d): mean train U (mi) %.3f over %d steps, mean dev U %.3f over %d evaluations"
+              % (half, sum(r.get("mi", 0.0) for r in late) / len(late), len(late), sum(dev_late) / len(dev_late),
+                 len(dev_late)))
     if first:
         print("\nchance: R@1 %.3f, R@5 %.3f, emotion (majority class) %.3f, transcript R@1 %.3f; %d dev clips" % (
             first["dev_r1_chance"], first["dev_r5_chance"], first["dev_emo_majority"], first["dev_tx_chance"],
