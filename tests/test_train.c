@@ -17,8 +17,20 @@
  *     (the evaluation does not disturb training); stop + resume equals the
  *     uninterrupted run with it on; best.h5 (also with train.keep = 1) holds
  *     the step of the highest dev_cider, as best.json says, and secap-eval
- *     on best.h5 scores the dev clips as the in-memory evaluation did. */
+ *     on best.h5 scores the dev clips as the in-memory evaluation did;
+ *   - stage-1 dev probes (src/train/probe.c): the probe functions on
+ *     hand-made embeddings with known answers (recall 1, 0, chance level;
+ *     centroid accuracy 1 and 0; the ridge transcript probe on a linear and
+ *     an unrelated map); the dev_* probe fields on the qformer eval steps,
+ *     in range, chance fields = K/N; loss.mi_monitor: with w_mi = 0 the
+ *     estimator trains ("est" non-zero) while every model term equals the
+ *     run without it, and stop + resume with it is exact;
+ *   - secap-embed --model <run dir | ckpt-*.h5>: the Q-Former's tensors are
+ *     the checkpoint's, the run directory means its newest checkpoint, an
+ *     older checkpoint gives other embeddings, speech and --retrieve work. */
 #include "testutil.h"
+#include "../src/train/train_internal.h"
+#include "secap/ckpt_qformer.h"
 
 #include "secap/fileutil.h"
 #include "secap/weights.h"
@@ -559,6 +571,249 @@ static void test_devcap(void **st)
     secap_weights_discard(w);
 }
 
+/* ---------------------------------------------------------- dev probes */
+
+static void unit_rows(secap_rng *r, float *x, int n, int e)
+{
+    for (int i = 0; i < n * e; i++) x[i] = secap_rng_normal(r);
+}
+
+static void test_probe_units(void **st)
+{
+    (void)st;
+    enum { N = 12, E = 16 };
+    secap_rng r;
+    secap_rng_seed(&r, 7);
+    float q[N * E], k[N * E], t[N * E];
+    double ch;
+    /* q = k (distinct random rows): every clip finds its own caption first */
+    unit_rows(&r, k, N, E);
+    memcpy(q, k, sizeof q);
+    assert_float_equal(secap_probe_recall(q, k, NULL, N, E, 1, &ch), 1.0, 0);
+    assert_float_equal(ch, 1.0 / N, 1e-12);
+    assert_float_equal(secap_probe_recall(q, k, NULL, N, E, 5, &ch), 1.0, 0);
+    assert_float_equal(ch, 5.0 / N, 1e-12);
+    /* k orthonormal, q_i = k_{i+1}: the own caption scores 0 and ties with every other -> never found */
+    memset(k, 0, sizeof k);
+    for (int i = 0; i < N; i++) k[i * E + i] = 1;
+    for (int i = 0; i < N; i++) memcpy(q + i * E, k + ((i + 1) % N) * E, E * sizeof *q);
+    assert_float_equal(secap_probe_recall(q, k, NULL, N, E, 1, NULL), 0.0, 0);
+    assert_float_equal(secap_probe_recall(q, k, NULL, N, E, N - 1, NULL), 0.0, 0);
+    assert_float_equal(secap_probe_recall(q, k, NULL, N, E, N, NULL), 1.0, 0);
+    /* groups: clips with the same caption text are not rivals */
+    int g[N];
+    for (int i = 0; i < N; i++) g[i] = i / 2;   /* pairs share a caption */
+    memset(k, 0, sizeof k);
+    for (int i = 0; i < N; i++) k[i * E + i / 2] = 1;
+    memcpy(q, k, sizeof q);
+    assert_float_equal(secap_probe_recall(q, k, g, N, E, 1, &ch), 1.0, 0);
+    assert_float_equal(ch, 1.0 / (N - 1), 1e-12);   /* own caption against the N - 2 of other texts */
+    assert_float_equal(secap_probe_recall(q, k, NULL, N, E, 1, NULL), 0.0, 0);   /* without groups: tied, against */
+    /* independent random embeddings: recall at chance (4 sigma) */
+    enum { M = 2000, D = 8 };
+    float *qa = malloc(M * D * sizeof *qa), *ka = malloc(M * D * sizeof *ka), *ta = malloc(M * D * sizeof *ta);
+    unit_rows(&r, qa, M, D);
+    unit_rows(&r, ka, M, D);
+    for (int K = 1; K <= 200; K *= 200) {
+        double rc = secap_probe_recall(qa, ka, NULL, M, D, K, &ch), sd = sqrt(ch * (1 - ch) / M);
+        if (fabs(rc - ch) > 4 * sd + 1e-9) fail_msg("probe_recall on random embeddings: R@%d %g, chance %g", K, rc, ch);
+    }
+    /* centroid probe: captions at their class' axis; q the own caption (all right) or the next class' (all wrong) */
+    int lab[N];
+    for (int i = 0; i < N; i++) {
+        lab[i] = i % 4;
+        for (int d = 0; d < E; d++) k[i * E + d] = (d == lab[i] ? 1.0f : 0.0f) + 0.1f * secap_rng_normal(&r);
+    }
+    lab[N - 1] = -1;   /* an unlabelled clip is not counted */
+    double maj;
+    memcpy(q, k, sizeof q);
+    assert_float_equal(secap_probe_centroid(q, k, lab, N, E, &maj), 1.0, 0);
+    assert_float_equal(maj, 3.0 / 11, 1e-12);   /* classes 0, 1, 2 have 3 labelled clips, class 3 two */
+    for (int i = 0; i < N; i++) {
+        memset(q + i * E, 0, E * sizeof *q);
+        q[i * E + (i % 4 + 1) % 4] = 1;
+    }
+    assert_float_equal(secap_probe_centroid(q, k, lab, N, E, NULL), 0.0, 0);
+    for (int i = 0; i < N; i++) lab[i] = -1;
+    assert_true(isnan(secap_probe_centroid(q, k, lab, N, E, NULL)));
+    /* ridge transcript probe: t a linear map of q -> found; t unrelated to q -> chance */
+    float Rm[D * D] = { 0 };   /* a signed permutation: orthogonal, so t stays a unit row */
+    for (int a = 0; a < D; a++) Rm[a * D + (a * 3 + 1) % D] = a % 2 ? -1.0f : 1.0f;
+    (void)t;
+    /* the map acts on the normalised rows: make q unit rows first */
+    for (int i = 0; i < M; i++) {
+        double n2 = 0;
+        for (int a = 0; a < D; a++) n2 += qa[i * D + a] * qa[i * D + a];
+        for (int a = 0; a < D; a++) qa[i * D + a] /= (float)sqrt(n2);
+    }
+    for (int i = 0; i < M; i++)
+        for (int b = 0; b < D; b++) {
+            double v = 0;
+            for (int a = 0; a < D; a++) v += qa[i * D + a] * Rm[a * D + b];
+            ta[i * D + b] = (float)v;
+        }
+    double lin = secap_probe_ridge_recall(qa, ta, NULL, 200, D, 1e-3, &ch);
+    assert_float_equal(ch, 1.0 / 100, 1e-12);
+    if (lin < 0.9) fail_msg("ridge probe on a linear map: recall@1 %g, expected >= 0.9", lin);
+    double rnd = secap_probe_ridge_recall(qa, ka, NULL, M, D, 1.0, &ch), sd = sqrt(ch * (1 - ch) / (M / 2));
+    if (fabs(rnd - ch) > 4 * sd + 1e-9) fail_msg("ridge probe on unrelated embeddings: recall@1 %g, chance %g", rnd, ch);
+    print_message("  probes: linear-map transcript recall %g; unrelated %g (chance %g)\n", lin, rnd, ch);
+    free(qa); free(ka); free(ta);
+}
+
+static const char *const PROBE_KEYS[] = { "dev_r1", "dev_r5", "dev_r1_chance", "dev_r5_chance", "dev_emo_centroid",
+                                          "dev_emo_majority", "dev_tx_r1", "dev_tx_chance" };
+
+static void test_probe_metrics(void **st)
+{
+    (void)st;
+    full_run();
+    /* the full run: probes on the qformer eval steps (5..8: steps 2 and 4 of the stage), nowhere else */
+    for (int i = 0; i < g_full.n; i++) {
+        const char *l = g_full.line[i];
+        int want = strstr(l, "\"stage\":\"qformer\"") && strstr(l, "\"dev_loss\":");
+        int has = strstr(l, "\"dev_r1\":") != NULL;
+        if (want != has) fail_msg("full/metrics.jsonl line %d: dev probes %s: %s", i + 1, has ? "present" : "missing", l);
+        if (!has) continue;
+        int n = (int)field(l, "dev_probe_n");
+        assert_true(n >= 2);   /* the dev split of split_ratios 0.75,0.25 (by hash) */
+        for (size_t j = 0; j < sizeof PROBE_KEYS / sizeof *PROBE_KEYS; j++) {
+            double v = field(l, PROBE_KEYS[j]);
+            if (!(v >= 0 && v <= 1)) fail_msg("line %d: %s = %g, outside [0, 1]: %s", i + 1, PROBE_KEYS[j], v, l);
+        }
+        /* captions[0] is one per emotion (clips share it): chance between 1/n and 1 */
+        double c1 = field(l, "dev_r1_chance");
+        if (!(c1 >= 1.0 / n - 1e-9 && c1 <= 1)) fail_msg("line %d: dev_r1_chance %g outside [1/%d, 1]", i + 1, c1, n);
+        double c5 = field(l, "dev_r5_chance");
+        if (n <= 5 ? fabs(c5 - 1) > 1e-9 : !(c5 >= 5.0 / n - 1e-9 && c5 <= 1))
+            fail_msg("line %d: dev_r5_chance %g with %d clips", i + 1, c5, n);
+        /* transcripts all differ: 1 / (held-out half) */
+        assert_float_equal(field(l, "dev_tx_chance"), 1.0 / (n / 2), 1e-6);
+        assert_true(field(l, "dev_r1") <= field(l, "dev_r5"));
+        assert_true(isfinite(field(l, "dev_mi")));
+    }
+    /* loss.mi_monitor: with w_mi = 0 the estimator trains beside, the model exactly as without it */
+    EXPECT_RUN(0, NULL, "secap-train", "--config tiny.ini --train.stages=qformer --loss.w_mi=0 --train.out_dir=mon1",
+               "dev probes (");
+    EXPECT_RUN(0, NULL, "secap-train",
+               "--config tiny.ini --train.stages=qformer --loss.w_mi=0 --loss.mi_monitor=false --train.out_dir=mon0",
+               "done: 4 steps");
+    metrics a, b;
+    read_metrics("mon1", &a);
+    read_metrics("mon0", &b);
+    assert_int_equal(a.n, 4);
+    assert_int_equal(b.n, 4);
+    for (int i = 0; i < 4; i++) {
+        const char *keys[] = { "loss", "con", "temp", "dev_loss", "dev_r1", "dev_emo_centroid", "dev_tx_r1" };
+        for (int j = 0; j < 7; j++)
+            if (field(a.line[i], keys[j]) != field(b.line[i], keys[j]) &&
+                !(isnan(field(a.line[i], keys[j])) && isnan(field(b.line[i], keys[j]))))
+                fail_msg("step %d: %s differs with loss.mi_monitor (%.9g) and without (%.9g)", i + 1, keys[j],
+                         field(a.line[i], keys[j]), field(b.line[i], keys[j]));
+        if (field(a.line[i], "est") == 0) fail_msg("mon1 step %d: est 0, the estimator did not train: %s", i + 1, a.line[i]);
+        if (field(b.line[i], "est") != 0) fail_msg("mon0 step %d: est non-zero without mi_monitor: %s", i + 1, b.line[i]);
+    }
+    /* the estimator's state is in the checkpoint: stop + resume with the monitor is exact */
+    EXPECT_RUN(0, NULL, "secap-train",
+               "--config tiny.ini --train.stages=qformer --loss.w_mi=0 --train.out_dir=mon1s --train.stop_at_step=3",
+               "Resume with:");
+    EXPECT_RUN(0, NULL, "secap-train", "--resume mon1s", "done: 4 steps");
+    metrics c;
+    read_metrics("mon1s", &c);
+    assert_int_equal(c.n, 4);
+    for (int i = 0; i < 4; i++)
+        if (strcmp(c.line[i], a.line[i]))
+            fail_msg("mon1s step %d differs:\n  resumed:       %s\n  uninterrupted: %s", i + 1, c.line[i], a.line[i]);
+    /* eval.probe_clips caps the probe set */
+    EXPECT_RUN(0, NULL, "secap-train",
+               "--config tiny.ini --train.stages=qformer --eval.probe_clips=2 --train.out_dir=pc2",
+               "dev probes (2 clips)");
+}
+
+/* ------------------------------------------------- secap-embed --model ckpt */
+
+static int newest_ckpts(const char *dir, char names[][64], int cap)
+{
+    DIR *d = opendir(tu_tmp("%s", dir));
+    int n = 0;
+    for (struct dirent *e; d && (e = readdir(d));)
+        if (!strncmp(e->d_name, "ckpt-", 5) && n < cap) snprintf(names[n++], 64, "%.63s", e->d_name);
+    if (d) closedir(d);
+    for (int i = 0; i < n; i++)   /* sort */
+        for (int j = i + 1; j < n; j++)
+            if (strcmp(names[j], names[i]) < 0) {
+                char x[64];
+                memcpy(x, names[i], 64); memcpy(names[i], names[j], 64); memcpy(names[j], x, 64);
+            }
+    return n;
+}
+
+static void read_emb(const char *file, const char *id, float *dst, int E)
+{
+    secap_weights *w = secap_weights_open(tu_tmp("%s", file));
+    secap_weights_read(w, id, 1, (int64_t[]){ E }, dst);
+    secap_weights_discard(w);
+}
+
+static void test_embed_ckpt(void **st)
+{
+    (void)st;
+    full_run();
+    char ck[8][64], args[1024];
+    int n = newest_ckpts("full", ck, 8);
+    assert_true(n >= 2);
+    /* the Q-Former of the run directory is its newest checkpoint's, tensor for tensor */
+    char cwd[4096];
+    assert_non_null(getcwd(cwd, sizeof cwd));
+    assert_int_equal(chdir(tu_dir), 0);
+    secap_ckpt_qformer *k = secap_ckpt_qformer_open("full", 1);
+    assert_string_equal(secap_ckpt_qformer_path(k), tu_tmp("full/%s", ck[n - 1]) + strlen(tu_dir) + 1);
+    const secap_qformer *m = secap_ckpt_qformer_model(k);
+    const char *names[] = { "text_proj.weight", "speech_proj.weight", "query_tokens" };
+    secap_weights *w = secap_weights_open(tu_tmp("full/%s", ck[n - 1]));
+    for (int i = 0; i < 3; i++) {
+        secap_tensor *p = secap_qformer_param(m, names[i]);
+        float *f = malloc((size_t)p->n * sizeof *f);
+        char nm[128];
+        snprintf(nm, sizeof nm, "qformer.%s", names[i]);
+        secap_weights_read(w, nm, p->ndim, p->shape, f);
+        if (memcmp(f, secap_f32(p), (size_t)p->n * sizeof *f)) fail_msg("%s differs from the checkpoint's %s", names[i], nm);
+        free(f);
+    }
+    secap_weights_discard(w);
+    secap_ckpt_qformer_free(k);
+    assert_int_equal(chdir(cwd), 0);
+    assert_false(secap_is_train_checkpoint(tu_tmp("vocab.txt")));
+    assert_true(secap_is_train_checkpoint(tu_tmp("full")));
+    /* secap-embed: run dir == newest checkpoint != an older checkpoint */
+    EXPECT_RUN(0, NULL, "secap-embed", "--model full --text-file ds/text.txt --out e_dir.h5", "wrote 12 L2-normalised text");
+    assert_non_null(strstr(g_out, "checkpoint full/ckpt-"));
+    snprintf(args, sizeof args, "--model full/%s --text-file ds/text.txt --out e_new.h5", ck[n - 1]);
+    EXPECT_RUN(0, NULL, "secap-embed", args, "wrote 12");
+    snprintf(args, sizeof args, "--model full/%s --text-file ds/text.txt --out e_old.h5", ck[0]);
+    EXPECT_RUN(0, NULL, "secap-embed", args, "wrote 12");
+    float a[16], b[16], c[16];
+    read_emb("e_dir.h5", "u03", a, 16);
+    read_emb("e_new.h5", "u03", b, 16);
+    read_emb("e_old.h5", "u03", c, 16);
+    assert_memory_equal(a, b, sizeof a);
+    double na = 0, dd = 0;
+    for (int i = 0; i < 16; i++) { na += a[i] * a[i]; dd += fabs(a[i] - c[i]); }
+    assert_float_equal(na, 1.0, 1e-5);
+    if (dd < 1e-4) fail_msg("the embeddings of %s and %s are the same (%g): the trained tensors were not read", ck[0],
+                            ck[n - 1], dd);
+    /* speech from the config's HuBERT, and retrieval, with the config's vocab */
+    EXPECT_RUN(0, NULL, "secap-embed", "--model full --data ds --out e_sp.h5 --retrieve 2 --captions ds/fid2captions.json",
+               "# recall@1");
+    read_emb("e_sp.h5", "u05", a, 16);
+    na = 0;
+    for (int i = 0; i < 16; i++) na += a[i] * a[i];
+    assert_float_equal(na, 1.0, 1e-5);
+    /* not a checkpoint and not a Q-Former file: refused naming it */
+    EXPECT_RUN(1, NULL, "secap-embed", "--model vocab.txt --text-file ds/text.txt --vocab vocab.txt --out e_bad.h5",
+               "vocab.txt");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -571,6 +826,11 @@ int main(void)
         cmocka_unit_test(test_nonfinite),
         cmocka_unit_test(test_devcap),
         cmocka_unit_test(test_caption_aux),
+        cmocka_unit_test(test_probe_units),
+        cmocka_unit_test(test_probe_metrics),
+        cmocka_unit_test(test_embed_ckpt),
     };
+    /* TEST_TRAIN_FILTER=test_probe_* runs only the matching tests */
+    if (getenv("TEST_TRAIN_FILTER")) cmocka_set_test_filter(getenv("TEST_TRAIN_FILTER"));
     return cmocka_run_group_tests(tests, setup, tu_tmpdir_teardown);
 }

@@ -1,7 +1,7 @@
 /* secap-embed - joint-space embeddings of speech and text from a stage-1
  * Q-Former, and speech -> caption retrieval.
  *
- *   secap-embed --model <stage1.h5> (--wav FILE... | --data DIR | --text-file FILE)
+ *   secap-embed --model <stage1.h5 | ckpt-*.h5 | best.h5 | RUN_DIR> (--wav FILE... | --data DIR | --text-file FILE)
  *               --out <embeddings.h5> [--hubert <weights.h5> [--layer N] | --features <cache.h5>]
  *               [--vocab vocab.txt] [--cased] [--retrieve K --captions fid2captions.json]
  *               [--threads N]
@@ -27,10 +27,19 @@
  *     <clip id> \t <rank> \t <similarity> \t <caption id>#<index> \t <caption>
  * followed by recall@1 and recall@K over the clips that have captions of
  * their own in the JSON (a hit: one of the clip's own captions ranks in).
+ *
+ * --model may also be a secap-train checkpoint (ckpt-*.h5, best.h5) or a
+ * run directory (its newest checkpoint): the Q-Former is rebuilt from the
+ * checkpoint's stored config with the trainer's builder and its trained
+ * tensors (secap/ckpt_qformer.h).  Then --vocab and the lower-casing default
+ * to the config's qformer.vocab / qformer.lower_case, and speech without
+ * --hubert / --features runs the config's HuBERT (hubert.weights at
+ * hubert.layer) on the audio.
  */
 #include "secap/audio.h"
 #include "secap/base.h"
 #include "secap/berttok.h"
+#include "secap/ckpt_qformer.h"
 #include "secap/cli.h"
 #include "secap/dataset.h"
 #include "secap/featcache.h"
@@ -66,6 +75,8 @@ typedef struct {
     const char *hubert, *features, *vocab, *captions;
     int layer;       /* HuBERT layer, -1 = last hidden state */
     int lower_case;  /* the tokenizer's setting (1 unless --cased) */
+    int cased;       /* --cased given */
+    int ckpt;        /* --model is a secap-train checkpoint or run directory */
     int retrieve;    /* K, 0 = off */
     int threads;
 } options;
@@ -79,14 +90,17 @@ typedef struct {
 static void usage(FILE *f)
 {
     fprintf(f,
-        "usage: secap-embed --model <stage1.h5> (--wav FILE... | --data DIR | --text-file FILE) --out <emb.h5>\n"
+        "usage: secap-embed --model <stage1.h5|ckpt.h5|run dir> (--wav FILE... | --data DIR | --text-file FILE) --out <emb.h5>\n"
         "                   [--hubert <weights.h5> [--layer N] | --features <cache.h5>] [--vocab vocab.txt]\n"
         "                   [--cased] [--retrieve K --captions fid2captions.json] [--threads N]\n"
         "\n"
         "Writes L2-normalised joint-space embeddings [embed_dim], one float32 dataset per id, into --out.\n"
         "\n"
         "  --model FILE        a stage-1 Q-Former file (secap_qformer_save; speech_proj and, for text,\n"
-        "                      text_proj and the text mode)\n"
+        "                      text_proj and the text mode), or a secap-train checkpoint (ckpt-*.h5,\n"
+        "                      best.h5) or run directory (its newest checkpoint); with a checkpoint,\n"
+        "                      --vocab, the casing and (speech) the HuBERT default to its config's\n"
+        "                      qformer.vocab, qformer.lower_case, hubert.weights at hubert.layer\n"
         "  --wav FILE...       audio files; the id is the basename without extension\n"
         "  --data DIR          a dataset (SECap layout or .jsonl manifest): every utterance\n"
         "  --text-file FILE    lines \"<id> <text>\" (e.g. a dataset's text.txt): text embeddings\n"
@@ -122,7 +136,7 @@ static options parse_args(int argc, char **argv)
                                              1000000);
         else if (secap_cli_is(a, "--threads"))
             o.threads = (int)secap_cli_long(secap_cli_value(argc, argv, &i, "--threads", PROG), "--threads", 0, 4096);
-        else if (!strcmp(a, "--cased")) o.lower_case = 0;
+        else if (!strcmp(a, "--cased")) o.lower_case = 0, o.cased = 1;
         else if (secap_cli_is(a, "--wav")) {
             if (a[5] == '=') o.wavs[o.nwav++] = a + 6;
             while (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0) o.wavs[o.nwav++] = argv[++i];
@@ -132,25 +146,28 @@ static options parse_args(int argc, char **argv)
         }
     }
     if (!o.model) secap_fatal("--model <stage1.h5> is required (hint: " PROG " --help)");
+    o.ckpt = secap_is_train_checkpoint(o.model);
     if (!o.out) secap_fatal("--out <embeddings.h5> is required (hint: " PROG " --help)");
     int inputs = (o.nwav > 0) + (o.data != NULL) + (o.text_file != NULL);
     if (inputs != 1)
         secap_fatal("give exactly one of --wav <file>..., --data <dataset>, --text-file <file> (got %s) "
                     "(hint: " PROG " --help)", inputs ? "several" : "none");
     int speech = !o.text_file;
-    if (speech && !o.hubert == !o.features)
+    if (speech && o.hubert && o.features)
+        secap_fatal("give --hubert <weights.h5> or --features <cache.h5>, not both (hint: " PROG " --help)");
+    if (speech && !o.ckpt && !o.hubert && !o.features)
         secap_fatal("speech embeddings need the features: give --hubert <weights.h5> or --features <cache.h5>, "
                     "not %s (hint: a cache from bin/secap-extract --data ... --out features.h5)",
-                    o.hubert ? "both" : "neither");
+                    "neither");
     if (!speech && (o.hubert || o.features))
         secap_fatal("--text-file takes no %s (hint: the text side needs only --model and --vocab)",
                     o.hubert ? "--hubert" : "--features");
-    if (!speech && !o.vocab)
+    if (!speech && !o.vocab && !o.ckpt)
         secap_fatal("--text-file %s: text embeddings need --vocab <vocab.txt> (hint: the vocab the model was "
                     "trained with, e.g. build/demo/vocab.txt from bin/secap-vocab)", o.text_file);
     if (o.retrieve && !speech)
         secap_fatal("--retrieve ranks captions for speech clips (hint: use it with --wav or --data)");
-    if (o.retrieve && (!o.captions || !o.vocab))
+    if (o.retrieve && (!o.captions || (!o.vocab && !o.ckpt)))
         secap_fatal("--retrieve %d needs --captions <fid2captions.json> and --vocab <vocab.txt> (hint: "
                     PROG " --help)", o.retrieve);
     if (o.captions && !o.retrieve)
@@ -528,9 +545,31 @@ int main(int argc, char **argv)
     if (n == 0) secap_fatal(PROG ": no %s to embed in %s", speech ? "utterances" : "lines",
                             o.text_file ? o.text_file : o.data ? o.data : "--wav");
 
-    secap_ctx *c = secap_ctx_new(0, 0, 1);
-    c->training = 0;
-    secap_qformer *m = secap_qformer_load(c, o.model, 0);
+    secap_ckpt_qformer *ck = NULL;
+    secap_qformer *own = NULL;
+    const secap_qformer *m;
+    const secap_hubert *ck_hub = NULL;
+    secap_ctx *c;
+    if (o.ckpt) {
+        ck = secap_ckpt_qformer_open(o.model, o.threads);
+        c = secap_ckpt_qformer_ctx(ck);
+        m = secap_ckpt_qformer_model(ck);
+        const secap_train_config *tc = secap_ckpt_qformer_config(ck);
+        if (!o.vocab) o.vocab = tc->qformer.vocab;
+        if (!o.cased) o.lower_case = tc->qformer.lower_case;
+        if (speech && !o.hubert && !o.features) {
+            ck_hub = secap_ckpt_qformer_hubert(ck);
+            o.layer = tc->hubert.layer;
+        }
+        fprintf(stderr, PROG ": --model %s: checkpoint %s (global step %lld), vocab %s%s%s\n", o.model,
+                secap_ckpt_qformer_path(ck), secap_ckpt_qformer_step(ck), o.vocab, ck_hub ? ", HuBERT " : "",
+                ck_hub ? tc->hubert.weights : "");
+    } else {
+        c = secap_ctx_new(0, 0, 1);
+        c->training = 0;
+        own = secap_qformer_load(c, o.model, 0);
+        m = own;
+    }
     const secap_qformer_config *cf = secap_qformer_cfg(m);
     int E = cf->embed_dim;
     if (E <= 0)
@@ -568,7 +607,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < n; i++) {
         if (speech) {
             int64_t T, Ad;
-            float *x = utterance_features(c, hub, o.layer, fc, &o, &u[i], &T, &Ad);
+            float *x = utterance_features(c, hub ? hub : ck_hub, o.layer, fc, &o, &u[i], &T, &Ad);
             if (Ad != A) {
                 free(x);
                 secap_fatal("%s: utterance %s has features of width %lld, --model %s takes %d (hint: features of the "
@@ -629,8 +668,11 @@ int main(int argc, char **argv)
     if (fc) secap_featcache_close(fc);
     if (tok) secap_berttok_free(tok);
     if (hub) secap_hubert_free(hub);
-    secap_qformer_free(m);
-    secap_ctx_free(c);
+    if (ck) secap_ckpt_qformer_free(ck);
+    else {
+        secap_qformer_free(own);
+        secap_ctx_free(c);
+    }
     items_free(u, n);
     free(o.wavs);
     return 0;

@@ -106,6 +106,8 @@ typedef struct {
         int64_t caption_every;    /* caption_every: caption stage, dev captions scored every N steps
                                      (0 = off); the best by CIDEr kept as best.h5 */
         int caption_clips;        /* caption_clips: the first N dev clips captioned */
+        int probe_clips;          /* probe_clips: stage-1 dev probes on the first N dev clips
+                                     (dev loader order; 0 = all) */
     } eval;
     struct {                      /* [decode] (read by the decoder; validated here) */
         char prompt[512];

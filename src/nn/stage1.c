@@ -16,6 +16,7 @@ void secap_stage1_config_default(secap_stage1_config *s)
         .w_mi = 1.0f, .w_con = 1.0f, .w_pair = 1.0f, .w_class = 1.0f,
         .mi_variant = SECAP_VCLUB_FULL,
         .temp_init = SECAP_TEMP_INIT, .temp_min = SECAP_TEMP_MIN, .temp_max = SECAP_TEMP_MAX,
+        .mi_monitor = 1,
     };
     secap_vclub_config_default(&s->mi);
 }
@@ -48,6 +49,11 @@ int secap_stage1_config_set(secap_stage1_config *s, const char *key, const char 
     else if (!strcmp(key, "temp_init")) s->temp_init = (float)number(key, v, 1e-6, 100);
     else if (!strcmp(key, "temp_min")) s->temp_min = (float)number(key, v, 1e-6, 100);
     else if (!strcmp(key, "temp_max")) s->temp_max = (float)number(key, v, 1e-6, 100);
+    else if (!strcmp(key, "mi_monitor")) {
+        if (!strcmp(v, "true") || !strcmp(v, "1")) s->mi_monitor = 1;
+        else if (!strcmp(v, "false") || !strcmp(v, "0")) s->mi_monitor = 0;
+        else secap_fatal("config loss.mi_monitor = '%s': use true or false", v);
+    }
     else return -1;
     if (!strcmp(key, "mi_hidden") && s->mi.hidden != number(key, v, 1, 1 << 20))
         secap_fatal("config loss.mi_hidden = '%s': expected a whole number", v);
@@ -69,6 +75,7 @@ void secap_stage1_config_print(const secap_stage1_config *s, FILE *f)
     fprintf(f, "loss.temp_init = %g\n", s->temp_init);
     fprintf(f, "loss.temp_min = %g\n", s->temp_min);
     fprintf(f, "loss.temp_max = %g\n", s->temp_max);
+    fprintf(f, "loss.mi_monitor = %s\n", s->mi_monitor ? "true" : "false");
 }
 
 void secap_stage1_config_validate(const secap_stage1_config *s, const char *where)

@@ -97,6 +97,7 @@ static const keydef KEYS[] = {
     { "eval.batches", K_INT, F(eval.batches), 0, 1, 1000000, NULL },
     { "eval.caption_every", K_I64, F(eval.caption_every), 0, 0, 1e12, NULL },
     { "eval.caption_clips", K_INT, F(eval.caption_clips), 0, 1, 1000000, NULL },
+    { "eval.probe_clips", K_INT, F(eval.probe_clips), 0, 0, 1000000, NULL },
     { "decode.prompt", K_STR, S(decode.prompt), 0, 0, NULL },
     { "decode.max_new_tokens", K_INT, F(decode.max_new_tokens), 0, 1, 100000, NULL },
     { "decode.num_beams", K_INT, F(decode.num_beams), 0, 1, 64, NULL },

@@ -88,6 +88,35 @@ void secap_train_caption(trainer *tr, const secap_decode_config *dec, const int3
 /* text in the LLaMA's tokens, no BOS/EOS; *out malloc'd; returns the count. */
 int secap_train_encode_prompt(trainer *tr, const char *text, int32_t **out);
 
+/* trainer.c, for src/train/probe.c: the features of a batch [B, T, A] in
+ * the step arena (frames [B] set), and text-mode embeddings [B, E] of texts
+ * (text_proj of the [CLS] output), both as the stage-1 step makes them. */
+secap_tensor *secap_train_batch_features(trainer *tr, const secap_batch *b, int32_t *frames);
+secap_tensor *secap_train_text_embed(trainer *tr, const char *const *texts, int B);
+
+/* src/train/probe.c: the stage-1 dev probes (definitions in its header
+ * comment), run at every eval.every of stage qformer. */
+typedef struct {
+    int n;                       /* probe clips */
+    double r1, r5;               /* speech -> caption recall@1, @5 */
+    double chance1, chance5;     /* their chance levels */
+    double centroid, majority;   /* emotion centroid probe accuracy; the largest class's share */
+    double mi;                   /* vCLUB bound U on dev (full variant), NAN without an estimator */
+    double tx_r1, tx_chance;     /* transcript probe recall@1 (ridge map, held-out half); chance */
+} secap_probe_result;
+/* Returns 0 (r zeroed) when there is no dev split, fewer than 2 clips, or
+ * the dev loader is not made yet (dev_loss makes it). */
+int secap_train_probe(trainer *tr, secap_probe_result *r);
+/* The fields into metrics.jsonl (",\"dev_r1\":..." ...) and a log line. */
+void secap_train_probe_report(const trainer *tr, const secap_probe_result *r, FILE *mf, const char *sname);
+/* The probes on embeddings q, k, t [n, e] (rows need not be normalised).
+ * group[i]: clips with equal group ids have the same text (NULL: all
+ * distinct).  *chance (may be NULL) gets the chance level. */
+double secap_probe_recall(const float *q, const float *k, const int *group, int n, int e, int K, double *chance);
+double secap_probe_centroid(const float *q, const float *k, const int *label, int n, int e, double *majority);
+double secap_probe_ridge_recall(const float *q, const float *t, const int *group, int n, int e, double lambda,
+                                double *chance);
+
 /* src/train/ckpt.c */
 char *secap_ckpt_config_text(const char *path);
 /* Number of ckpt-*.h5 in dir; *newest = the newest name (static buffer). */

@@ -7,7 +7,9 @@
  *   q  = speech_proj(mean_Q qo)                [B, E]
  *   t  = text_proj(text mode(transcript)[CLS]) [B, E]   (w_mi > 0)
  *   k  = text_proj(text mode(caption)[CLS])    [B, E]   (w_con > 0)
- *   1. vCLUB estimator step on detached (q, t)     (its own AdamW, loss.mi_lr)
+ *   1. vCLUB estimator step on detached (q, t)     (its own AdamW, loss.mi_lr);
+ *      with w_mi = 0 and loss.mi_monitor = true too (t under no_grad, the
+ *      dropout RNG put back; "mi" logs U measured on the batch, not trained)
  *   2. loss = w_mi U(q, t) + w_con L_con(q, k, labels); backward; clip; AdamW.
  * Stage `caption` (paper stage 2):
  *   x = audio_llama_project(qo) [B, Q, D] -> [BOS][x][prompt][caption][EOS]
@@ -25,7 +27,9 @@
  * metrics.jsonl); train.max_bad_steps in a row stop the run with exit 1,
  * keeping the last good checkpoint.
  * Evaluation (both leave the RNG streams and the model state as they were):
- * eval.every: dev loss; eval.caption_every (caption stage): dev captions
+ * eval.every: dev loss, and in stage qformer the dev probes of
+ * src/train/probe.c (retrieval, emotion centroid, vCLUB U, transcript
+ * probe; fields dev_r1 ... in metrics.jsonl); eval.caption_every (caption stage): dev captions
  * from the in-memory models, BLEU-4 / CIDEr / emotion accuracy, and best.h5
  * (a hard link to the checkpoint of the highest dev CIDEr, see save_best). */
 #include "secap/train.h"
@@ -496,12 +500,20 @@ static secap_tensor *text_embed(trainer *tr, const char *const *texts, int B)
     return e;
 }
 
+secap_tensor *secap_train_batch_features(trainer *tr, const secap_batch *b, int32_t *frames)
+{
+    return batch_features(tr, b, frames);
+}
+secap_tensor *secap_train_text_embed(trainer *tr, const char *const *texts, int B) { return text_embed(tr, texts, B); }
+
 /* The stage-1 objective on the query outputs qo [B, Q, H] of batch b, with
  * the weights w_mi and w_con (stage qformer: loss.w_mi / w_con; stage
  * caption: loss.caption_w_mi / caption_w_con): the estimator step on the
- * detached embeddings (not while evaluating), then w_mi U + w_con L_con. */
+ * detached embeddings (not while evaluating), then w_mi U + w_con L_con.
+ * monitor (stage qformer's loss.mi_monitor): with w_mi = 0 the estimator is
+ * still fitted and U measured, outside the loss. */
 static secap_tensor *stage1_loss(trainer *tr, const secap_batch *b, secap_tensor *qo, float w_mi, float w_con,
-                                 step_terms *st)
+                                 int monitor, step_terms *st)
 {
     secap_ctx *c = tr->c;
     secap_stage1_config s = tr->cfg.loss;
@@ -520,6 +532,20 @@ static secap_tensor *stage1_loss(trainer *tr, const secap_batch *b, secap_tensor
         t = text_embed(tr, tx, b->B);
         if (dist) t = secap_dist_gather_rows(c, t, Bg);
         if (!tr->evaluating) st->est = secap_vclub_step(c, tr->est, q, t, s.mi.lr);
+    } else if (monitor && !tr->evaluating) {
+        /* loss.mi_monitor: the estimator is fitted and U measured although
+         * U is not in the loss, on detached embeddings, the context's RNG
+         * (dropout) put back: the model trains exactly as without it. */
+        secap_rng cr = c->rng;
+        int prev = secap_no_grad_begin(c);
+        secap_tensor *tm = text_embed(tr, tx, b->B);
+        if (dist) tm = secap_dist_gather_rows(c, tm, Bg);
+        secap_no_grad_end(c, prev);
+        st->est = secap_vclub_step(c, tr->est, q, tm, s.mi.lr);
+        prev = secap_no_grad_begin(c);
+        st->mi = secap_f32(secap_vclub_bound(c, tr->est, secap_detach(c, q), tm, NULL))[0];
+        secap_no_grad_end(c, prev);
+        c->rng = cr;
     }
     if (s.w_con > 0) k = text_embed(tr, cap, b->B);
     if (k && dist) k = secap_dist_gather_rows(c, k, Bg);
@@ -537,7 +563,7 @@ static secap_tensor *stage1_loss(trainer *tr, const secap_batch *b, secap_tensor
         float v = secap_f32(loss)[0];
         loss = secap_scale(c, loss, 1.0f, v / (float)secap_dist_size() - v);
     }
-    st->mi = terms.mi;
+    if (s.w_mi > 0) st->mi = terms.mi;
     st->con = terms.con;
     st->temp = temp ? secap_f32(temp)[0] : 0;
     return loss;
@@ -548,7 +574,7 @@ static secap_tensor *step_qformer(trainer *tr, const secap_batch *b, step_terms 
     int32_t frames[256];
     secap_tensor *a = batch_features(tr, b, frames);
     secap_tensor *qo = secap_qformer_query(tr->c, tr->qf, a, frames);
-    return stage1_loss(tr, b, qo, tr->cfg.loss.w_mi, tr->cfg.loss.w_con, st);
+    return stage1_loss(tr, b, qo, tr->cfg.loss.w_mi, tr->cfg.loss.w_con, tr->cfg.loss.mi_monitor, st);
 }
 
 static secap_tensor *step_caption(trainer *tr, const secap_batch *b, step_terms *st)
@@ -588,7 +614,7 @@ static secap_tensor *step_caption(trainer *tr, const secap_batch *b, step_terms 
     st->caption = tr->evaluating ? secap_f32(loss)[0] : (float)secap_dist_sum(secap_f32(loss)[0]);
     const secap_stage1_config *s = &tr->cfg.loss;
     if (s->caption_w_mi > 0 || s->caption_w_con > 0)
-        loss = secap_add(c, loss, stage1_loss(tr, b, qo, s->caption_w_mi, s->caption_w_con, st));
+        loss = secap_add(c, loss, stage1_loss(tr, b, qo, s->caption_w_mi, s->caption_w_con, 0, st));
     return loss;
 }
 
@@ -1173,6 +1199,9 @@ int secap_train_main(const secap_train_opts *o)
                     fprintf(mf, ",\"dev_loss\":%.9g", dl);
                     fprintf(stderr, "%ssecap-train: %s step %lld: dev loss %.6g (%d batches)\n", tr->bar ? "\n" : "",
                             sname, (long long)tr->step, dl, tr->dev_batches);
+                    secap_probe_result pr;   /* stage-1 dev probes (src/train/probe.c) */
+                    if (stage == SECAP_STAGE_QFORMER && secap_train_probe(tr, &pr))
+                        secap_train_probe_report(tr, &pr, mf, sname);
                 }
             }
             int new_best = 0;
