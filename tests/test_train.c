@@ -165,7 +165,7 @@ static void test_config_errors(void **st)
 
 /* -------------------------------------------------------------- resume */
 
-typedef struct { char line[64][1024]; int n; } metrics;
+typedef struct { char line[128][1024]; int n; } metrics;
 
 /* The metrics of a run directory with the timing fields cut off. */
 static void read_metrics(const char *dir, metrics *m)
@@ -173,7 +173,7 @@ static void read_metrics(const char *dir, metrics *m)
     FILE *f = fopen(tu_tmp("%s/metrics.jsonl", dir), "r");
     if (!f) fail_msg("%s/metrics.jsonl is missing", dir);
     m->n = 0;
-    while (m->n < 64 && fgets(m->line[m->n], sizeof m->line[0], f)) {
+    while (m->n < 128 && fgets(m->line[m->n], sizeof m->line[0], f)) {
         char *t = strstr(m->line[m->n], ",\"samples_per_s\"");
         if (!t) fail_msg("%s/metrics.jsonl line %d lacks samples_per_s: %s", dir, m->n + 1, m->line[m->n]);
         *t = 0;
@@ -506,6 +506,210 @@ static void test_devcap(void **st)
     secap_weights_discard(w);
 }
 
+/* ------------------------------------------------------------ ablations */
+
+/* Names of the tensors of an HDF5 file (h5py lists them), one per line, in
+ * a malloc'd text. */
+static char *tensor_names(const char *h5)
+{
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd,
+             "/usr/bin/python3 -c \"import h5py,sys; f=h5py.File(sys.argv[1],'r'); "
+             "print('\\n'.join(k for k in f.keys()))\" '%s' > '%s'", tu_tmp("%s", h5), tu_tmp("names.txt"));
+    if (system(cmd) != 0) fail_msg("cannot list the tensors of %s with h5py", h5);
+    return secap_read_file(tu_tmp("names.txt"), NULL, "tensor names");
+}
+
+/* 1 if tensor name holds the same bits in files a and b (both relative to
+ * the test directory). */
+static int same_tensor(const char *a, const char *b, const char *name)
+{
+    secap_weights *wa = secap_weights_open(tu_tmp("%s", a)), *wb = secap_weights_open(tu_tmp("%s", b));
+    int64_t sh[8], sh2[8];
+    secap_wdtype dt;
+    int nd = secap_weights_info(wa, name, sh, &dt);
+    int nd2 = secap_weights_info(wb, name, sh2, &dt);
+    if (nd != nd2 || memcmp(sh, sh2, (size_t)nd * sizeof *sh)) fail_msg("%s: shapes differ in %s and %s", name, a, b);
+    int64_t n = 1;
+    for (int i = 0; i < nd; i++) n *= sh[i];
+    float *x = malloc((size_t)n * sizeof *x), *y = malloc((size_t)n * sizeof *y);
+    secap_weights_read(wa, name, nd, sh, x);
+    secap_weights_read(wb, name, nd, sh, y);
+    int same = !memcmp(x, y, (size_t)n * sizeof *x);
+    free(x); free(y);
+    secap_weights_discard(wa);
+    secap_weights_discard(wb);
+    return same;
+}
+
+/* Counts the tensors with `prefix` (but not `except`) that are equal /
+ * differ between checkpoints a and b. */
+static void compare_ckpts(const char *a, const char *b, const char *prefix, const char *except, int *same, int *diff)
+{
+    char *names = tensor_names(a);
+    *same = *diff = 0;
+    for (char *save = NULL, *n = strtok_r(names, "\n", &save); n; n = strtok_r(NULL, "\n", &save)) {
+        if (strncmp(n, prefix, strlen(prefix)) || (except && !strncmp(n, except, strlen(except)))) continue;
+        if (same_tensor(a, b, n)) (*same)++;
+        else (*diff)++;
+    }
+    free(names);
+}
+
+static void expect_metrics_equal(const char *a, const char *b)
+{
+    metrics m, r;
+    read_metrics(a, &m);
+    read_metrics(b, &r);
+    if (m.n != r.n) fail_msg("%s has %d metric lines, %s %d", a, m.n, b, r.n);
+    for (int i = 0; i < m.n; i++)
+        if (strcmp(m.line[i], r.line[i]))
+            fail_msg("step %d differs:\n  %s: %s\n  %s: %s", i + 1, a, m.line[i], b, r.line[i]);
+}
+
+/* qformer.freeze_in_caption: across the caption stage every Q-Former tensor
+ * but audio_llama_project keeps its bits (in the default run they change),
+ * audio_llama_project and LoRA train; the stages before are the full run's;
+ * stop + resume inside the caption stage equals the uninterrupted run. */
+static void test_frozen_qformer(void **st)
+{
+    (void)st;
+    full_run();
+    EXPECT_RUN(0, NULL, "secap-train", "--config tiny.ini --train.out_dir=frz --qformer.freeze_in_caption=true "
+               "--train.keep=10", "done: 12 steps");
+    metrics m;
+    read_metrics("frz", &m);
+    for (int i = 0; i < 8; i++)   /* lm and qformer stages: as the full run */
+        if (strcmp(m.line[i], g_full.line[i])) fail_msg("frz step %d differs from the full run:\n  %s\n  %s", i + 1,
+                                                        m.line[i], g_full.line[i]);
+    if (!strcmp(m.line[11], g_full.line[11])) fail_msg("frz: the caption stage equals the full run's: %s", m.line[11]);
+    /* ckpt 8 ends stage qformer, ckpt 12 stage caption */
+    int same, diff;
+    compare_ckpts("frz/ckpt-0000000008.h5", "frz/ckpt-0000000012.h5", "qformer.", "qformer.audio_llama_project",
+                  &same, &diff);
+    print_message("  frozen: %d Q-Former tensors bit-identical across the caption stage, %d changed\n", same, diff);
+    if (diff || same < 10) fail_msg("frozen Q-Former: %d tensors changed in the caption stage, %d kept", diff, same);
+    compare_ckpts("frz/ckpt-0000000008.h5", "frz/ckpt-0000000012.h5", "qformer.audio_llama_project", NULL, &same,
+                  &diff);
+    if (diff != 2) fail_msg("frozen Q-Former: audio_llama_project (weight, bias) should train: %d changed", diff);
+    compare_ckpts("frz/ckpt-0000000008.h5", "frz/ckpt-0000000012.h5", "lora.", NULL, &same, &diff);
+    if (!diff) fail_msg("frozen Q-Former: no LoRA tensor changed in the caption stage");
+    /* the control: without the key the Q-Former trains in the caption stage */
+    compare_ckpts("full/ckpt-0000000008.h5", "full/ckpt-0000000012.h5", "qformer.bert.", NULL, &same, &diff);
+    if (diff < 10) fail_msg("full run: only %d Q-Former BERT tensors changed in the caption stage", diff);
+    /* exact resume inside the caption stage */
+    EXPECT_RUN(0, NULL, "secap-train", "--config tiny.ini --train.out_dir=frzs --qformer.freeze_in_caption=true "
+               "--train.keep=10 --train.stop_at_step=10", "Resume with:");
+    EXPECT_RUN(0, NULL, "secap-train", "--resume frzs", "done: 12 steps");
+    expect_metrics_equal("frzs", "frz");
+    compare_ckpts("frzs/ckpt-0000000012.h5", "frz/ckpt-0000000012.h5", "", NULL, &same, &diff);
+    if (diff) fail_msg("frozen, stopped and resumed: %d tensors differ from the uninterrupted run's", diff);
+}
+
+/* qformer.bridge = linear: no Q-Former (stage qformer refused), the bridge
+ * trains and the caption loss falls, checkpoints hold bridge.*, exact
+ * resume, and secap-eval captions with it. */
+static void test_linear_bridge(void **st)
+{
+    (void)st;
+    EXPECT_RUN(1, NULL, "secap-train", "--config tiny.ini --qformer.bridge=linear --dry-run",
+               "includes qformer, but qformer.bridge = linear has no Q-Former");
+    EXPECT_RUN(1, NULL, "secap-train", "--config tiny.ini --qformer.bridge=linear --train.stages=lm,caption "
+               "--qformer.freeze_in_caption=true --dry-run", "there is no Q-Former to freeze");
+    EXPECT_RUN(1, NULL, "secap-train", "--config tiny.ini --qformer.bridge=mlp --dry-run",
+               "accepted values: qformer,linear");
+    const char *args = "--config tiny.ini --qformer.bridge=linear --train.stages=lm,caption --train.out_dir=lin "
+                       "--train.stage_steps=lm:60,caption:40 --train.save_every=10 --train.keep=20 --eval.every=0 "
+                       "--optim.lr=1e-2";   /* 60 lm steps: over a random frozen base the caption loss stays flat */
+    EXPECT_RUN(0, NULL, "secap-train", args, "done: 100 steps");
+    assert_non_null(strstr(g_out, "bridge (linear)"));
+    metrics m;
+    read_metrics("lin", &m);
+    assert_int_equal(m.n, 100);
+    double first = 0, last = 0;
+    for (int i = 0; i < 5; i++) {
+        if (!strstr(m.line[60 + i], "\"stage\":\"caption\"")) fail_msg("lin step %d is not a caption step", 61 + i);
+        first += field(m.line[60 + i], "loss") / 5;
+        last += field(m.line[95 + i], "loss") / 5;
+    }
+    print_message("  linear bridge: caption loss %.4f over steps 1-5, %.4f over steps 36-40\n", first, last);
+    if (!(last < 0.8 * first)) fail_msg("linear bridge: the caption loss did not fall: %g -> %g", first, last);
+    char *names = tensor_names("lin/ckpt-0000000100.h5");
+    if (!strstr(names, "bridge.weight") || !strstr(names, "bridge.bias"))
+        fail_msg("lin/ckpt-0000000100.h5 lacks bridge.weight / bridge.bias:\n%s", names);
+    if (strstr(names, "qformer.")) fail_msg("lin/ckpt-0000000100.h5 holds Q-Former tensors:\n%s", names);
+    free(names);
+    if (same_tensor("lin/ckpt-0000000060.h5", "lin/ckpt-0000000100.h5", "bridge.weight"))
+        fail_msg("linear bridge: bridge.weight did not change in the caption stage");
+    char a2[1024];
+    snprintf(a2, sizeof a2, "%s --train.out_dir=lins --train.stop_at_step=83", args);
+    EXPECT_RUN(0, NULL, "secap-train", a2, "Resume with:");
+    EXPECT_RUN(0, NULL, "secap-train", "--resume lins", "done: 100 steps");
+    expect_metrics_equal("lins", "lin");
+    EXPECT_RUN(0, NULL, "secap-eval", "--checkpoint lin --split dev --out lin-eval", "");
+    assert_int_equal(access(tu_tmp("lin-eval/scores.json"), F_OK), 0);
+    assert_int_equal(access(tu_tmp("lin-eval/fid2captions.json"), F_OK), 0);
+}
+
+/* train.init_from: an lm-only run, then a run from its checkpoint, equals
+ * the full run bit for bit from the qformer stage on; stop + resume of
+ * such a run; the refusals. */
+static void test_init_from(void **st)
+{
+    (void)st;
+    full_run();
+    EXPECT_RUN(0, NULL, "secap-train", "--config tiny.ini --train.stages=lm --train.out_dir=lmonly", "done: 4 steps");
+    EXPECT_RUN(0, NULL, "secap-train", "--config tiny.ini --train.out_dir=ifr --train.init_from=lmonly",
+               "starting at stage qformer");
+    assert_non_null(strstr(g_out, "done: 12 steps"));
+    metrics m;
+    read_metrics("ifr", &m);
+    assert_int_equal(m.n, 8);
+    for (int i = 0; i < 8; i++)
+        if (strcmp(m.line[i], g_full.line[4 + i]))
+            fail_msg("init_from: step %d differs from the full run:\n  init_from: %s\n  full:      %s", 5 + i,
+                     m.line[i], g_full.line[4 + i]);
+    print_message("  init_from an lm-only run: 8 steps equal the full run's bit for bit\n");
+    EXPECT_RUN(0, NULL, "secap-train", "--config tiny.ini --train.out_dir=ifrs --train.init_from=lmonly "
+               "--train.stop_at_step=10", "Resume with:");
+    EXPECT_RUN(0, NULL, "secap-train", "--resume ifrs", "done: 12 steps");
+    expect_metrics_equal("ifrs", "ifr");
+    EXPECT_RUN(1, NULL, "secap-train", "--config tiny.ini --train.out_dir=ifr2 --train.init_from=full/ckpt-0000000010.h5",
+               "was saved inside stage caption at step 2");
+    EXPECT_RUN(1, NULL, "secap-train", "--config tiny.ini --train.out_dir=ifr3 --train.init_from=lmonly "
+               "--train.stages=qformer,caption", "does not begin with it");
+    EXPECT_RUN(1, NULL, "secap-train", "--config tiny.ini --train.out_dir=ifr4 --train.init_from=nope.h5",
+               "train.init_from nope.h5: No such file");
+    EXPECT_RUN(1, NULL, "secap-train", "--config tiny.ini --train.out_dir=ifr5 --train.init_from=ds",
+               "holds no checkpoint");
+}
+
+/* [config] base = FILE */
+static void test_config_base(void **st)
+{
+    (void)st;
+    mkdir(tu_tmp("sub"), 0777);
+    tu_write_text("sub/child.ini", "# on top of tiny.ini\n[config]\nbase = ../tiny.ini\n[train]\nstages = lm\n"
+                  "max_steps = 1\nout_dir = basechild\n");
+    EXPECT_RUN(0, NULL, "secap-train", "--config sub/child.ini", "done: 1 steps");
+    char *cfg = secap_read_file(tu_tmp("basechild/config.ini"), NULL, "config.ini");
+    if (!strstr(cfg, "max_steps = 1\n") || !strstr(cfg, "stages = lm\n") || !strstr(cfg, "block_size = 16\n") ||
+        strstr(cfg, "[config]"))
+        fail_msg("basechild/config.ini is not tiny.ini with the child's keys on top:\n%s", cfg);
+    free(cfg);
+    tu_write_text("sub/bad_key.ini", "[config]\nbase = ../tiny.ini\n[train]\nmax_stepz = 3\n");
+    EXPECT_RUN(1, NULL, "secap-train", "--config sub/bad_key.ini", "sub/bad_key.ini:4: unknown key train.max_stepz");
+    tu_write_text("sub/base_key.ini", "[config]\nbase = base_bad.ini\n");
+    tu_write_text("sub/base_bad.ini", "[config]\nbase = ../tiny.ini\n[optim]\nschedule = cosin\n");
+    EXPECT_RUN(1, NULL, "secap-train", "--config sub/base_key.ini", "sub/base_bad.ini:4: optim.schedule = \"cosin\"");
+    tu_write_text("nobase.ini", "[data]\ndir = ds\n[config]\nbase = nope.ini\n");
+    EXPECT_RUN(1, NULL, "secap-train", "--config nobase.ini", "nobase.ini:4: config.base = nope.ini: cannot read nope.ini");
+    tu_write_text("cfgkey.ini", "[config]\nbass = tiny.ini\n");
+    EXPECT_RUN(1, NULL, "secap-train", "--config cfgkey.ini", "cfgkey.ini:2: unknown key config.bass in section [config]");
+    tu_write_text("cycle.ini", "[config]\nbase = cycle.ini\n");
+    EXPECT_RUN(1, NULL, "secap-train", "--config cycle.ini", "more than 8 nested bases");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -517,6 +721,10 @@ int main(void)
         cmocka_unit_test(test_ckpt_refused),
         cmocka_unit_test(test_nonfinite),
         cmocka_unit_test(test_devcap),
+        cmocka_unit_test(test_frozen_qformer),
+        cmocka_unit_test(test_linear_bridge),
+        cmocka_unit_test(test_init_from),
+        cmocka_unit_test(test_config_base),
     };
     return cmocka_run_group_tests(tests, setup, tu_tmpdir_teardown);
 }

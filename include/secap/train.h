@@ -49,6 +49,9 @@ enum { SECAP_STAGE_LM = 0, SECAP_STAGE_QFORMER = 1, SECAP_STAGE_CAPTION = 2, SEC
 typedef struct {
     secap_data_config data;       /* [data] (secap/dataset.h); data.dir below */
     char data_dir[1024];          /* data.dir: dataset directory or .jsonl manifest (required) */
+    char init_from[1024];         /* train.init_from: a checkpoint (or run dir) saved at a stage end; a
+                                     fresh run reads its tensors, RNG and loader state and skips the
+                                     stages it finished ("" = off; src/train/ckpt.c) */
     struct {                      /* [hubert] */
         char weights[1024];       /* weights: HuBERT weight file (required) */
         char cache[1024];         /* cache: feature cache (secap-extract --out); "" = extract on the fly */
@@ -63,6 +66,11 @@ typedef struct {
         int num_query_tokens, cross_attention_freq, encoder_width, embed_dim;
         int max_position_embeddings; /* the longest transcript / caption in tokens */
         double dropout;           /* hidden_dropout_prob */
+        char bridge[16];          /* bridge: qformer | linear (ablation: HuBERT features average-pooled
+                                     over time into num_query_tokens segments, one Linear A -> D;
+                                     no Q-Former, no stage qformer; src/train/bridge.c) */
+        int freeze_in_caption;    /* freeze_in_caption: ablation, the Q-Former frozen in stage caption
+                                     (audio_llama_project and LoRA still train) */
     } qformer;
     struct {                      /* [llama] */
         char weights[1024];       /* weights: base weight file ("" = random init from the sizes) */
@@ -115,6 +123,12 @@ typedef struct {
     } log;
 } secap_train_config;
 
+/* Reads a config file.  A file may start from another: a [config] section
+ * with `base = FILE` (relative to the directory of the file naming it, up
+ * to 8 levels) reads FILE first and puts this file's keys on top, each key
+ * keeping the file:line it came from; [config] takes no other key and is
+ * gone from the result.  Errors name the file, the line and the key. */
+secap_ini *secap_train_config_load(const char *path);
 /* Defaults for every key (the required ones empty / -1). */
 void secap_train_config_default(secap_train_config *t);
 /* Fills t from ini: every section applied, every value checked, required
