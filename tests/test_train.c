@@ -125,6 +125,7 @@ static int setup(void **st)
              "[lora]\nr = 4\n[lm]\nblock_size = 16\nbatch_size = 4\n[loss]\nmi_hidden = 16\n"
              "[optim]\nlr = 1e-3\nwarmup = 2\n"
              "[eval]\nevery = 2\nbatches = 2\n"
+             "[log]\nplots = false\n"
              "[train]\nout_dir = run\nmax_steps = 4\nstages = lm,qformer,caption\nsave_every = 2\n", g_hubert, g_spm);
     tu_write_text("tiny.ini", ini);
     return 0;
@@ -710,6 +711,58 @@ static void test_config_base(void **st)
     EXPECT_RUN(1, NULL, "secap-train", "--config cycle.ini", "more than 8 nested bases");
 }
 
+/* 1 if path is a PNG (signature) of more than min_bytes. */
+static int is_png(const char *path, long min_bytes)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    unsigned char sig[8] = { 0 };
+    size_t n = fread(sig, 1, 8, f);
+    fseek(f, 0, SEEK_END);
+    long sz = ftell(f);
+    fclose(f);
+    static const unsigned char PNG[8] = { 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n' };
+    if (n != 8 || memcmp(sig, PNG, 8)) fail_msg("%s: no PNG signature", path);
+    if (sz <= min_bytes) fail_msg("%s: %ld bytes, expected more than %ld", path, sz, min_bytes);
+    return 1;
+}
+
+/* tools/plot_run.sh on a run's metrics.jsonl (gnuplot must be installed:
+ * tools/deps.sh test installs it); secap-train drawing them at each stage
+ * end (log.plots), and saying so when gnuplot is missing. */
+static void test_plots(void **st)
+{
+    (void)st;
+    full_run();
+    char tool[2200], cmd[8192];
+    snprintf(tool, sizeof tool, "%s/../tools/plot_run.sh", g_bin);
+    if (access(tool, X_OK)) snprintf(tool, sizeof tool, "%s/../../tools/plot_run.sh", g_bin);
+    if (access(tool, X_OK)) fail_msg("tools/plot_run.sh not found next to %s", g_bin);
+    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' full > plot.out 2>&1", tu_dir, tool);
+    if (system(cmd) != 0) {
+        char *o = secap_read_file(tu_tmp("plot.out"), NULL, "plot output");
+        fail_msg("%s full failed (is gnuplot installed? tools/deps.sh test):\n%s", tool, o);
+    }
+    const char *stages[3] = { "lm", "qformer", "caption" };
+    for (int i = 0; i < 3; i++) assert_true(is_png(tu_tmp("full/plots/%s.png", stages[i]), 10000));
+    print_message("  tools/plot_run.sh: full/plots/{lm,qformer,caption}.png\n");
+    /* one stage, and the errors */
+    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' full caption > plot.out 2>&1 && grep -c png plot.out | grep -qx 1", tu_dir,
+             tool);
+    if (system(cmd) != 0) fail_msg("%s full caption did not draw exactly one PNG", tool);
+    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' ds > plot.out 2>&1; test $? = 1 && grep -q 'metrics.jsonl: no such file' "
+             "plot.out", tu_dir, tool);
+    if (system(cmd) != 0) fail_msg("%s on a directory without metrics.jsonl did not fail with a message", tool);
+    /* secap-train draws them at each stage end, and goes on without gnuplot */
+    EXPECT_RUN(0, NULL, "secap-train", "--config tiny.ini --train.out_dir=plt --train.stages=lm,qformer "
+               "--log.plots=true", "stage qformer: loss curves in plt/plots/qformer.png");
+    assert_true(is_png(tu_tmp("plt/plots/lm.png"), 10000));
+    assert_true(is_png(tu_tmp("plt/plots/qformer.png"), 10000));
+    EXPECT_RUN(0, "PATH=/nonexistent", "secap-train", "--config tiny.ini --train.out_dir=plt2 --train.stages=lm "
+               "--log.plots=true", "no loss-curve PNGs: gnuplot is not installed");
+    assert_int_equal(access(tu_tmp("plt2/plots/lm.png"), F_OK), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -725,6 +778,7 @@ int main(void)
         cmocka_unit_test(test_linear_bridge),
         cmocka_unit_test(test_init_from),
         cmocka_unit_test(test_config_base),
+        cmocka_unit_test(test_plots),
     };
     return cmocka_run_group_tests(tests, setup, tu_tmpdir_teardown);
 }

@@ -120,6 +120,8 @@ typedef struct {
     struct {                      /* [log] */
         int64_t every;            /* every: a plain log line every N steps when stderr is not a tty */
         char progress[16];        /* progress: auto | bar | lines */
+        int plots;                /* plots: loss-curve PNGs in <out_dir>/plots at each stage end
+                                     (tools/plot_run.sh, gnuplot) */
     } log;
 } secap_train_config;
 

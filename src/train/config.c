@@ -106,6 +106,7 @@ static const keydef KEYS[] = {
     { "decode.num_beams", K_INT, F(decode.num_beams), 0, 1, 64, NULL },
     { "log.every", K_I64, F(log.every), 0, 1, 1e12, NULL },
     { "log.progress", K_ENUM, S(log.progress), 0, 0, "auto|bar|lines" },
+    { "log.plots", K_BOOL, F(log.plots), 0, 0, 1, NULL },
 };
 #define NKEYS ((int)(sizeof KEYS / sizeof KEYS[0]))
 
@@ -164,6 +165,7 @@ void secap_train_config_default(secap_train_config *t)
     t->decode.num_beams = 5;
     t->log.every = 10;
     snprintf(t->log.progress, sizeof t->log.progress, "auto");
+    t->log.plots = 1;
 }
 
 static const keydef *find_key(const char *key)

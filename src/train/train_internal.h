@@ -78,6 +78,10 @@ secap_tensor *secap_train_audio_tokens(trainer *tr, secap_tensor *a, const int32
  * Q-Former tensor out of the gradient computation. */
 void secap_train_freeze_qformer(trainer *tr, int nodecay_group, int decay_group);
 
+/* src/train/plots.c: tools/plot_run.sh RUN_DIR STAGE when log.plots and
+ * gnuplot is installed (a message once when not). */
+void secap_train_plot_stage(trainer *tr, const char *stage);
+
 /* src/train/ckpt.c: train.init_from on a fresh run (see secap/train.h):
  * the tensors of this run's tables found in the checkpoint, its RNG and
  * loader state and global step; stage_idx = the stages it finished, which

@@ -1133,6 +1133,8 @@ int secap_train_main(const secap_train_opts *o)
                 tr->stage_idx++;
                 tr->step = 0;
                 secap_ckpt_save(tr, 0);
+                fflush(mf);
+                secap_train_plot_stage(tr, sname);   /* <out_dir>/plots/<stage>.png (src/train/plots.c) */
             } else if (stop_now || new_best || (tr->cfg.train.save_every && tr->step % tr->cfg.train.save_every == 0)) {
                 secap_ckpt_save(tr, 1);   /* a new best dev CIDEr is saved at its step */
             }
