@@ -17,7 +17,14 @@
  *     (the evaluation does not disturb training); stop + resume equals the
  *     uninterrupted run with it on; best.h5 (also with train.keep = 1) holds
  *     the step of the highest dev_cider, as best.json says, and secap-eval
- *     on best.h5 scores the dev clips as the in-memory evaluation did. */
+ *     on best.h5 scores the dev clips as the in-memory evaluation did;
+ *   - ablations: qformer.freeze_in_caption keeps every Q-Former tensor but
+ *     audio_llama_project bit-identical across the caption stage;
+ *     qformer.bridge = linear trains (loss falls, bridge.* saved, no
+ *     Q-Former); train.init_from from an lm-only run equals the full run bit
+ *     for bit; exact resume for all three; [config] base = FILE;
+ *   - tools/plot_run.sh writes PNGs (gnuplot required), secap-train draws
+ *     them at each stage end (log.plots) and goes on without gnuplot. */
 #include "testutil.h"
 
 #include "secap/fileutil.h"
