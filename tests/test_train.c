@@ -770,6 +770,71 @@ static void test_plots(void **st)
     assert_int_equal(access(tu_tmp("plt2/plots/lm.png"), F_OK), -1);
 }
 
+/* tools/experiments on the tiny models: two systems (full, frozen) x two
+ * seeds sharing one lm run per seed; the table's cells are the mean and
+ * sample std of the runs' scores.json. */
+static void test_experiments(void **st)
+{
+    (void)st;
+    char tool[2200], cmd[8192];
+    snprintf(tool, sizeof tool, "%s/../tools/experiments", g_bin);
+    if (access(tool, X_OK)) snprintf(tool, sizeof tool, "%s/../../tools/experiments", g_bin);
+    if (access(tool, X_OK)) fail_msg("tools/experiments not found next to %s", g_bin);
+    tu_write_text("tiny-frozen.ini", "[config]\nbase = tiny.ini\n[qformer]\nfreeze_in_caption = true\n");
+    snprintf(cmd, sizeof cmd, "cd '%s' && SECAP_THREADS=1 OMP_WAIT_POLICY=passive '%s' --bin '%s' --out exp "
+             "--systems full=tiny.ini,frozen=tiny-frozen.ini --seeds 1,2 --steps 2 --lm-steps 3 --split dev "
+             "> exp.out 2>&1", tu_dir, tool, g_bin);
+    int rc = system(cmd);
+    char *out = secap_read_file(tu_tmp("exp.out"), NULL, "experiments output");
+    if (rc) fail_msg("tools/experiments failed:\n%s", out);
+    /* one lm run per seed, each system from it */
+    for (int s = 1; s <= 2; s++) {
+        char *log = secap_read_file(tu_tmp("exp/seed%d/frozen.log", s), NULL, "frozen log");
+        if (!strstr(log, "train.init_from exp/seed") || !strstr(log, "starting at stage qformer"))
+            fail_msg("exp/seed%d/frozen.log: not started from the shared lm run:\n%s", s, log);
+        free(log);
+    }
+    char *table = secap_read_file(tu_tmp("exp/table.md"), NULL, "table");
+    if (!strstr(table, "| baseline: most frequent train caption |") || !strstr(table, "(`tiny-frozen.ini`) |"))
+        fail_msg("exp/table.md lacks the baseline or system rows:\n%s", table);
+    /* the frozen row's BLEU-1 cell: mean +- sample std of the two runs' */
+    double v[2];
+    for (int s = 0; s < 2; s++) {
+        char *js = secap_read_file(tu_tmp("exp/seed%d/frozen/eval-dev/scores.json", s + 1), NULL, "scores");
+        v[s] = 100 * field(strstr(js, "\"model\""), "Bleu_1");
+        free(js);
+    }
+    double mean = (v[0] + v[1]) / 2, sd = fabs(v[0] - v[1]) / sqrt(2.0);
+    char cell[128];
+    snprintf(cell, sizeof cell, "(`tiny-frozen.ini`) | %.2f ± %.2f |", mean, sd);
+    if (!strstr(table, cell)) fail_msg("exp/table.md: the frozen row should begin \"%s\":\n%s", cell, table);
+    print_message("  tools/experiments: 2 systems x 2 seeds, frozen BLEU-1 %.2f ± %.2f\n", mean, sd);
+    free(table);
+    table = NULL;
+    /* a second call reuses every run and its scores: with constructed
+     * scores (BLEU-1 0.30 and 0.50, CIDEr 1.0 and 2.0) the cells are
+     * 40.00 +- 14.14 and 1.500 +- 0.707 */
+    for (int s = 0; s < 2; s++) {
+        char name[128];
+        snprintf(name, sizeof name, "exp/seed%d/frozen/eval-dev/scores.json", s + 1);
+        tu_write_text(name,
+                      s ? "{\"model\": {\"Bleu_1\": 0.5, \"CIDEr\": 2.0}, \"baseline_frequent\": {}, "
+                          "\"baseline_random\": {}}"
+                        : "{\"model\": {\"Bleu_1\": 0.3, \"CIDEr\": 1.0}, \"baseline_frequent\": {}, "
+                          "\"baseline_random\": {}}");
+    }
+    rc = system(cmd);
+    free(out);
+    out = secap_read_file(tu_tmp("exp.out"), NULL, "experiments output");
+    if (rc || strstr(out, "secap-train") || strstr(out, "secap-eval"))
+        fail_msg("tools/experiments trained or scored again on a finished set:\n%s", out);
+    table = secap_read_file(tu_tmp("exp/table.md"), NULL, "table");
+    if (!strstr(table, "(`tiny-frozen.ini`) | 40.00 ± 14.14 | - | - | - | 1.500 ± 0.707 |"))
+        fail_msg("exp/table.md: the frozen row does not aggregate the constructed scores:\n%s", table);
+    free(table);
+    free(out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -786,6 +851,7 @@ int main(void)
         cmocka_unit_test(test_init_from),
         cmocka_unit_test(test_config_base),
         cmocka_unit_test(test_plots),
+        cmocka_unit_test(test_experiments),
     };
     return cmocka_run_group_tests(tests, setup, tu_tmpdir_teardown);
 }
