@@ -17,6 +17,10 @@
  *   caption  paper stage 2: query outputs -> audio_llama_project -> LLaMA
  *            [BOS][audio][prompt][caption][EOS] -> caption cross entropy;
  *            Q-Former and LoRA train, the LLaMA base is frozen.
+ *            Ablations: qformer.bridge = linear (pooled features through
+ *            one Linear instead of the Q-Former; no stage qformer) and
+ *            qformer.freeze_in_caption (only audio_llama_project and LoRA
+ *            train in this stage).
  *   lm       full-parameter LLaMA training on text (secap/lmtext.h: the
  *            train split's captions and transcripts plus [lm] text files,
  *            packed into blocks); the caption stage then freezes the base.

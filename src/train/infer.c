@@ -150,7 +150,7 @@ secap_captioner *secap_captioner_open(const char *path, int use_cache, int threa
                     stage_idx < t->train.nstages ? secap_stage_name(t->train.stage[stage_idx]) : "done",
                     (long long)step, ckpt);
     need_file(ckpt, "hubert.weights", t->hubert.weights);
-    need_file(ckpt, "qformer.vocab", t->qformer.vocab);
+    if (strcmp(t->qformer.bridge, "linear")) need_file(ckpt, "qformer.vocab", t->qformer.vocab);   /* no Q-Former */
     need_file(ckpt, "llama.tokenizer", t->llama.tokenizer);
     if (t->llama.weights[0]) need_file(ckpt, "llama.weights", t->llama.weights);
     if (t->train.prompts[0]) need_file(ckpt, "train.prompts", t->train.prompts);

@@ -13,6 +13,10 @@
  *   x = audio_llama_project(qo) [B, Q, D] -> [BOS][x][prompt][caption][EOS]
  *   loss = mean cross entropy over caption tokens and EOS; the prompt is drawn
  *   per batch from the prompt list.  Trainable: Q-Former (all of it), LoRA.
+ *   Ablations (src/train/bridge.c): qformer.bridge = linear replaces the
+ *   Q-Former and audio_llama_project by pooling + one Linear (no stage
+ *   qformer); qformer.freeze_in_caption trains only audio_llama_project
+ *   and LoRA here.
  *   The optional w_mi / w_con terms of SECAP.md's stage table are not added
  *   in stage 2 here.
  * Stage `lm`: full-parameter LLaMA training on packed text (secap/lmtext.h),
