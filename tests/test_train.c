@@ -686,6 +686,8 @@ static void test_init_from(void **st)
                "was saved inside stage caption at step 2");
     EXPECT_RUN(1, NULL, "secap-train", "--config tiny.ini --train.out_dir=ifr3 --train.init_from=lmonly "
                "--train.stages=qformer,caption", "does not begin with it");
+    EXPECT_RUN(1, NULL, "secap-train", "--config tiny.ini --train.out_dir=ifr6 --train.init_from=lmonly "
+               "--train.stages=lm", "finished 1 stages (train.stages = lm there), this run has 1 (lm)");
     EXPECT_RUN(1, NULL, "secap-train", "--config tiny.ini --train.out_dir=ifr4 --train.init_from=nope.h5",
                "train.init_from nope.h5: No such file");
     EXPECT_RUN(1, NULL, "secap-train", "--config tiny.ini --train.out_dir=ifr5 --train.init_from=ds",

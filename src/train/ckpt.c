@@ -421,7 +421,7 @@ void secap_ckpt_init_from(trainer *tr, const char *arg)
                     "of a stage, e.g. the newest of a finished run; to continue a run use --resume)", path,
                     secap_stage_name(other->train.stage[si]), (long long)step);
     }
-    if (si == 0 || si > tr->cfg.train.nstages) {
+    if (si == 0 || si >= tr->cfg.train.nstages) {
         secap_weights_discard(w);
         secap_fatal("train.init_from %s finished %lld stages (train.stages = %s there), this run has %d (%s) (hint: "
                     "a checkpoint that ended at least one stage, and a run with more stages)", path, (long long)si,
@@ -465,9 +465,13 @@ void secap_ckpt_init_from(trainer *tr, const char *arg)
     secap_weights_discard(w);
     tr->stage_idx = (int)si;
     tr->step = 0;
+    char done[64] = "";
+    for (int i = 0; i < si; i++)
+        snprintf(done + strlen(done), sizeof done - strlen(done), "%s%s", i ? "," : "",
+                 secap_stage_name(other->train.stage[i]));
     fprintf(stderr, "secap-train: train.init_from %s: %d tensors read, %d kept at their init; stages %s done there "
-            "(global step %lld), starting at stage %s\n", path, loaded, kept, other->train.stages,
-            (long long)tr->gstep, secap_stage_name(tr->cfg.train.stage[si < tr->cfg.train.nstages ? si : 0]));
+            "(global step %lld), starting at stage %s\n", path, loaded, kept, done, (long long)tr->gstep,
+            secap_stage_name(tr->cfg.train.stage[si]));
     secap_cleanup_pop(&co);
     free(other);
     secap_cleanup_pop(&ct);
