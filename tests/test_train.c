@@ -27,7 +27,16 @@
  *     run without it, and stop + resume with it is exact;
  *   - secap-embed --model <run dir | ckpt-*.h5>: the Q-Former's tensors are
  *     the checkpoint's, the run directory means its newest checkpoint, an
- *     older checkpoint gives other embeddings, speech and --retrieve work. */
+ *     older checkpoint gives other embeddings, speech and --retrieve work;
+ *   - loss.caption_w_mi / caption_w_con: the caption stage's lines carry the
+ *     stage-1 terms and their weighted sum; exact resume with them;
+ *   - ablations: qformer.freeze_in_caption keeps every Q-Former tensor but
+ *     audio_llama_project bit-identical across the caption stage;
+ *     qformer.bridge = linear trains (loss falls, bridge.* saved, no
+ *     Q-Former); train.init_from from an lm-only run equals the full run bit
+ *     for bit; exact resume for all three; [config] base = FILE;
+ *   - tools/plot_run.sh writes PNGs (gnuplot required), secap-train draws
+ *     them at each stage end (log.plots) and goes on without gnuplot. */
 #include "testutil.h"
 #include "../src/train/train_internal.h"
 #include "secap/ckpt_qformer.h"
@@ -137,6 +146,7 @@ static int setup(void **st)
              "[lora]\nr = 4\n[lm]\nblock_size = 16\nbatch_size = 4\n[loss]\nmi_hidden = 16\n"
              "[optim]\nlr = 1e-3\nwarmup = 2\n"
              "[eval]\nevery = 2\nbatches = 2\n"
+             "[log]\nplots = false\n"
              "[train]\nout_dir = run\nmax_steps = 4\nstages = lm,qformer,caption\nsave_every = 2\n", g_hubert, g_spm);
     tu_write_text("tiny.ini", ini);
     return 0;
@@ -177,7 +187,7 @@ static void test_config_errors(void **st)
 
 /* -------------------------------------------------------------- resume */
 
-typedef struct { char line[64][1024]; int n; } metrics;
+typedef struct { char line[128][1024]; int n; } metrics;
 
 /* The metrics of a run directory with the timing fields cut off. */
 static void read_metrics(const char *dir, metrics *m)
@@ -185,7 +195,7 @@ static void read_metrics(const char *dir, metrics *m)
     FILE *f = fopen(tu_tmp("%s/metrics.jsonl", dir), "r");
     if (!f) fail_msg("%s/metrics.jsonl is missing", dir);
     m->n = 0;
-    while (m->n < 64 && fgets(m->line[m->n], sizeof m->line[0], f)) {
+    while (m->n < 128 && fgets(m->line[m->n], sizeof m->line[0], f)) {
         char *t = strstr(m->line[m->n], ",\"samples_per_s\"");
         if (!t) fail_msg("%s/metrics.jsonl line %d lacks samples_per_s: %s", dir, m->n + 1, m->line[m->n]);
         *t = 0;
@@ -812,6 +822,327 @@ static void test_embed_ckpt(void **st)
     /* not a checkpoint and not a Q-Former file: refused naming it */
     EXPECT_RUN(1, NULL, "secap-embed", "--model vocab.txt --text-file ds/text.txt --vocab vocab.txt --out e_bad.h5",
                "vocab.txt");
+/* ------------------------------------------------------------ ablations */
+
+/* Names of the tensors of an HDF5 file (h5py lists them), one per line, in
+ * a malloc'd text. */
+static char *tensor_names(const char *h5)
+{
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd,
+             "/usr/bin/python3 -c \"import h5py,sys; f=h5py.File(sys.argv[1],'r'); "
+             "print('\\n'.join(k for k in f.keys()))\" '%s' > '%s'", tu_tmp("%s", h5), tu_tmp("names.txt"));
+    if (system(cmd) != 0) fail_msg("cannot list the tensors of %s with h5py", h5);
+    return secap_read_file(tu_tmp("names.txt"), NULL, "tensor names");
+}
+
+/* 1 if tensor name holds the same bits in files a and b (both relative to
+ * the test directory). */
+static int same_tensor(const char *a, const char *b, const char *name)
+{
+    secap_weights *wa = secap_weights_open(tu_tmp("%s", a)), *wb = secap_weights_open(tu_tmp("%s", b));
+    int64_t sh[8], sh2[8];
+    secap_wdtype dt;
+    int nd = secap_weights_info(wa, name, sh, &dt);
+    int nd2 = secap_weights_info(wb, name, sh2, &dt);
+    if (nd != nd2 || memcmp(sh, sh2, (size_t)nd * sizeof *sh)) fail_msg("%s: shapes differ in %s and %s", name, a, b);
+    int64_t n = 1;
+    for (int i = 0; i < nd; i++) n *= sh[i];
+    float *x = malloc((size_t)n * sizeof *x), *y = malloc((size_t)n * sizeof *y);
+    secap_weights_read(wa, name, nd, sh, x);
+    secap_weights_read(wb, name, nd, sh, y);
+    int same = !memcmp(x, y, (size_t)n * sizeof *x);
+    free(x); free(y);
+    secap_weights_discard(wa);
+    secap_weights_discard(wb);
+    return same;
+}
+
+/* Counts the tensors with `prefix` (but not `except`) that are equal /
+ * differ between checkpoints a and b. */
+static void compare_ckpts(const char *a, const char *b, const char *prefix, const char *except, int *same, int *diff)
+{
+    char *names = tensor_names(a);
+    *same = *diff = 0;
+    for (char *save = NULL, *n = strtok_r(names, "\n", &save); n; n = strtok_r(NULL, "\n", &save)) {
+        if (strncmp(n, prefix, strlen(prefix)) || (except && !strncmp(n, except, strlen(except)))) continue;
+        if (same_tensor(a, b, n)) (*same)++;
+        else (*diff)++;
+    }
+    free(names);
+}
+
+static void expect_metrics_equal(const char *a, const char *b)
+{
+    metrics m, r;
+    read_metrics(a, &m);
+    read_metrics(b, &r);
+    if (m.n != r.n) fail_msg("%s has %d metric lines, %s %d", a, m.n, b, r.n);
+    for (int i = 0; i < m.n; i++)
+        if (strcmp(m.line[i], r.line[i]))
+            fail_msg("step %d differs:\n  %s: %s\n  %s: %s", i + 1, a, m.line[i], b, r.line[i]);
+}
+
+/* qformer.freeze_in_caption: across the caption stage every Q-Former tensor
+ * but audio_llama_project keeps its bits (in the default run they change),
+ * audio_llama_project and LoRA train; the stages before are the full run's;
+ * stop + resume inside the caption stage equals the uninterrupted run. */
+static void test_frozen_qformer(void **st)
+{
+    (void)st;
+    full_run();
+    EXPECT_RUN(0, NULL, "secap-train", "--config tiny.ini --train.out_dir=frz --qformer.freeze_in_caption=true "
+               "--train.keep=10", "done: 12 steps");
+    metrics m;
+    read_metrics("frz", &m);
+    for (int i = 0; i < 8; i++)   /* lm and qformer stages: as the full run */
+        if (strcmp(m.line[i], g_full.line[i])) fail_msg("frz step %d differs from the full run:\n  %s\n  %s", i + 1,
+                                                        m.line[i], g_full.line[i]);
+    if (!strcmp(m.line[11], g_full.line[11])) fail_msg("frz: the caption stage equals the full run's: %s", m.line[11]);
+    /* ckpt 8 ends stage qformer, ckpt 12 stage caption */
+    int same, diff;
+    compare_ckpts("frz/ckpt-0000000008.h5", "frz/ckpt-0000000012.h5", "qformer.", "qformer.audio_llama_project",
+                  &same, &diff);
+    print_message("  frozen: %d Q-Former tensors bit-identical across the caption stage, %d changed\n", same, diff);
+    if (diff || same < 10) fail_msg("frozen Q-Former: %d tensors changed in the caption stage, %d kept", diff, same);
+    compare_ckpts("frz/ckpt-0000000008.h5", "frz/ckpt-0000000012.h5", "qformer.audio_llama_project", NULL, &same,
+                  &diff);
+    if (diff != 2) fail_msg("frozen Q-Former: audio_llama_project (weight, bias) should train: %d changed", diff);
+    compare_ckpts("frz/ckpt-0000000008.h5", "frz/ckpt-0000000012.h5", "lora.", NULL, &same, &diff);
+    if (!diff) fail_msg("frozen Q-Former: no LoRA tensor changed in the caption stage");
+    /* the control: without the key the Q-Former trains in the caption stage */
+    compare_ckpts("full/ckpt-0000000008.h5", "full/ckpt-0000000012.h5", "qformer.bert.", NULL, &same, &diff);
+    if (diff < 10) fail_msg("full run: only %d Q-Former BERT tensors changed in the caption stage", diff);
+    /* exact resume inside the caption stage */
+    EXPECT_RUN(0, NULL, "secap-train", "--config tiny.ini --train.out_dir=frzs --qformer.freeze_in_caption=true "
+               "--train.keep=10 --train.stop_at_step=10", "Resume with:");
+    EXPECT_RUN(0, NULL, "secap-train", "--resume frzs", "done: 12 steps");
+    expect_metrics_equal("frzs", "frz");
+    compare_ckpts("frzs/ckpt-0000000012.h5", "frz/ckpt-0000000012.h5", "", NULL, &same, &diff);
+    if (diff) fail_msg("frozen, stopped and resumed: %d tensors differ from the uninterrupted run's", diff);
+}
+
+/* qformer.bridge = linear: no Q-Former (stage qformer refused), the bridge
+ * trains and the caption loss falls, checkpoints hold bridge.*, exact
+ * resume, and secap-eval captions with it. */
+static void test_linear_bridge(void **st)
+{
+    (void)st;
+    EXPECT_RUN(1, NULL, "secap-train", "--config tiny.ini --qformer.bridge=linear --dry-run",
+               "includes qformer, but qformer.bridge = linear has no Q-Former");
+    EXPECT_RUN(1, NULL, "secap-train", "--config tiny.ini --qformer.bridge=linear --train.stages=lm,caption "
+               "--qformer.freeze_in_caption=true --dry-run", "there is no Q-Former to freeze");
+    EXPECT_RUN(1, NULL, "secap-train", "--config tiny.ini --qformer.bridge=mlp --dry-run",
+               "accepted values: qformer,linear");
+    const char *args = "--config tiny.ini --qformer.bridge=linear --train.stages=lm,caption --train.out_dir=lin "
+                       "--train.stage_steps=lm:60,caption:40 --train.save_every=10 --train.keep=20 --eval.every=0 "
+                       "--optim.lr=1e-2";   /* 60 lm steps: over a random frozen base the caption loss stays flat */
+    EXPECT_RUN(0, NULL, "secap-train", args, "done: 100 steps");
+    assert_non_null(strstr(g_out, "bridge (linear)"));
+    metrics m;
+    read_metrics("lin", &m);
+    assert_int_equal(m.n, 100);
+    double first = 0, last = 0;
+    for (int i = 0; i < 5; i++) {
+        if (!strstr(m.line[60 + i], "\"stage\":\"caption\"")) fail_msg("lin step %d is not a caption step", 61 + i);
+        first += field(m.line[60 + i], "loss") / 5;
+        last += field(m.line[95 + i], "loss") / 5;
+    }
+    print_message("  linear bridge: caption loss %.4f over steps 1-5, %.4f over steps 36-40\n", first, last);
+    if (!(last < 0.8 * first)) fail_msg("linear bridge: the caption loss did not fall: %g -> %g", first, last);
+    char *names = tensor_names("lin/ckpt-0000000100.h5");
+    if (!strstr(names, "bridge.weight") || !strstr(names, "bridge.bias"))
+        fail_msg("lin/ckpt-0000000100.h5 lacks bridge.weight / bridge.bias:\n%s", names);
+    if (strstr(names, "qformer.")) fail_msg("lin/ckpt-0000000100.h5 holds Q-Former tensors:\n%s", names);
+    free(names);
+    if (same_tensor("lin/ckpt-0000000060.h5", "lin/ckpt-0000000100.h5", "bridge.weight"))
+        fail_msg("linear bridge: bridge.weight did not change in the caption stage");
+    char a2[1024];
+    snprintf(a2, sizeof a2, "%s --train.out_dir=lins --train.stop_at_step=83", args);
+    EXPECT_RUN(0, NULL, "secap-train", a2, "Resume with:");
+    EXPECT_RUN(0, NULL, "secap-train", "--resume lins", "done: 100 steps");
+    expect_metrics_equal("lins", "lin");
+    EXPECT_RUN(0, NULL, "secap-eval", "--checkpoint lin --split dev --out lin-eval", "");
+    assert_int_equal(access(tu_tmp("lin-eval/scores.json"), F_OK), 0);
+    assert_int_equal(access(tu_tmp("lin-eval/fid2captions.json"), F_OK), 0);
+}
+
+/* train.init_from: an lm-only run, then a run from its checkpoint, equals
+ * the full run bit for bit from the qformer stage on; stop + resume of
+ * such a run; the refusals. */
+static void test_init_from(void **st)
+{
+    (void)st;
+    full_run();
+    EXPECT_RUN(0, NULL, "secap-train", "--config tiny.ini --train.stages=lm --train.out_dir=lmonly", "done: 4 steps");
+    EXPECT_RUN(0, NULL, "secap-train", "--config tiny.ini --train.out_dir=ifr --train.init_from=lmonly",
+               "starting at stage qformer");
+    assert_non_null(strstr(g_out, "done: 12 steps"));
+    metrics m;
+    read_metrics("ifr", &m);
+    assert_int_equal(m.n, 8);
+    for (int i = 0; i < 8; i++)
+        if (strcmp(m.line[i], g_full.line[4 + i]))
+            fail_msg("init_from: step %d differs from the full run:\n  init_from: %s\n  full:      %s", 5 + i,
+                     m.line[i], g_full.line[4 + i]);
+    print_message("  init_from an lm-only run: 8 steps equal the full run's bit for bit\n");
+    EXPECT_RUN(0, NULL, "secap-train", "--config tiny.ini --train.out_dir=ifrs --train.init_from=lmonly "
+               "--train.stop_at_step=10", "Resume with:");
+    EXPECT_RUN(0, NULL, "secap-train", "--resume ifrs", "done: 12 steps");
+    expect_metrics_equal("ifrs", "ifr");
+    EXPECT_RUN(1, NULL, "secap-train", "--config tiny.ini --train.out_dir=ifr2 --train.init_from=full/ckpt-0000000010.h5",
+               "was saved inside stage caption at step 2");
+    EXPECT_RUN(1, NULL, "secap-train", "--config tiny.ini --train.out_dir=ifr3 --train.init_from=lmonly "
+               "--train.stages=qformer,caption", "does not begin with it");
+    EXPECT_RUN(1, NULL, "secap-train", "--config tiny.ini --train.out_dir=ifr6 --train.init_from=lmonly "
+               "--train.stages=lm", "finished 1 stages (train.stages = lm there), this run has 1 (lm)");
+    EXPECT_RUN(1, NULL, "secap-train", "--config tiny.ini --train.out_dir=ifr4 --train.init_from=nope.h5",
+               "train.init_from nope.h5: No such file");
+    EXPECT_RUN(1, NULL, "secap-train", "--config tiny.ini --train.out_dir=ifr5 --train.init_from=ds",
+               "holds no checkpoint");
+}
+
+/* [config] base = FILE */
+static void test_config_base(void **st)
+{
+    (void)st;
+    mkdir(tu_tmp("sub"), 0777);
+    tu_write_text("sub/child.ini", "# on top of tiny.ini\n[config]\nbase = ../tiny.ini\n[train]\nstages = lm\n"
+                  "max_steps = 1\nout_dir = basechild\n");
+    EXPECT_RUN(0, NULL, "secap-train", "--config sub/child.ini", "done: 1 steps");
+    char *cfg = secap_read_file(tu_tmp("basechild/config.ini"), NULL, "config.ini");
+    if (!strstr(cfg, "max_steps = 1\n") || !strstr(cfg, "stages = lm\n") || !strstr(cfg, "block_size = 16\n") ||
+        strstr(cfg, "[config]"))
+        fail_msg("basechild/config.ini is not tiny.ini with the child's keys on top:\n%s", cfg);
+    free(cfg);
+    tu_write_text("sub/bad_key.ini", "[config]\nbase = ../tiny.ini\n[train]\nmax_stepz = 3\n");
+    EXPECT_RUN(1, NULL, "secap-train", "--config sub/bad_key.ini", "sub/bad_key.ini:4: unknown key train.max_stepz");
+    tu_write_text("sub/base_key.ini", "[config]\nbase = base_bad.ini\n");
+    tu_write_text("sub/base_bad.ini", "[config]\nbase = ../tiny.ini\n[optim]\nschedule = cosin\n");
+    EXPECT_RUN(1, NULL, "secap-train", "--config sub/base_key.ini", "sub/base_bad.ini:4: optim.schedule = \"cosin\"");
+    tu_write_text("nobase.ini", "[data]\ndir = ds\n[config]\nbase = nope.ini\n");
+    EXPECT_RUN(1, NULL, "secap-train", "--config nobase.ini", "nobase.ini:4: config.base = nope.ini: cannot read nope.ini");
+    tu_write_text("cfgkey.ini", "[config]\nbass = tiny.ini\n");
+    EXPECT_RUN(1, NULL, "secap-train", "--config cfgkey.ini", "cfgkey.ini:2: unknown key config.bass in section [config]");
+    tu_write_text("cycle.ini", "[config]\nbase = cycle.ini\n");
+    EXPECT_RUN(1, NULL, "secap-train", "--config cycle.ini", "more than 8 nested bases");
+}
+
+/* 1 if path is a PNG (signature) of more than min_bytes. */
+static int is_png(const char *path, long min_bytes)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    unsigned char sig[8] = { 0 };
+    size_t n = fread(sig, 1, 8, f);
+    fseek(f, 0, SEEK_END);
+    long sz = ftell(f);
+    fclose(f);
+    static const unsigned char PNG[8] = { 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n' };
+    if (n != 8 || memcmp(sig, PNG, 8)) fail_msg("%s: no PNG signature", path);
+    if (sz <= min_bytes) fail_msg("%s: %ld bytes, expected more than %ld", path, sz, min_bytes);
+    return 1;
+}
+
+/* tools/plot_run.sh on a run's metrics.jsonl (gnuplot must be installed:
+ * tools/deps.sh test installs it); secap-train drawing them at each stage
+ * end (log.plots), and saying so when gnuplot is missing. */
+static void test_plots(void **st)
+{
+    (void)st;
+    full_run();
+    char tool[2200], cmd[8192];
+    snprintf(tool, sizeof tool, "%s/../tools/plot_run.sh", g_bin);
+    if (access(tool, X_OK)) snprintf(tool, sizeof tool, "%s/../../tools/plot_run.sh", g_bin);
+    if (access(tool, X_OK)) fail_msg("tools/plot_run.sh not found next to %s", g_bin);
+    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' full > plot.out 2>&1", tu_dir, tool);
+    if (system(cmd) != 0) {
+        char *o = secap_read_file(tu_tmp("plot.out"), NULL, "plot output");
+        fail_msg("%s full failed (is gnuplot installed? tools/deps.sh test):\n%s", tool, o);
+    }
+    const char *stages[3] = { "lm", "qformer", "caption" };
+    for (int i = 0; i < 3; i++) assert_true(is_png(tu_tmp("full/plots/%s.png", stages[i]), 10000));
+    print_message("  tools/plot_run.sh: full/plots/{lm,qformer,caption}.png\n");
+    /* one stage, and the errors */
+    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' full caption > plot.out 2>&1 && grep -c png plot.out | grep -qx 1", tu_dir,
+             tool);
+    if (system(cmd) != 0) fail_msg("%s full caption did not draw exactly one PNG", tool);
+    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' ds > plot.out 2>&1; test $? = 1 && grep -q 'metrics.jsonl: no such file' "
+             "plot.out", tu_dir, tool);
+    if (system(cmd) != 0) fail_msg("%s on a directory without metrics.jsonl did not fail with a message", tool);
+    /* secap-train draws them at each stage end, and goes on without gnuplot */
+    EXPECT_RUN(0, NULL, "secap-train", "--config tiny.ini --train.out_dir=plt --train.stages=lm,qformer "
+               "--log.plots=true", "stage qformer: loss curves in plt/plots/qformer.png");
+    assert_true(is_png(tu_tmp("plt/plots/lm.png"), 10000));
+    assert_true(is_png(tu_tmp("plt/plots/qformer.png"), 10000));
+    EXPECT_RUN(0, "PATH=/nonexistent", "secap-train", "--config tiny.ini --train.out_dir=plt2 --train.stages=lm "
+               "--log.plots=true", "no loss-curve PNGs: gnuplot is not installed");
+    assert_int_equal(access(tu_tmp("plt2/plots/lm.png"), F_OK), -1);
+}
+
+/* tools/experiments on the tiny models: two systems (full, frozen) x two
+ * seeds sharing one lm run per seed; the table's cells are the mean and
+ * sample std of the runs' scores.json. */
+static void test_experiments(void **st)
+{
+    (void)st;
+    char tool[2200], cmd[8192];
+    snprintf(tool, sizeof tool, "%s/../tools/experiments", g_bin);
+    if (access(tool, X_OK)) snprintf(tool, sizeof tool, "%s/../../tools/experiments", g_bin);
+    if (access(tool, X_OK)) fail_msg("tools/experiments not found next to %s", g_bin);
+    tu_write_text("tiny-frozen.ini", "[config]\nbase = tiny.ini\n[qformer]\nfreeze_in_caption = true\n");
+    snprintf(cmd, sizeof cmd, "cd '%s' && SECAP_THREADS=1 OMP_WAIT_POLICY=passive '%s' --bin '%s' --out exp "
+             "--systems full=tiny.ini,frozen=tiny-frozen.ini --seeds 1,2 --steps 2 --lm-steps 3 --split dev "
+             "> exp.out 2>&1", tu_dir, tool, g_bin);
+    int rc = system(cmd);
+    char *out = secap_read_file(tu_tmp("exp.out"), NULL, "experiments output");
+    if (rc) fail_msg("tools/experiments failed:\n%s", out);
+    /* one lm run per seed, each system from it */
+    for (int s = 1; s <= 2; s++) {
+        char *log = secap_read_file(tu_tmp("exp/seed%d/frozen.log", s), NULL, "frozen log");
+        if (!strstr(log, "train.init_from exp/seed") || !strstr(log, "starting at stage qformer"))
+            fail_msg("exp/seed%d/frozen.log: not started from the shared lm run:\n%s", s, log);
+        free(log);
+    }
+    char *table = secap_read_file(tu_tmp("exp/table.md"), NULL, "table");
+    if (!strstr(table, "| baseline: most frequent train caption |") || !strstr(table, "(`tiny-frozen.ini`) |"))
+        fail_msg("exp/table.md lacks the baseline or system rows:\n%s", table);
+    /* the frozen row's BLEU-1 cell: mean +- sample std of the two runs' */
+    double v[2];
+    for (int s = 0; s < 2; s++) {
+        char *js = secap_read_file(tu_tmp("exp/seed%d/frozen/eval-dev/scores.json", s + 1), NULL, "scores");
+        v[s] = 100 * field(strstr(js, "\"model\""), "Bleu_1");
+        free(js);
+    }
+    double mean = (v[0] + v[1]) / 2, sd = fabs(v[0] - v[1]) / sqrt(2.0);
+    char cell[128];
+    snprintf(cell, sizeof cell, "(`tiny-frozen.ini`) | %.2f ± %.2f |", mean, sd);
+    if (!strstr(table, cell)) fail_msg("exp/table.md: the frozen row should begin \"%s\":\n%s", cell, table);
+    print_message("  tools/experiments: 2 systems x 2 seeds, frozen BLEU-1 %.2f ± %.2f\n", mean, sd);
+    free(table);
+    table = NULL;
+    /* a second call reuses every run and its scores: with constructed
+     * scores (BLEU-1 0.30 and 0.50, CIDEr 1.0 and 2.0) the cells are
+     * 40.00 +- 14.14 and 1.500 +- 0.707 */
+    for (int s = 0; s < 2; s++) {
+        char name[128];
+        snprintf(name, sizeof name, "exp/seed%d/frozen/eval-dev/scores.json", s + 1);
+        tu_write_text(name,
+                      s ? "{\"model\": {\"Bleu_1\": 0.5, \"CIDEr\": 2.0}, \"baseline_frequent\": {}, "
+                          "\"baseline_random\": {}}"
+                        : "{\"model\": {\"Bleu_1\": 0.3, \"CIDEr\": 1.0}, \"baseline_frequent\": {}, "
+                          "\"baseline_random\": {}}");
+    }
+    rc = system(cmd);
+    free(out);
+    out = secap_read_file(tu_tmp("exp.out"), NULL, "experiments output");
+    if (rc || strstr(out, "secap-train") || strstr(out, "secap-eval"))
+        fail_msg("tools/experiments trained or scored again on a finished set:\n%s", out);
+    table = secap_read_file(tu_tmp("exp/table.md"), NULL, "table");
+    if (!strstr(table, "(`tiny-frozen.ini`) | 40.00 ± 14.14 | - | - | - | 1.500 ± 0.707 |"))
+        fail_msg("exp/table.md: the frozen row does not aggregate the constructed scores:\n%s", table);
+    free(table);
+    free(out);
 }
 
 int main(void)
@@ -829,6 +1160,12 @@ int main(void)
         cmocka_unit_test(test_probe_units),
         cmocka_unit_test(test_probe_metrics),
         cmocka_unit_test(test_embed_ckpt),
+        cmocka_unit_test(test_frozen_qformer),
+        cmocka_unit_test(test_linear_bridge),
+        cmocka_unit_test(test_init_from),
+        cmocka_unit_test(test_config_base),
+        cmocka_unit_test(test_plots),
+        cmocka_unit_test(test_experiments),
     };
     /* TEST_TRAIN_FILTER=test_probe_* runs only the matching tests */
     if (getenv("TEST_TRAIN_FILTER")) cmocka_set_test_filter(getenv("TEST_TRAIN_FILTER"));

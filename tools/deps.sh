@@ -7,16 +7,18 @@
 # 2-rank training test tests/test_dist.c), fuzz (clang,
 # its libFuzzer/sanitizer runtimes and omp.h for the fuzz targets), demo (the
 # demo-corpus generator, and spm_train for the demo tokenizer, tools/train_spm.sh),
-# browser (headless Chromium for make test-browser).
+# browser (headless Chromium for make test-browser).  gnuplot-nox (test, demo):
+# the loss-curve PNGs of tools/plot_run.sh, which secap-train draws at each
+# stage end and tests/test_train.c checks.
 # Checks each package with dpkg-query and installs only what is missing, with
 # apt-get, as root.  Prints nothing when everything is present.
 set -euo pipefail
 
 declare -A GROUP
 GROUP[build]="gcc make pkg-config libopenblas-openmp-dev libcmocka-dev libhdf5-dev libsndfile1-dev libsoxr-dev libcjson-dev libutf8proc-dev zlib1g-dev"
-GROUP[test]="python3 python3-numpy python3-torch python3-torchaudio python3-h5py python3-sentencepiece sentencepiece espeak-ng sox libopenmpi-dev openmpi-bin"
+GROUP[test]="python3 python3-numpy python3-torch python3-torchaudio python3-h5py python3-sentencepiece sentencepiece espeak-ng sox libopenmpi-dev openmpi-bin gnuplot-nox"
 GROUP[fuzz]="clang libclang-rt-14-dev libomp-dev"
-GROUP[demo]="espeak-ng sox fortunes-zh sentencepiece"
+GROUP[demo]="espeak-ng sox fortunes-zh sentencepiece gnuplot-nox"
 GROUP[browser]="chromium"
 
 missing=()

@@ -13,6 +13,7 @@
 #include "secap/base.h"
 #include "secap/dataset.h"
 #include "secap/ini.h"
+#include "secap/train.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,7 +44,7 @@ int main(int argc, char **argv)
         if ((!strcmp(a, "--data") || !strcmp(a, "--manifest")) && i + 1 < argc) { path = argv[++i]; continue; }
         if (!strncmp(a, "--data=", 7) || !strncmp(a, "--manifest=", 11)) { path = strchr(a, '=') + 1; continue; }
         if (!strcmp(a, "--config") && i + 1 < argc) {
-            secap_ini *file = secap_ini_load(argv[++i]);
+            secap_ini *file = secap_train_config_load(argv[++i]);   /* [config] base = FILE too */
             for (int k = 0; k < file->n; k++) /* file first; later flags override */
                 secap_ini_set(ini, file->e[k].key, file->e[k].value, file->e[k].origin);
             secap_ini_free(file);

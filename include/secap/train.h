@@ -17,6 +17,10 @@
  *   caption  paper stage 2: query outputs -> audio_llama_project -> LLaMA
  *            [BOS][audio][prompt][caption][EOS] -> caption cross entropy;
  *            Q-Former and LoRA train, the LLaMA base is frozen.
+ *            Ablations: qformer.bridge = linear (pooled features through
+ *            one Linear instead of the Q-Former; no stage qformer) and
+ *            qformer.freeze_in_caption (only audio_llama_project and LoRA
+ *            train in this stage).
  *   lm       full-parameter LLaMA training on text (secap/lmtext.h: the
  *            train split's captions and transcripts plus [lm] text files,
  *            packed into blocks); the caption stage then freezes the base.
@@ -49,6 +53,9 @@ enum { SECAP_STAGE_LM = 0, SECAP_STAGE_QFORMER = 1, SECAP_STAGE_CAPTION = 2, SEC
 typedef struct {
     secap_data_config data;       /* [data] (secap/dataset.h); data.dir below */
     char data_dir[1024];          /* data.dir: dataset directory or .jsonl manifest (required) */
+    char init_from[1024];         /* train.init_from: a checkpoint (or run dir) saved at a stage end; a
+                                     fresh run reads its tensors, RNG and loader state and skips the
+                                     stages it finished ("" = off; src/train/ckpt.c) */
     struct {                      /* [hubert] */
         char weights[1024];       /* weights: HuBERT weight file (required) */
         char cache[1024];         /* cache: feature cache (secap-extract --out); "" = extract on the fly */
@@ -63,6 +70,11 @@ typedef struct {
         int num_query_tokens, cross_attention_freq, encoder_width, embed_dim;
         int max_position_embeddings; /* the longest transcript / caption in tokens */
         double dropout;           /* hidden_dropout_prob */
+        char bridge[16];          /* bridge: qformer | linear (ablation: HuBERT features average-pooled
+                                     over time into num_query_tokens segments, one Linear A -> D;
+                                     no Q-Former, no stage qformer; src/train/bridge.c) */
+        int freeze_in_caption;    /* freeze_in_caption: ablation, the Q-Former frozen in stage caption
+                                     (audio_llama_project and LoRA still train) */
     } qformer;
     struct {                      /* [llama] */
         char weights[1024];       /* weights: base weight file ("" = random init from the sizes) */
@@ -116,9 +128,17 @@ typedef struct {
     struct {                      /* [log] */
         int64_t every;            /* every: a plain log line every N steps when stderr is not a tty */
         char progress[16];        /* progress: auto | bar | lines */
+        int plots;                /* plots: loss-curve PNGs in <out_dir>/plots at each stage end
+                                     (tools/plot_run.sh, gnuplot) */
     } log;
 } secap_train_config;
 
+/* Reads a config file.  A file may start from another: a [config] section
+ * with `base = FILE` (relative to the directory of the file naming it, up
+ * to 8 levels) reads FILE first and puts this file's keys on top, each key
+ * keeping the file:line it came from; [config] takes no other key and is
+ * gone from the result.  Errors name the file, the line and the key. */
+secap_ini *secap_train_config_load(const char *path);
 /* Defaults for every key (the required ones empty / -1). */
 void secap_train_config_default(secap_train_config *t);
 /* Fills t from ini: every section applied, every value checked, required

@@ -4,6 +4,7 @@
  * written by the weight-file writer (to <path>.tmp.<pid>, flushed, renamed),
  * so a crash at any instant leaves every earlier checkpoint intact.
  *   tensors     qformer.bert.<BERT name>, qformer.<root name>,
+ *               bridge.weight, bridge.bias (qformer.bridge = linear),
  *               mi_estimator.<p_mu.0.weight ...>, contrastive.temp,
  *               lora.<PEFT name>, llama.<HF name> (the base, when stage lm
  *               trains it)                (trainable entries, float32)
@@ -202,6 +203,7 @@ static int tables(trainer *tr, const secap_params **t, const char **pre)
         t[n] = secap_qformer_bert_params(tr->qf); pre[n++] = "qformer.bert.";
         t[n] = secap_qformer_root_params(tr->qf); pre[n++] = "qformer.";
     }
+    if (tr->bridge) { t[n] = tr->bridge; pre[n++] = "bridge."; }
     if (tr->est) { t[n] = secap_vclub_params(tr->est); pre[n++] = "mi_estimator."; }
     if (tr->temp) { t[n] = tr->temp; pre[n++] = "contrastive."; }
     if (tr->llm && secap_llama_lora_params(tr->llm)) { t[n] = secap_llama_lora_params(tr->llm); pre[n++] = "lora."; }
@@ -365,4 +367,115 @@ void secap_ckpt_load(trainer *tr, const char *path)
         tr->opt_loaded = 1;
     }
     secap_weights_close(w);
+}
+
+/* train.init_from (secap/train.h).  The run continues as the run that wrote
+ * the checkpoint would have gone on with this config: tensors of this run's
+ * tables found in the file are read (shape checked; the others keep their
+ * init, e.g. the Q-Former after an lm-only run), then the global step, both
+ * RNG streams, the loader position and the MI estimator's moments.  The
+ * checkpoint must end a stage (step 0 of the next one; the newest checkpoint
+ * of a finished run does), and the stages it finished must be the first of
+ * this run's train.stages: those are skipped.  With the same config up to
+ * that point, the run equals the uninterrupted one bit for bit
+ * (tests/test_train.c, test_init_from). */
+void secap_ckpt_init_from(trainer *tr, const char *arg)
+{
+    char *path;
+    if (secap_is_dir(arg)) {
+        char *newest = NULL;
+        if (!secap_ckpt_has_any(arg, &newest))
+            secap_fatal("train.init_from %s: the directory holds no checkpoint ckpt-*.h5 (hint: the train.out_dir "
+                        "of a finished run, e.g. one with train.stages = lm)", arg);
+        size_t l = strlen(arg) + strlen(newest) + 2;
+        path = secap_xmalloc(l, "checkpoint path");
+        snprintf(path, l, "%s/%s", arg, newest);
+    } else {
+        if (access(arg, R_OK) != 0)
+            secap_fatal("train.init_from %s: %s (hint: a checkpoint ckpt-*.h5 saved at the end of a stage, or its run "
+                        "directory)", arg, strerror(errno));
+        path = secap_xstrdup(arg, "checkpoint path");
+    }
+    secap_cleanup cp;
+    secap_cleanup_push(&cp, free, path);
+    char *text = secap_ckpt_config_text(path);   /* format and version */
+    secap_cleanup ct;
+    secap_cleanup_push(&ct, free, text);
+    secap_ini *ini = secap_ini_from_text(text, path);
+    secap_train_config *other = secap_xcalloc(1, sizeof *other, "config");
+    secap_cleanup co;
+    secap_cleanup_push(&co, free, other);
+    secap_train_config_default(other);
+    secap_train_config_from_ini(other, ini);
+    secap_ini_free(ini);
+    secap_weights *w = ckpt_open(path);
+    int64_t si = secap_weights_attr_int(w, "stage_index"), step = secap_weights_attr_int(w, "step");
+    if (si < 0 || si > other->train.nstages) {
+        secap_weights_discard(w);
+        secap_fatal("train.init_from %s: stage_index %lld outside 0..%d (hint: a damaged checkpoint)", path,
+                    (long long)si, other->train.nstages);
+    }
+    if (step != 0) {
+        secap_weights_discard(w);
+        secap_fatal("train.init_from %s was saved inside stage %s at step %lld (hint: a checkpoint saved at the end "
+                    "of a stage, e.g. the newest of a finished run; to continue a run use --resume)", path,
+                    secap_stage_name(other->train.stage[si]), (long long)step);
+    }
+    if (si == 0 || si >= tr->cfg.train.nstages) {
+        secap_weights_discard(w);
+        secap_fatal("train.init_from %s finished %lld stages (train.stages = %s there), this run has %d (%s) (hint: "
+                    "a checkpoint that ended at least one stage, and a run with more stages)", path, (long long)si,
+                    other->train.stages, tr->cfg.train.nstages, tr->cfg.train.stages);
+    }
+    for (int i = 0; i < si; i++)
+        if (other->train.stage[i] != tr->cfg.train.stage[i]) {
+            secap_weights_discard(w);
+            secap_fatal("train.init_from %s finished %lld stage%s of train.stages = %s there; this run's "
+                        "train.stages = %s does not begin with %s (hint: init from a run whose finished stages are "
+                        "the first of this run's, e.g. train.stages = lm there and lm,qformer,caption here)", path,
+                        (long long)si, si > 1 ? "s" : "", other->train.stages, tr->cfg.train.stages,
+                        si > 1 ? "them" : "it");
+        }
+    const secap_params *tab[8];
+    const char *pre[8];
+    int nt = tables(tr, tab, pre), loaded = 0, kept = 0;
+    for (int i = 0; i < nt; i++)
+        for (int k = secap_params_next(tab[i], NULL, -1); k >= 0; k = secap_params_next(tab[i], NULL, k)) {
+            const secap_param_entry *e = secap_params_entry(tab[i], k);
+            if (!e->trainable) continue;
+            char name[600];
+            snprintf(name, sizeof name, "%s%s", pre[i], e->name);
+            if (!secap_weights_has(w, name)) { kept++; continue; }
+            secap_weights_read(w, name, e->ndim, e->shape, secap_f32(e->t));
+            loaded++;
+        }
+    if (!loaded) {
+        secap_weights_discard(w);
+        secap_fatal("train.init_from %s holds none of this run's trainable tensors (hint: a checkpoint of the same "
+                    "models, e.g. the lm run of this config)", path);
+    }
+    tr->gstep = secap_weights_attr_int(w, "gstep");
+    tr->loader_epoch = secap_weights_attr_int(w, "loader_epoch");
+    tr->loader_step = secap_weights_attr_int(w, "loader_step");
+    rng_read(w, "rng_ctx", &tr->c->rng, path);
+    rng_read(w, "rng_train", &tr->rng, path);
+    if (tr->est && secap_weights_has_attr(w, "mi_optim_slots"))
+        read_moments(w, secap_vclub_optimizer(tr->est), "mi_optim", path);
+    secap_loader_set_state(tr->L, (secap_loader_state){ tr->loader_epoch, tr->loader_step });
+    secap_weights_discard(w);
+    tr->stage_idx = (int)si;
+    tr->step = 0;
+    char done[64] = "";
+    for (int i = 0; i < si; i++)
+        snprintf(done + strlen(done), sizeof done - strlen(done), "%s%s", i ? "," : "",
+                 secap_stage_name(other->train.stage[i]));
+    fprintf(stderr, "secap-train: train.init_from %s: %d tensors read, %d kept at their init; stages %s done there "
+            "(global step %lld), starting at stage %s\n", path, loaded, kept, done, (long long)tr->gstep,
+            secap_stage_name(tr->cfg.train.stage[si]));
+    secap_cleanup_pop(&co);
+    free(other);
+    secap_cleanup_pop(&ct);
+    free(text);
+    secap_cleanup_pop(&cp);
+    free(path);
 }

@@ -9,6 +9,7 @@
  * file:line here. */
 #include "secap/train.h"
 #include "secap/base.h"
+#include "secap/fileutil.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -16,6 +17,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char *const SECTIONS[] = { "data", "hubert", "qformer", "llama", "lora", "lm", "loss",
                                         "optim", "train", "eval", "decode", "log", NULL };
@@ -60,6 +62,8 @@ static const keydef KEYS[] = {
     { "qformer.embed_dim", K_INT, F(qformer.embed_dim), 0, 1, 65536, NULL },
     { "qformer.max_position_embeddings", K_INT, F(qformer.max_position_embeddings), 0, 4, 1 << 16, NULL },
     { "qformer.dropout", K_DBL, F(qformer.dropout), 0, 0, 0.99, NULL },
+    { "qformer.bridge", K_ENUM, S(qformer.bridge), 0, 0, "qformer|linear" },
+    { "qformer.freeze_in_caption", K_BOOL, F(qformer.freeze_in_caption), 0, 0, 1, NULL },
     { "llama.weights", K_STR, S(llama.weights), 0, 0, NULL },
     { "llama.tokenizer", K_STR, S(llama.tokenizer), 0, 0, NULL },
     { "llama.vocab_size", K_INT, F(llama.vocab_size), 0, 0, 1 << 24, NULL },
@@ -93,6 +97,7 @@ static const keydef KEYS[] = {
     { "train.prompts", K_STR, S(train.prompts), 0, 0, NULL },
     { "train.threads", K_INT, F(train.threads), 0, 0, 4096, NULL },
     { "train.dist_timeout", K_DBL, F(train.dist_timeout), 0, 0, 1e7, NULL },
+    { "train.init_from", K_STR, S(init_from), 0, 0, NULL },
     { "eval.every", K_I64, F(eval.every), 0, 0, 1e12, NULL },
     { "eval.batches", K_INT, F(eval.batches), 0, 1, 1000000, NULL },
     { "eval.caption_every", K_I64, F(eval.caption_every), 0, 0, 1e12, NULL },
@@ -103,6 +108,7 @@ static const keydef KEYS[] = {
     { "decode.num_beams", K_INT, F(decode.num_beams), 0, 1, 64, NULL },
     { "log.every", K_I64, F(log.every), 0, 1, 1e12, NULL },
     { "log.progress", K_ENUM, S(log.progress), 0, 0, "auto|bar|lines" },
+    { "log.plots", K_BOOL, F(log.plots), 0, 0, 1, NULL },
 };
 #define NKEYS ((int)(sizeof KEYS / sizeof KEYS[0]))
 
@@ -125,6 +131,7 @@ void secap_train_config_default(secap_train_config *t)
     t->qformer.embed_dim = 256;
     t->qformer.max_position_embeddings = 512;
     t->qformer.dropout = 0.1;
+    snprintf(t->qformer.bridge, sizeof t->qformer.bridge, "qformer");
     t->llama.hidden_size = 4096;
     t->llama.intermediate_size = 11008;
     t->llama.num_hidden_layers = 32;
@@ -161,6 +168,7 @@ void secap_train_config_default(secap_train_config *t)
     t->decode.num_beams = 5;
     t->log.every = 10;
     snprintf(t->log.progress, sizeof t->log.progress, "auto");
+    t->log.plots = 1;
 }
 
 static const keydef *find_key(const char *key)
@@ -340,6 +348,16 @@ void secap_train_config_from_ini(secap_train_config *t, secap_ini *ini)
     if (!t->data_dir[0]) secap_fatal("config: data.dir is empty (hint: a dataset directory or a .jsonl manifest)");
     if (!t->train.out_dir[0]) secap_fatal("config: train.out_dir is empty (hint: the run directory to write)");
     split_stages(t, stages_origin);
+    if (!strcmp(t->qformer.bridge, "linear")) {
+        for (int i = 0; i < t->train.nstages; i++)
+            if (t->train.stage[i] == SECAP_STAGE_QFORMER)
+                secap_fatal("%s: train.stages = \"%s\" includes qformer, but qformer.bridge = linear has no "
+                            "Q-Former to train there (hint: train.stages = lm,caption, or qformer.bridge = qformer)",
+                            stages_origin, t->train.stages);
+        if (t->qformer.freeze_in_caption)
+            secap_fatal("config: qformer.freeze_in_caption = true with qformer.bridge = linear: there is no Q-Former "
+                        "to freeze (hint: one ablation at a time; freeze_in_caption = false)");
+    }
     for (int i = 0; i < SECAP_NSTAGES; i++) t->train.steps_of[i] = -1;
     char ss[128];
     snprintf(ss, sizeof ss, "%s", t->train.stage_steps);
@@ -427,3 +445,54 @@ char *secap_train_config_text(const secap_train_config *t)
     fclose(f);
     return buf;
 }
+
+/* [config] base = FILE: the file's keys on top of FILE's (secap/train.h). */
+static secap_ini *load_with_base(const char *path, int depth)
+{
+    secap_ini *ini = secap_ini_load(path);
+    int bi = -1;
+    for (int i = 0; i < ini->n; i++) {
+        if (strncmp(ini->e[i].key, "config.", 7)) continue;
+        if (strcmp(ini->e[i].key, "config.base")) {
+            char msg[1200];
+            snprintf(msg, sizeof msg, "%s: unknown key %s in section [config] (hint: accepted keys: base)",
+                     ini->e[i].origin, ini->e[i].key);
+            secap_ini_free(ini);
+            secap_fatal("%s", msg);
+        }
+        bi = i;
+    }
+    if (bi < 0) return ini;
+    const secap_ini_entry *be = &ini->e[bi];
+    char base[2200], msg[3000];
+    msg[0] = 0;
+    if (!be->value[0])
+        snprintf(msg, sizeof msg, "%s: config.base is empty (hint: a config file, relative to this one, e.g. "
+                 "base = demo.ini)", be->origin);
+    else if (depth >= 8)
+        snprintf(msg, sizeof msg, "%s: config.base = %s: more than 8 nested bases (hint: a base that names this "
+                 "file again? break the cycle)", be->origin, be->value);
+    if (!msg[0]) {
+        const char *slash = strrchr(path, '/');
+        if (be->value[0] == '/' || !slash) snprintf(base, sizeof base, "%s", be->value);
+        else snprintf(base, sizeof base, "%.*s/%s", (int)(slash - path), path, be->value);
+        if (access(base, R_OK) != 0 || secap_is_dir(base))
+            snprintf(msg, sizeof msg, "%s: config.base = %s: cannot read %s: %s (hint: a config file; a relative path "
+                     "is relative to the directory of the file that names it)", be->origin, be->value, base,
+                     secap_is_dir(base) ? "a directory" : strerror(errno));
+    }
+    if (msg[0]) {
+        secap_ini_free(ini);
+        secap_fatal("%s", msg);
+    }
+    secap_cleanup cl;
+    secap_cleanup_push(&cl, (void (*)(void *))secap_ini_free, ini);
+    secap_ini *out = load_with_base(base, depth + 1);
+    secap_cleanup_pop(&cl);
+    for (int i = 0; i < ini->n; i++)
+        if (i != bi) secap_ini_set(out, ini->e[i].key, ini->e[i].value, ini->e[i].origin);
+    secap_ini_free(ini);
+    return out;
+}
+
+secap_ini *secap_train_config_load(const char *path) { return load_with_base(path, 0); }

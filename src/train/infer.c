@@ -8,7 +8,8 @@
  * One batch of B clips:
  *   a      [B, F, A]  features (cache or encoder), frames [B]
  *   qo     [B, Q, H]  Q-Former query mode
- *   x      [B, Q, D]  audio_llama_project(qo)
+ *   x      [B, Q, D]  audio_llama_project(qo) (qformer.bridge = linear: the
+ *                     pooled features through the bridge, src/train/bridge.c)
  *   prefix [B, T, D]  rows [BOS][x_b][prompt] (secap_llama_caption_batch
  *                     without a caption: its trailing EOS is dropped by
  *                     giving secap_generate the row length minus one)
@@ -149,7 +150,7 @@ secap_captioner *secap_captioner_open(const char *path, int use_cache, int threa
                     stage_idx < t->train.nstages ? secap_stage_name(t->train.stage[stage_idx]) : "done",
                     (long long)step, ckpt);
     need_file(ckpt, "hubert.weights", t->hubert.weights);
-    need_file(ckpt, "qformer.vocab", t->qformer.vocab);
+    if (strcmp(t->qformer.bridge, "linear")) need_file(ckpt, "qformer.vocab", t->qformer.vocab);   /* no Q-Former */
     need_file(ckpt, "llama.tokenizer", t->llama.tokenizer);
     if (t->llama.weights[0]) need_file(ckpt, "llama.weights", t->llama.weights);
     if (t->train.prompts[0]) need_file(ckpt, "train.prompts", t->train.prompts);
@@ -310,8 +311,7 @@ void secap_train_caption(trainer *tr, const secap_decode_config *dec, const int3
     for (int i0 = 0; i0 < n; i0 += batch) {
         int B = n - i0 < batch ? n - i0 : batch;
         secap_tensor *a = features(tr, B, ids ? ids + i0 : NULL, audio ? audio + i0 : NULL, frames);
-        secap_tensor *qo = secap_qformer_query(c, tr->qf, a, frames);
-        secap_tensor *x = secap_qformer_llm_project(c, tr->qf, qo);
+        secap_tensor *x = secap_train_audio_tokens(tr, a, frames, NULL);   /* [B, Q, D] */
         secap_llama_batch lb = secap_llama_caption_batch(c, tr->llm, x, pr, pl, NULL, NULL, B);
         for (int b = 0; b < B; b++) lens[b] = lb.lens[b] - 1;   /* without the EOS */
         secap_gen_result r;

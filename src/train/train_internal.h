@@ -64,7 +64,30 @@ typedef struct {
     double best_cider;           /* best dev CIDEr so far (best.json), -1: none */
     int64_t best_gstep;
     int infer;                   /* 1: built for inference (src/train/infer.c): no LM text */
+    secap_params *bridge;        /* qformer.bridge = linear: its table (src/train/bridge.c), else NULL */
+    secap_tensor *bridge_w, *bridge_b;   /* [D, A], [D] */
 } trainer;
+
+/* src/train/bridge.c: the linear bridge's table (qformer.bridge = linear),
+ * tr->bridge; and the caption stage's audio positions for the LLaMA,
+ * a [B, T, A] with frames [B] -> [B, num_query_tokens, D], through the
+ * Q-Former and audio_llama_project or through the linear bridge. */
+void secap_bridge_build(trainer *tr, int A, int D);
+secap_tensor *secap_train_audio_tokens(trainer *tr, secap_tensor *a, const int32_t *frames, secap_tensor **qo_out);
+/* qformer.freeze_in_caption: registers audio_llama_project (bias in
+ * nodecay_group, weight in decay_group) with tr->opt and takes every other
+ * Q-Former tensor out of the gradient computation. */
+void secap_train_freeze_qformer(trainer *tr, int nodecay_group, int decay_group);
+
+/* src/train/plots.c: tools/plot_run.sh RUN_DIR STAGE when log.plots and
+ * gnuplot is installed (a message once when not). */
+void secap_train_plot_stage(trainer *tr, const char *stage);
+
+/* src/train/ckpt.c: train.init_from on a fresh run (see secap/train.h):
+ * the tensors of this run's tables found in the checkpoint, its RNG and
+ * loader state and global step; stage_idx = the stages it finished, which
+ * must be a prefix of this run's train.stages. */
+void secap_ckpt_init_from(trainer *tr, const char *path);
 
 /* The stage's AdamW over its trainable tables (trainer.c). */
 void secap_train_stage_optimizer(trainer *tr, int stage);

@@ -18,6 +18,10 @@
  *   SECAP.md's optional stage-2 terms: with loss.caption_w_mi / caption_w_con
  *   > 0 the stage-1 objective with those weights (estimator step included)
  *   is added to the cross-entropy.
+ *   Ablations (src/train/bridge.c): qformer.bridge = linear replaces the
+ *   Q-Former and audio_llama_project by pooling + one Linear (no stage
+ *   qformer); qformer.freeze_in_caption trains only audio_llama_project
+ *   and LoRA here.
  * Stage `lm`: full-parameter LLaMA training on packed text (secap/lmtext.h),
  *   batch `step` of the stage a pure function of (lm.seed, step); from the
  *   caption stage on the base takes no gradient.
@@ -185,7 +189,7 @@ static void check_model_files(const secap_train_config *t, int init_random)
     int bad = 0, llm = 0, q = 0;
     for (int i = 0; i < t->train.nstages; i++) {
         llm |= t->train.stage[i] != SECAP_STAGE_QFORMER;
-        q |= t->train.stage[i] != SECAP_STAGE_LM;
+        q |= t->train.stage[i] != SECAP_STAGE_LM && strcmp(t->qformer.bridge, "linear");
     }
 #define MISSING(path, ...)                                                                    \
     do {                                                                                      \
@@ -240,6 +244,8 @@ static void build_models(trainer *tr, int init_random)
         need_q |= t->train.stage[i] != SECAP_STAGE_LM;
         need_llm |= t->train.stage[i] != SECAP_STAGE_QFORMER;
     }
+    int linear = !strcmp(t->qformer.bridge, "linear");   /* ablation: no Q-Former (src/train/bridge.c) */
+    if (linear) need_q = 0;
     /* HuBERT: frozen, for its width, the cache key and on-the-fly features */
     if (!t->hubert.weights[0] || access(t->hubert.weights, R_OK) != 0)
         secap_fatal("hubert.weights \"%s\": no such file (hint: convert chinese-hubert-large: /usr/bin/python3 "
@@ -359,6 +365,7 @@ static void build_models(trainer *tr, int init_random)
         tr->est = secap_vclub_new(c, &s->mi, NULL, NULL, t->train.seed ^ 0x5eedu);
         tr->temp = secap_contrastive_params_new(c, s->temp_init, NULL, NULL);
     }
+    if (linear && tr->has_stage[SECAP_STAGE_CAPTION]) secap_bridge_build(tr, A, lc.hidden_size);
     if (need_llm) {
         if (!init_random && t->llama.weights[0] && lc.vocab_size != t->llama.vocab_size && t->llama.vocab_size)
             secap_fatal("llama.vocab_size %d differs from %s's %d (hint: 0 takes the file's)", t->llama.vocab_size,
@@ -395,6 +402,7 @@ static void free_models(trainer *tr)
     if (tr->temp) secap_params_free(tr->temp);
     if (tr->llm) secap_llama_free(tr->llm);
     if (tr->qf) secap_qformer_free(tr->qf);
+    if (tr->bridge) secap_params_free(tr->bridge);
     if (tr->hub) secap_hubert_free(tr->hub);
     if (tr->fc) secap_featcache_close(tr->fc);
     if (tr->qtok) secap_berttok_free(tr->qtok);
@@ -431,6 +439,7 @@ static void print_summary(trainer *tr, FILE *f)
         summary_row(f, "qformer.bert", secap_qformer_bert_params(tr->qf), 1);
         summary_row(f, "qformer.root", secap_qformer_root_params(tr->qf), 1);
     }
+    if (tr->bridge) summary_row(f, "bridge (linear)", tr->bridge, 1);
     if (tr->est) summary_row(f, "mi_estimator", secap_vclub_params(tr->est), 1);
     if (tr->temp) summary_row(f, "contrastive.temp", tr->temp, 1);
     if (tr->llm) {
@@ -471,13 +480,18 @@ void secap_train_stage_optimizer(trainer *tr, int stage)
         tabs[n++] = secap_qformer_root_params(tr->qf);
         tabs[n++] = tr->temp;
     } else if (stage == SECAP_STAGE_CAPTION) {
-        tabs[n++] = secap_qformer_bert_params(tr->qf);
-        tabs[n++] = secap_qformer_root_params(tr->qf);
+        if (tr->bridge) tabs[n++] = tr->bridge;
+        else if (!t->qformer.freeze_in_caption) {
+            tabs[n++] = secap_qformer_bert_params(tr->qf);
+            tabs[n++] = secap_qformer_root_params(tr->qf);
+        }
         if (secap_llama_lora_params(tr->llm)) tabs[n++] = secap_llama_lora_params(tr->llm);
         if (t->loss.caption_w_con > 0) tabs[n++] = tr->temp;
     }
     for (int i = 0; i < n; i++) secap_adamw_add_params(tr->opt, c, tabs[i], nodecay, NULL, nd);
     for (int i = 0; i < n; i++) secap_adamw_add_params(tr->opt, c, tabs[i], NULL, NULL, d);
+    if (stage == SECAP_STAGE_CAPTION && tr->qf && t->qformer.freeze_in_caption)
+        secap_train_freeze_qformer(tr, nd, d);
 }
 
 /* Texts of the batch: transcripts (or "" when absent) and the drawn captions. */
@@ -582,8 +596,8 @@ static secap_tensor *step_caption(trainer *tr, const secap_batch *b, step_terms 
     secap_ctx *c = tr->c;
     int32_t frames[256];
     secap_tensor *a = batch_features(tr, b, frames);
-    secap_tensor *qo = secap_qformer_query(c, tr->qf, a, frames);
-    secap_tensor *x = secap_qformer_llm_project(c, tr->qf, qo);
+    secap_tensor *qo;   /* the Q-Former's query outputs [B, Q, H]; NULL with the linear bridge */
+    secap_tensor *x = secap_train_audio_tokens(tr, a, frames, &qo);   /* [B, Q, D] (src/train/bridge.c) */
     int B = b->B, maxc = tr->cfg.llama.max_caption_tokens;
     int p = (int)secap_rng_below(&tr->rng, (uint64_t)tr->nprompts);
     const int32_t *pr[256], *cp[256];
@@ -613,8 +627,12 @@ static secap_tensor *step_caption(trainer *tr, const secap_batch *b, step_terms 
     /* the cross-entropy term; MPI: summed over the ranks like the loss */
     st->caption = tr->evaluating ? secap_f32(loss)[0] : (float)secap_dist_sum(secap_f32(loss)[0]);
     const secap_stage1_config *s = &tr->cfg.loss;
-    if (s->caption_w_mi > 0 || s->caption_w_con > 0)
+    if (s->caption_w_mi > 0 || s->caption_w_con > 0) {
+        if (!qo)
+            secap_fatal("loss.caption_w_mi / caption_w_con need the Q-Former's embeddings; qformer.bridge = linear has "
+                        "none (hint: set both to 0 with the linear bridge)");
         loss = secap_add(c, loss, stage1_loss(tr, b, qo, s->caption_w_mi, s->caption_w_con, 0, st));
+    }
     return loss;
 }
 
@@ -1019,7 +1037,7 @@ int secap_train_main(const secap_train_opts *o)
     char *ckpt = o->resume ? secap_ckpt_resolve(o->resume) : NULL;
     char *ckpt_config = ckpt ? secap_ckpt_config_text(ckpt) : NULL;
     secap_ini *ini;
-    if (o->config) ini = secap_ini_load(o->config);
+    if (o->config) ini = secap_train_config_load(o->config);   /* [config] base = ... */
     else if (ckpt) {
         char where[4200];
         snprintf(where, sizeof where, "%s (its config)", ckpt);
@@ -1096,6 +1114,7 @@ int secap_train_main(const secap_train_opts *o)
     tr->L = secap_loader_create(tr->d, SECAP_SPLIT_TRAIN, 1, &tr->cfg.data);
     tr->stage_idx = 0;
     tr->step = 0;
+    if (!ckpt && tr->cfg.init_from[0]) secap_ckpt_init_from(tr, tr->cfg.init_from);
     if (ckpt) {
         secap_ckpt_load(tr, ckpt);   /* sets stage_idx, step, gstep, rngs, loader, tensors, optimizer */
         secap_dist_rank_rng(&tr->c->rng);
@@ -1235,7 +1254,11 @@ int secap_train_main(const secap_train_opts *o)
             if (last) {
                 tr->stage_idx++;
                 tr->step = 0;
-                if (rank == 0) secap_ckpt_save(tr, 0);
+                if (rank == 0) {
+                    secap_ckpt_save(tr, 0);
+                    fflush(mf);
+                    secap_train_plot_stage(tr, sname);   /* <out_dir>/plots/<stage>.png (src/train/plots.c) */
+                }
             } else if (stop_now || new_best || (tr->cfg.train.save_every && tr->step % tr->cfg.train.save_every == 0)) {
                 if (rank == 0) secap_ckpt_save(tr, 1);   /* a new best dev CIDEr is saved at its step */
             }
