@@ -822,6 +822,8 @@ static void test_embed_ckpt(void **st)
     /* not a checkpoint and not a Q-Former file: refused naming it */
     EXPECT_RUN(1, NULL, "secap-embed", "--model vocab.txt --text-file ds/text.txt --vocab vocab.txt --out e_bad.h5",
                "vocab.txt");
+}
+
 /* ------------------------------------------------------------ ablations */
 
 /* Names of the tensors of an HDF5 file (h5py lists them), one per line, in
