@@ -6,7 +6,7 @@ build/bench/results.json, every run's output in build/bench/logs/).
 
     /usr/bin/python3 tools/bench/run.py [--runs N] [--quick] [--rows ops,bf16,...]
                                         [--bin bin] [--out build/bench/table.md]
-                                        [--append BENCHMARKS.md]
+                                        [--append BENCHMARKS.md] [--rerender results.json]
 
 Rows (--rows or BENCH_ROWS picks groups; default all, in this order):
   ops      linear and fused attention forward + backward (bin/bench/bench_ops)
@@ -138,6 +138,10 @@ class Suite:
         self.raw = {}
         self.failed = []
         self.mach = machine()
+        self.cached = None
+        if a.rerender:
+            with open(a.rerender) as f:
+                self.cached = json.load(f)
 
     # -- running -------------------------------------------------------
     def run(self, tag, cmd, timeout=3600):
@@ -163,6 +167,9 @@ class Suite:
     def interleave(self, group, sides):
         """sides: list of (name, cmd or None).  Runs them in turn, N times;
         returns {name: [results of each successful run]}."""
+        if self.cached is not None:       # --rerender: the figures of an earlier run
+            self.raw[group] = self.cached["raw"].get(group, {n: [] for n, _ in sides})
+            return self.raw[group]
         got = {n: [] for n, _ in sides}
         for i in range(self.a.runs):
             for n, cmd in sides:
@@ -331,6 +338,9 @@ class Suite:
 
     def g_7b(self):
         name = "7B-shape caption step (configs/q7x2.ini --init random, batch 1): step time, peak RSS"
+        if self.cached is not None:
+            self.rows += [r for r in self.cached["rows"] if r["name"] == name]
+            return
         if os.environ.get("BENCH_7B", "1") == "0":
             self.row(name, "skipped (BENCH_7B=0)", "-", "-", "0")
             return
@@ -432,12 +442,18 @@ class Suite:
                                 text=True).stdout.strip() or "?"
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
                                capture_output=True, text=True).stdout.strip()
+        self.meta = dict(commit=commit + (" (modified tree)" if dirty else ""), started=started, load0=load0,
+                         load1=loadavg())
+        if self.cached is not None and "meta" in self.cached:
+            self.meta = self.cached["meta"]
+        m = self.meta
         lines = [
             f"Machine: {self.mach}; {self.a.threads} threads on both sides (SECAP_THREADS, torch.set_num_threads), "
-            f"OMP_WAIT_POLICY={self.env['OMP_WAIT_POLICY']}.  Commit {commit}{' (modified tree)' if dirty else ''}. "
-            f"Started {started}, {'QUICK mode (tiny repetitions: smoke test only), ' if self.a.quick else ''}"
+            f"OMP_WAIT_POLICY={self.env['OMP_WAIT_POLICY']}.  Commit {m['commit']}.  "
+            f"Started {m['started']}, {'QUICK mode (tiny repetitions: smoke test only), ' if self.a.quick else ''}"
             f"{self.a.runs} interleaved run(s) per row (C, reference, C, ...), medians; load average "
-            f"{load0} at the start, {loadavg()} at the end.",
+            f"{m['load0']} at the start, {m['load1']} at the end."
+            + (f"  (Table rebuilt from {self.a.rerender}.)" if self.a.rerender else ""),
             "",
             "| benchmark | secap-c | reference (same machine, threads) | C / ref time | runs (C+ref) | machine | date |",
             "|---|---|---|---|---|---|---|",
@@ -460,6 +476,8 @@ def main():
     ap.add_argument("--threads", type=int, default=int(os.environ.get("SECAP_THREADS", "0") or 0) or 2)
     ap.add_argument("--out", default=os.path.join(ROOT, "build", "bench", "table.md"))
     ap.add_argument("--append", metavar="BENCHMARKS.md", help="also append the table as a new dated section")
+    ap.add_argument("--rerender", metavar="RESULTS.json", help="run nothing: rebuild the table from the raw figures "
+                    "of an earlier run (its results.json; the 7B row as it was)")
     a = ap.parse_args()
     if a.quick:
         a.runs = 1
@@ -484,7 +502,7 @@ def main():
         f.write(text)
     os.replace(tmp, a.out)
     with open(os.path.join(os.path.dirname(os.path.abspath(a.out)), "results.json"), "w") as f:
-        json.dump(dict(rows=s.rows, raw=s.raw, failed=s.failed), f, indent=1)
+        json.dump(dict(rows=s.rows, raw=s.raw, failed=s.failed, meta=s.meta), f, indent=1)
     print("\n" + text)
     print(f"bench: table written to {os.path.relpath(a.out, ROOT)}")
     if a.append:
