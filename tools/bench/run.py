@@ -2,13 +2,16 @@
 """tools/bench/run.py - the benchmark suite (`make bench`): runs every
 benchmark with its reference, interleaved (C, reference, C, reference, ...),
 and writes ONE table, build/bench/table.md (raw figures in
-build/bench/results.json, every run's output in build/bench/logs/).
+build/bench/results.json, every run's output in build/bench/logs/); both are
+rewritten after every group, so a stopped run leaves the rows it finished.
 
     /usr/bin/python3 tools/bench/run.py [--runs N] [--quick] [--rows ops,bf16,...]
                                         [--bin bin] [--out build/bench/table.md]
                                         [--append BENCHMARKS.md] [--rerender results.json]
 
-Rows (--rows or BENCH_ROWS picks groups; default all, in this order):
+Rows (--rows or BENCH_ROWS picks groups; default all; they run, and appear in
+the table, in the order ops, bf16, hubert, step, caption, stage1, decode, 7b,
+demo):
   ops      linear and fused attention forward + backward (bin/bench/bench_ops)
            against PyTorch (tools/bench/bench_ops_torch.py); the linear row
            also gives the raw sgemm rate measured in the same process
@@ -39,7 +42,8 @@ Rows (--rows or BENCH_ROWS picks groups; default all, in this order):
 
 Environment: SECAP_THREADS (default 2) threads on both sides
 (torch.set_num_threads), OMP_WAIT_POLICY=passive unless set, BENCH_RUNS
-(default 3), BENCH_QUICK=1 (one run, tiny repetitions: a smoke test, the
+(default 3), BENCH_STEPS (timed steps per process of the stage1, caption and
+step rows after one warm-up, default 2), BENCH_QUICK=1 (one run, tiny repetitions: a smoke test, the
 figures mean nothing), BENCH_DEMO (a checkout where `make demo` ran; default
 the repository), LLAMA2C, BENCH_7B, BENCH_7B_NEED_GIB (default 20), BENCH_DEMO_RUN,
 BENCH_DEMO_CIDER.
@@ -63,7 +67,7 @@ import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 PY = "/usr/bin/python3"
-GROUPS = ["ops", "bf16", "hubert", "stage1", "caption", "step", "decode", "7b", "demo"]
+GROUPS = ["ops", "bf16", "hubert", "step", "caption", "stage1", "decode", "7b", "demo"]
 NEED_7B_GIB = 20.0
 
 
@@ -206,6 +210,13 @@ class Suite:
         self.row(name, ours, theirs, ratio, f"{len(cv)}+{len(rv)}")
         return cm, rm
 
+    def steps(self):
+        """--steps/--warmup of the training-step benchmarks (BENCH_STEPS timed steps, default 2, after one
+        warm-up step; quick: one step, no warm-up)."""
+        if self.a.quick:
+            return ["--steps", "1", "--warmup", "0"]
+        return ["--steps", str(self.a.steps), "--warmup", "1"]
+
     # -- groups --------------------------------------------------------
     def g_ops(self):
         reps = "1" if self.a.quick else "5"
@@ -254,7 +265,7 @@ class Suite:
                        extra=(lambda ms: f"{fmt(gf / ms * 1e3)} GFLOP/s") if gf else None)
 
     def g_stage1(self):
-        st = ["--steps", "1", "--warmup", "0"] if self.a.quick else ["--steps", "2", "--warmup", "1"]
+        st = self.steps()
         got = self.interleave("stage1", [("c", [f"{self.bin}/bench/bench_stage1"] + st),
                                          ("torch", [PY, "tools/bench/stage1_torch.py"] + st)])
         gf, _ = self.med(got["c"], "gflop", bench="stage1")
@@ -265,7 +276,7 @@ class Suite:
                               f"in-process sgemm ({fmt(sg)})") if gf and sg else None)
 
     def g_caption(self):
-        st = ["--steps", "1", "--warmup", "0"] if self.a.quick else ["--steps", "2", "--warmup", "1"]
+        st = self.steps()
         got = self.interleave("caption", [
             ("c", [f"{self.bin}/bench/bench_caption", "--dtype", "f32"] + st),
             ("torch", [PY, "tools/bench/caption_torch.py", "--dtype", "f32"] + st)])
@@ -277,7 +288,7 @@ class Suite:
                               f"in-process sgemm ({fmt(sg)})") if gf and sg else None)
 
     def g_step(self):
-        st = ["--steps", "1", "--warmup", "0"] if self.a.quick else ["--steps", "2", "--warmup", "1"]
+        st = self.steps()
         got = self.interleave("step", [("c", [f"{self.bin}/bench/bench_step"] + st),
                                        ("torch", [PY, "tools/bench/step_torch.py"] + st)])
         gf, _ = self.med(got["c"], "gflop", bench="step")
@@ -472,6 +483,8 @@ def main():
     ap.add_argument("--runs", type=int, default=int(os.environ.get("BENCH_RUNS", "3")))
     ap.add_argument("--quick", action="store_true", default=os.environ.get("BENCH_QUICK", "0") not in ("", "0"))
     ap.add_argument("--rows", default=os.environ.get("BENCH_ROWS", ",".join(GROUPS)))
+    ap.add_argument("--steps", type=int, default=int(os.environ.get("BENCH_STEPS", "2")),
+                    help="timed steps per process of the training-step rows (after one warm-up)")
     ap.add_argument("--bin", default="bin")
     ap.add_argument("--threads", type=int, default=int(os.environ.get("SECAP_THREADS", "0") or 0) or 2)
     ap.add_argument("--out", default=os.path.join(ROOT, "build", "bench", "table.md"))
@@ -492,17 +505,24 @@ def main():
     started = datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M UTC")
     load0 = loadavg()
     print(f"bench: {s.mach}, {a.threads} threads, {a.runs} run(s), rows {','.join(groups)}", flush=True)
-    for g in GROUPS:
-        if g in groups:
-            print(f"== {g}", flush=True)
-            getattr(s, "g_" + g.replace("7b", "7b"))()
-    text = s.table(started, load0)
-    tmp = a.out + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, a.out)
-    with open(os.path.join(os.path.dirname(os.path.abspath(a.out)), "results.json"), "w") as f:
-        json.dump(dict(rows=s.rows, raw=s.raw, failed=s.failed, meta=s.meta), f, indent=1)
+    def write(pending):
+        """The table so far (rows not yet run listed under it) and the raw figures, atomically."""
+        text = s.table(started, load0)
+        if pending:
+            text += "\nNot run yet (the suite was still running or stopped): " + ", ".join(pending) + ".\n"
+        for path, body in ((a.out, text), (os.path.join(os.path.dirname(os.path.abspath(a.out)), "results.json"),
+                                           json.dumps(dict(rows=s.rows, raw=s.raw, failed=s.failed, meta=s.meta),
+                                                      indent=1))):
+            with open(path + ".tmp", "w") as f:
+                f.write(body)
+            os.replace(path + ".tmp", path)
+        return text
+
+    todo = [g for g in GROUPS if g in groups]
+    for i, g in enumerate(todo):
+        print(f"== {g}", flush=True)
+        getattr(s, "g_" + g)()
+        text = write(todo[i + 1:])
     print("\n" + text)
     print(f"bench: table written to {os.path.relpath(a.out, ROOT)}")
     if a.append:
