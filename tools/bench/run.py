@@ -148,7 +148,10 @@ class Suite:
                 self.cached = json.load(f)
 
     # -- running -------------------------------------------------------
-    def run(self, tag, cmd, timeout=3600):
+    def run(self, tag, cmd, timeout=3600, aux=False):
+        """Runs cmd in the repository; returns its RESULT lines, or None (and
+        records a failure) when it fails or, unless aux (a preparation step
+        such as writing a weight file), prints none."""
         t0 = time.time()
         log = os.path.join(self.logdir, f"{tag}.log")
         try:
@@ -163,7 +166,7 @@ class Suite:
             f.write("$ " + " ".join(cmd) + "\n" + out + f"\n[exit {rc}, {time.time() - t0:.1f} s]\n")
         print(f"  {tag}: exit {rc}, {time.time() - t0:.1f} s", flush=True)
         res = parse_results(out)
-        if rc != 0 or not res:
+        if rc != 0 or (not res and not aux):
             self.failed.append(f"{tag} (exit {rc}, {len(res)} RESULT lines; log {os.path.relpath(log, ROOT)})")
             return None
         return res
@@ -186,8 +189,10 @@ class Suite:
         return got
 
     def row(self, name, ours, ref, ratio, runs, note=""):
-        self.rows.append(dict(name=name, ours=ours, ref=ref, ratio=ratio, runs=runs, note=note,
-                              date=datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M UTC")))
+        date = datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M UTC")
+        if self.cached is not None:   # --rerender: the date the row was measured
+            date = next((r["date"] for r in self.cached["rows"] if r["name"] == name), date)
+        self.rows.append(dict(name=name, ours=ours, ref=ref, ratio=ratio, runs=runs, note=note, date=date))
 
     @staticmethod
     def med(runs, key, **match):
@@ -314,7 +319,8 @@ class Suite:
                                    f"llama2.c `run`)")
                 l2c = ""
             elif not os.path.exists(os.path.join(mdir, "model.bin")):
-                self.run("decode-llama2c-model", [PY, "tools/bench/bench_decode_torch.py", "--write-llama2c", mdir])
+                self.run("decode-llama2c-model", [PY, "tools/bench/bench_decode_torch.py", "--write-llama2c", mdir],
+                         aux=True)
         if l2c:
             # a wrapper that prints run's "achieved tok/s" as a RESULT line
             sides.append(("llama2c", ["/bin/sh", "-c", f"'{l2c}' '{mdir}/model.bin' -z '{mdir}/tokenizer.bin' "
@@ -371,7 +377,7 @@ class Suite:
         hub = os.path.join(ROOT, "build", "bench", "hubert-large.h5")
         if not os.path.exists(hub):
             self.run("7b-hubert-large", [PY, "tools/convert_hf.py", "--init", "random", "--config", "hubert-large",
-                                         "--out", hub])
+                                         "--out", hub], aux=True)
         out = os.path.join(ROOT, "build", "bench", "run-q7x2")
         shutil.rmtree(out, ignore_errors=True)
         cmd = ["/usr/bin/time", "-v", f"{self.bin}/secap-train", "--config", "configs/q7x2.ini", "--init", "random",
@@ -454,15 +460,16 @@ class Suite:
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
                                capture_output=True, text=True).stdout.strip()
         self.meta = dict(commit=commit + (" (modified tree)" if dirty else ""), started=started, load0=load0,
-                         load1=loadavg())
+                         load1=loadavg(), runs=self.a.runs)
         if self.cached is not None and "meta" in self.cached:
-            self.meta = self.cached["meta"]
+            self.meta = dict(self.cached["meta"])
+            self.meta.setdefault("runs", self.a.runs)
         m = self.meta
         lines = [
             f"Machine: {self.mach}; {self.a.threads} threads on both sides (SECAP_THREADS, torch.set_num_threads), "
             f"OMP_WAIT_POLICY={self.env['OMP_WAIT_POLICY']}.  Commit {m['commit']}.  "
             f"Started {m['started']}, {'QUICK mode (tiny repetitions: smoke test only), ' if self.a.quick else ''}"
-            f"{self.a.runs} interleaved run(s) per row (C, reference, C, ...), medians; load average "
+            f"{m['runs']} interleaved run(s) per row (C, reference, C, ...), medians; load average "
             f"{m['load0']} at the start, {m['load1']} at the end."
             + (f"  (Table rebuilt from {self.a.rerender}.)" if self.a.rerender else ""),
             "",
