@@ -534,7 +534,8 @@ def main():
     print(f"bench: table written to {os.path.relpath(a.out, ROOT)}")
     if a.append:
         with open(a.append, "a") as f:
-            f.write(f"\n## `make bench` of {started} ({'quick' if a.quick else f'{a.runs} runs'})\n\n"
+            nruns = "quick" if a.quick else f"{s.meta['runs']} runs"
+            f.write(f"\n## `make bench` of {s.meta['started']} ({nruns})\n\n"
                     f"    make bench        # = /usr/bin/python3 tools/bench/run.py\n\n{text}")
         print(f"bench: appended to {a.append}")
     sys.exit(1 if s.failed else 0)
