@@ -61,7 +61,7 @@ FUZZOBJ    := $(SRC:%.c=build/fuzz/%.o)
 FUZZ_SECONDS ?= 300
 FUZZ_TARGETS ?=
 
-.PHONY: all deps fuzzdeps test asan fuzz fuzz-build fuzz-short bench demo clean test-browser
+.PHONY: all deps fuzzdeps test asan fuzz fuzz-build fuzz-short bench bench-each demo clean test-browser
 .SECONDARY:
 all: $(LIB) $(PROGS) $(TESTS) $(BENCHES)
 
@@ -157,11 +157,23 @@ FUZZ_SHORT_RUNS ?= 20000
 fuzz-short: fuzz-build
 	FUZZ_RUNS=$(FUZZ_SHORT_RUNS) tests/fuzz/run.sh 30 $(FUZZ_TARGETS)
 
-# C benchmarks, then the PyTorch baselines they are compared with.
+# The benchmark suite (tools/bench/run.py, BENCHMARKS.md): every benchmark
+# interleaved with its reference, one table in build/bench/table.md.
+# BENCH_RUNS=N (default 3), BENCH_QUICK=1 (smoke), BENCH_ROWS=ops,hubert,...,
+# LLAMA2C=/path/run, BENCH_7B=0, BENCH_DEMO=<checkout with make demo done>;
+# BENCH_APPEND=BENCHMARKS.md also appends the table there as a dated section.
 bench: all
 	@tools/deps.sh test
+	SECAP_THREADS=$${SECAP_THREADS:-2} OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-passive} \
+	    /usr/bin/python3 tools/bench/run.py --bin $(BIN) $(if $(BENCH_APPEND),--append $(BENCH_APPEND))
+
+# Every C benchmark binary with its defaults, then every PyTorch script (the
+# old `make bench`: also data loading, metrics, tokenizer, weight loading).
+bench-each: all
+	@tools/deps.sh test
 	@for b in $(BENCHES); do echo "== $$b"; $$b || exit 1; done
-	@for p in tools/bench/*.py; do [ -e "$$p" ] || continue; echo "== $$p"; /usr/bin/python3 $$p || exit 1; done
+	@for p in tools/bench/*.py; do [ -e "$$p" ] || continue; [ "$$p" = tools/bench/run.py ] && continue; \
+	    echo "== $$p"; /usr/bin/python3 $$p || exit 1; done
 
 demo: all
 	@tools/deps.sh demo

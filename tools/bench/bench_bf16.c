@@ -110,6 +110,11 @@ static void bench_case(secap_ctx *c, const char *what, int grad, const weight *w
         /* Targets: decoding at most 0.6x the f32 time; training at least 0.9x sgemm's throughput. */
         if (v >= V_AVX) printf("  target %s", m / base <= (M == 1 ? 0.6 : 1.0 / 0.9) ? "met" : "MISSED");
         printf("\n");
+        /* one machine-readable line per variant (tools/bench/run.py) */
+        printf("RESULT bench=bf16 case=%s M=%lld N=%lld K=%lld variant=%s ms=%.4f gflops=%.2f\n",
+               grad ? "grad" : (M == 1 ? "decode" : "forward"), (long long)M, (long long)N, (long long)K,
+               v == V_SGEMM ? "sgemm" : v == V_SGEMV ? "sgemv" : v == V_AVX ? "avx512bf16" : "portable", m * 1e3,
+               flop / m * 1e-9);
     }
     fflush(stdout);
     free(in);

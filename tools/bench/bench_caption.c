@@ -206,6 +206,8 @@ int main(int argc, char **argv)
                name[k], med, gf / (med * 1e-3) * 1e-9, 100 * gf / (med * 1e-3) / peak,
                100 * gf / (med * 1e-3) / 330e9);
         printf("caption c %s median_ms=%.1f gflop=%.2f sgemm_gflops=%.1f\n", name[k], med, gf * 1e-9, peak * 1e-9);
+        printf("RESULT bench=caption dtype=%s ms=%.1f gflop=%.2f sgemm_gflops=%.1f\n", name[k], med, gf * 1e-9,
+               peak * 1e-9);
     }
     for (int k = 0; k < 2; k++) {
         for (int p = 0; p < NPHASE; p++) free(ph[k][p]);

@@ -120,6 +120,7 @@ int main(int argc, char **argv)
         double med = tps[k][reps / 2], wb = weight_bytes(m[k]);
         printf("  %-5s weights %.0f MB: %7.1f tokens/s (min %.1f, max %.1f), %.1f GB/s of weights\n", name[k],
                wb / 1e6, med, tps[k][0], tps[k][reps - 1], med * wb / 1e9);
+        printf("RESULT bench=decode dtype=%s tokens_per_s=%.2f tokens=%ld\n", name[k], med, tokens);
     }
     for (int k = 0; k < 2; k++) { free(tps[k]); secap_llama_free(m[k]); }
     secap_ctx_free(c);

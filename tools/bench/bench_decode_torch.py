@@ -119,6 +119,7 @@ def main():
     ap.add_argument("--tokens", type=int, default=256)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--write-llama2c", metavar="DIR")
+    ap.add_argument("--dtype", choices=("f32", "bf16", "both"), default="both")
     a = ap.parse_args()
     if a.write_llama2c:
         write_llama2c(a.write_llama2c)
@@ -126,7 +127,8 @@ def main():
     threads = int(os.environ.get("SECAP_THREADS", "2"))
     torch.set_num_threads(threads)
     gen = torch.Generator().manual_seed(7)
-    models = {"f32": Llama(torch.float32, gen), "bf16": Llama(torch.bfloat16, gen)}
+    models = {k: Llama(torch.float32 if k == "f32" else torch.bfloat16, gen)
+              for k in ("f32", "bf16") if a.dtype in (k, "both")}
     times = {k: [] for k in models}
     with torch.inference_mode():
         for m in models.values():
@@ -141,6 +143,7 @@ def main():
     for k, v in times.items():
         v.sort()
         print(f"  {k:5s}: {v[len(v) // 2]:7.1f} tokens/s (min {v[0]:.1f}, max {v[-1]:.1f})")
+        print(f"RESULT bench=decode dtype={k} tokens_per_s={v[len(v) // 2]:.2f} tokens={a.tokens}")
 
 
 if __name__ == "__main__":

@@ -103,6 +103,8 @@ static double bench(const char *preset, double seconds, int reps, FILE *out)
     printf("%-13s   of which conv stack + projection + pos conv: %7.1f ms  %6.1f GFLOP  %6.1f GFLOP/s; "
            "transformer: %7.1f ms  %6.1f GFLOP/s\n", "", front * 1e3, gfront, gfront / front, (best - front) * 1e3,
            (gflop - gfront) / (best - front));
+    printf("RESULT bench=hubert preset=%s seconds=%.1f ms=%.3f gflop=%.3f front_ms=%.3f frames=%d\n", preset, seconds,
+           best * 1e3, gflop, front * 1e3, frames);
     if (out) fprintf(out, "%s %.3f %.3f %.1f %d\n", preset, best * 1e3, gflop, seconds, secap_threads());
     free(x);
     secap_hubert_free(m);

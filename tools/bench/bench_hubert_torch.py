@@ -7,7 +7,9 @@ same 10 s speech-like signal; best of 3 after a warm-up.  When
 build/bench/bench_hubert.txt exists (bin/bench/bench_hubert writes it; `make
 bench` runs the C benchmarks first) it also prints the C / PyTorch ratio.
 
-    /usr/bin/python3 tools/bench/bench_hubert_torch.py [--seconds 10] [--reps 3] [--threads 2]
+    /usr/bin/python3 tools/bench/bench_hubert_torch.py [--seconds 10] [--reps 3] [--threads 2] [--only hubert-base]
+
+Each model also prints one "RESULT bench=hubert ..." line (tools/bench/run.py).
 """
 import argparse
 import math
@@ -36,6 +38,7 @@ def main():
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--only", choices=("hubert-base", "hubert-large"), help="one model")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -49,6 +52,8 @@ def main():
                 c_ms[p[0]] = (float(p[1]), float(p[2]), float(p[3]))
     for preset, build in (("hubert-base", torchaudio.models.hubert_base),
                           ("hubert-large", torchaudio.models.hubert_large)):
+        if a.only and preset != a.only:
+            continue
         m = build().eval()
         best = math.inf
         with torch.inference_mode():
@@ -67,6 +72,8 @@ def main():
                      f"{'met' if ratio <= TARGET else 'NOT met'}); PyTorch {gflop / best:.1f} GFLOP/s = "
                      f"{100 * gflop / best / PEAK:.1f}% of {PEAK:.0f}")
         print(line, flush=True)
+        print(f"RESULT bench=hubert preset={preset} seconds={a.seconds:.1f} ms={best * 1e3:.3f} frames={y.shape[1]}",
+              flush=True)
         del m
 
 

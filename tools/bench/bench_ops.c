@@ -9,7 +9,10 @@
  *    and 8, in caches of Tmax 256 and 2048: the unused tail must cost
  *    nothing.  GB/s counts the K and V bytes a step must read.
  * Times are the best of 5 after a warm-up; GFLOP/s counts model FLOPs
- * (2 per multiply-add of the matrix products). */
+ * (2 per multiply-add of the matrix products).
+ *
+ *   bin/bench/bench_ops [--reps N] [--no-decode]
+ * Each case also prints one "RESULT bench=ops_..." line (tools/bench/run.py). */
 #include "secap/autograd.h"
 #include "secap/base.h"
 #include "secap/ops.h"
@@ -18,8 +21,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <math.h>
+#include <string.h>
 
-#define REPS 5
+static int REPS = 5;   /* timed repetitions after the warm-up (--reps) */
 
 static void randn(secap_tensor *t, secap_rng *r, float s)
 {
@@ -59,6 +63,8 @@ static void bench_linear(void)
     printf("  raw sgemm x3      %8.2f ms  %7.1f GFLOP/s\n", best_raw * 1e3, flops / best_raw * 1e-9);
     printf("  secap_linear      %8.2f ms  %7.1f GFLOP/s  (%.0f%% of raw sgemm)\n", best_op * 1e3,
            flops / best_op * 1e-9, 100.0 * best_raw / best_op);
+    printf("RESULT bench=ops_linear ms=%.3f gflops=%.2f sgemm_ms=%.3f sgemm_gflops=%.2f\n", best_op * 1e3,
+           flops / best_op * 1e-9, best_raw * 1e3, flops / best_raw * 1e-9);
     free(X); free(DY); free(Y); free(DX); free(DW);
     secap_ctx_free(c);
 }
@@ -113,6 +119,8 @@ static void bench_attention(void)
            flops / best[0] * 1e-9, peak[0] / 1048576.0);
     printf("  separate ops      %8.2f ms  %7.1f GFLOP/s  step memory %6.1f MiB\n", best[1] * 1e3,
            flops / best[1] * 1e-9, peak[1] / 1048576.0);
+    printf("RESULT bench=ops_attention ms=%.3f gflops=%.2f separate_ms=%.3f\n", best[0] * 1e3,
+           flops / best[0] * 1e-9, best[1] * 1e3);
     free(Q); free(K); free(V); free(DO);
     secap_ctx_free(c);
 }
@@ -153,12 +161,19 @@ static void bench_decode(void)
     secap_ctx_free(c);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    int decode = 1;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--reps") && i + 1 < argc) REPS = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--no-decode")) decode = 0;
+        else secap_fatal("bench_ops: unknown argument %s (hint: --reps N, --no-decode)", argv[i]);
+    }
+    if (REPS < 1 || REPS > 100) secap_fatal("bench_ops: --reps %d outside [1, 100]", REPS);
     secap_threads_init(0);
     printf("threads: %d\n", secap_threads());
     bench_linear();
     bench_attention();
-    bench_decode();
+    if (decode) bench_decode();
     return 0;
 }

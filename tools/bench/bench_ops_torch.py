@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """PyTorch baseline for bench_ops: the same linear and attention forward +
 backward shapes, on the CPU with the same thread count (SECAP_THREADS or 2).
-Best of 5 after a warm-up; GFLOP/s counted as in bench_ops.c."""
+Best of 5 after a warm-up; GFLOP/s counted as in bench_ops.c.
+  /usr/bin/python3 tools/bench/bench_ops_torch.py [--reps N]
+Each case also prints one "RESULT bench=ops_..." line (tools/bench/run.py)."""
 import os
+import sys
 import time
 
 import torch
@@ -14,7 +17,10 @@ torch.manual_seed(0)
 print(f"torch {torch.__version__}, threads: {threads}")
 
 
-def best(fn, reps=5):
+REPS = int(sys.argv[sys.argv.index("--reps") + 1]) if "--reps" in sys.argv else 5
+
+
+def best(fn, reps=REPS):
     fn()
     t = []
     for _ in range(reps):
@@ -42,6 +48,7 @@ s = best(linear)
 flops = 3 * 2 * M * N * K
 print(f"linear fwd+bwd M={M} K={K} N={N} ({flops * 1e-9:.1f} GFLOP)")
 print(f"  torch F.linear    {s * 1e3:8.2f} ms  {flops / s * 1e-9:7.1f} GFLOP/s")
+print(f"RESULT bench=ops_linear ms={s * 1e3:.3f} gflops={flops / s * 1e-9:.2f}")
 
 B, H, T, d = 8, 12, 256, 64
 q = torch.randn(B, H, T, d, requires_grad=True)
@@ -63,3 +70,4 @@ print(f"attention fwd+bwd B={B} heads={H} T={T} d={d} ({flops * 1e-9:.2f} GFLOP 
 for name, fn in (("torch separate ops", manual),):
     s = best(fn)
     print(f"  {name:<18}{s * 1e3:8.2f} ms  {flops / s * 1e-9:7.1f} GFLOP/s")
+print(f"RESULT bench=ops_attention ms={s * 1e3:.3f} gflops={flops / s * 1e-9:.2f}")

@@ -203,6 +203,7 @@ int main(int argc, char **argv)
     printf("median %.1f ms/step, %.1f GFLOP/s = %.0f %% of the in-process sgemm rate, %.0f %% of 330 GFLOP/s\n", med,
            gf / (med * 1e-3) * 1e-9, 100 * gf / (med * 1e-3) / peak, 100 * gf / (med * 1e-3) / 330e9);
     printf("stage1 c median_ms=%.1f gflop=%.2f sgemm_gflops=%.1f\n", med, gf * 1e-9, peak * 1e-9);
+    printf("RESULT bench=stage1 ms=%.1f gflop=%.2f sgemm_gflops=%.1f\n", med, gf * 1e-9, peak * 1e-9);
     for (int p = 0; p < NPHASE; p++) free(ph[p]);
     free(tot);
     free(audio);

@@ -170,6 +170,7 @@ def main():
             for name, v in zip(PHASES, ph):
                 print(f"  {t} phase {name:12s} median {v:8.1f} ms")
             print(f"caption torch {t} median_ms={med:.1f}")
+            print(f"RESULT bench=caption dtype={t} ms={med:.1f}")
         return
     env = dict(os.environ, SECAP_THREADS=str(a.threads), OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "passive"))
     cs, ts, cph, tph = ({t: [] for t in tags} for _ in range(4))

@@ -186,6 +186,7 @@ def main():
         for name, v in zip(PHASES, ph):
             print(f"  phase {name:20s} median {v:8.1f} ms")
         print(f"stage1 torch median_ms={med:.1f}")
+        print(f"RESULT bench=stage1 ms={med:.1f}")
         return
     env = dict(os.environ, SECAP_THREADS=str(a.threads), OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "passive"))
     cs, ts, cph, tph = [], [], [], []
