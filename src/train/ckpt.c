@@ -122,6 +122,25 @@ char *secap_ckpt_config_text(const char *path)
     return s;
 }
 
+void secap_ckpt_read_config(const char *path, secap_train_config *cfg, int64_t *stage_idx, int64_t *step,
+                            int64_t *gstep)
+{
+    char *text = secap_ckpt_config_text(path);   /* checks format and version */
+    secap_cleanup cl;
+    secap_cleanup_push(&cl, free, text);
+    secap_weights *w = secap_weights_open(path);
+    *stage_idx = secap_weights_attr_int(w, "stage_index");
+    *step = secap_weights_attr_int(w, "step");
+    *gstep = secap_weights_attr_int(w, "gstep");
+    secap_weights_discard(w);
+    secap_ini *ini = secap_ini_from_text(text, path);
+    secap_train_config_default(cfg);
+    secap_train_config_from_ini(cfg, ini);
+    secap_ini_free(ini);
+    secap_cleanup_pop(&cl);
+    free(text);
+}
+
 secap_ini *secap_ini_from_text(const char *text, const char *origin)
 {
     const char *td = getenv("TMPDIR");

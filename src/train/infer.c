@@ -114,23 +114,13 @@ secap_captioner *secap_captioner_open(const char *path, int use_cache, int threa
     char *ckpt = resolve(path);
     secap_cleanup cl0;
     secap_cleanup_push(&cl0, free, ckpt);
-    char *text = secap_ckpt_config_text(ckpt);   /* checks format and version */
-    secap_cleanup cl1;
-    secap_cleanup_push(&cl1, free, text);
-    secap_weights *w = secap_weights_open(ckpt);
-    int64_t stage_idx = secap_weights_attr_int(w, "stage_index");
-    int64_t step = secap_weights_attr_int(w, "step");
-    int64_t gstep = secap_weights_attr_int(w, "gstep");
-    secap_weights_discard(w);
-
     secap_captioner *cp = secap_xcalloc(1, sizeof *cp, "captioner");
+    secap_cleanup cl1;
+    secap_cleanup_push(&cl1, free, cp);
     trainer *tr = &cp->tr;
-    secap_ini *ini = secap_ini_from_text(text, ckpt);
-    secap_train_config_default(&tr->cfg);
-    secap_train_config_from_ini(&tr->cfg, ini);
-    secap_ini_free(ini);
+    int64_t stage_idx, step, gstep;
+    secap_ckpt_read_config(ckpt, &tr->cfg, &stage_idx, &step, &gstep);
     secap_cleanup_pop(&cl1);
-    free(text);
     secap_cleanup_pop(&cl0);
     cp->ckpt = ckpt;
     cp->gstep = (long long)gstep;

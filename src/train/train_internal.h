@@ -142,6 +142,11 @@ double secap_probe_ridge_recall(const float *q, const float *t, const int *group
 
 /* src/train/ckpt.c */
 char *secap_ckpt_config_text(const char *path);
+/* The config saved in checkpoint `path` into *cfg (defaults, then its text;
+ * format and version checked) and where it was saved: the stage index, the
+ * step within that stage and the global step. */
+void secap_ckpt_read_config(const char *path, secap_train_config *cfg, int64_t *stage_idx, int64_t *step,
+                            int64_t *gstep);
 /* Number of ckpt-*.h5 in dir; *newest = the newest name (static buffer). */
 int secap_ckpt_has_any(const char *dir, char **newest);
 secap_ini *secap_ini_from_text(const char *text, const char *origin);
