@@ -358,7 +358,9 @@ static void test_sigterm(void **st)
 {
     (void)st;
     full_run();
-    pid_t pid = spawn("term", NULL);
+    /* each checkpoint save sleeps 300 ms (test hook), so the run cannot
+     * finish before the signal arrives however loaded the machine is */
+    pid_t pid = spawn("term", "300");
     WAIT_FOR(count_lines(tu_tmp("term/metrics.jsonl")) >= 1, "the first step");
     kill(pid, SIGTERM);
     int status;
@@ -374,7 +376,7 @@ static void test_sigterm(void **st)
     EXPECT_RUN(0, NULL, "secap-train", "--resume term", "done: 12 steps");
     expect_same("term", "SIGTERM then --resume");
     /* one run per directory */
-    pid = spawn("lock", NULL);
+    pid = spawn("lock", "2000");   /* still running when the second one starts */
     WAIT_FOR(count_lines(tu_tmp("lock/metrics.jsonl")) >= 1, "the first step");
     EXPECT_RUN(1, NULL, "secap-train", "--config tiny.ini --train.out_dir=lock",
                "another secap-train is running in this directory");
