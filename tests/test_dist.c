@@ -22,6 +22,7 @@
  * without MPI" message (the other cases are skipped); a build that lacks MPI
  * because mpicc was missing fails. */
 #include "testutil.h"
+#include "tinyds.h"
 
 #include "secap/dist.h"
 #include "secap/h5io.h"
@@ -74,18 +75,6 @@ static int run(int np, const char *env, const char *args, double *secs)
                                              g_out);                                                       \
     } while (0)
 
-static void write_wav(const char *name, int64_t n, double f0)
-{
-    SF_INFO si = { .samplerate = 16000, .channels = 1, .format = SF_FORMAT_WAV | SF_FORMAT_PCM_16 };
-    SNDFILE *sf = sf_open(tu_tmp("%s", name), SFM_WRITE, &si);
-    assert_non_null(sf);
-    float *x = malloc((size_t)n * sizeof *x);
-    for (int64_t i = 0; i < n; i++) x[i] = 0.3f * (float)sin(f0 * (double)i * (1.0 + 1e-4 * (double)i));
-    sf_writef_float(sf, x, n);
-    sf_close(sf);
-    free(x);
-}
-
 static int run_tool(const char *prog, const char *args)
 {
     char cmd[16384];
@@ -96,11 +85,7 @@ static int run_tool(const char *prog, const char *args)
 
 static int setup(void **st)
 {
-    char self[4096];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (n <= 0) return -1;
-    self[n] = 0;
-    snprintf(g_bin, sizeof g_bin, "%s/..", dirname(self));
+    if (tds_bin_dir(g_bin, sizeof g_bin)) return -1;
     if (!realpath(tu_ref_path("hubert_base_small.h5"), g_hubert) ||
         !realpath(tu_ref_path("spm_llama_s.model"), g_spm)) {
         fprintf(stderr, "test_dist: %s or spm_llama_s.model is missing (hint: tests/run.sh makes them)\n",
@@ -109,24 +94,7 @@ static int setup(void **st)
     }
     if (tu_tmpdir_setup(st)) return -1;
     /* 16 clips of 0.4-0.6 s, 4 emotions, 2 captions each */
-    static const char *const EMO[4] = { "开心", "悲伤", "生气", "平静" };
-    mkdir(tu_tmp("ds"), 0777);
-    mkdir(tu_tmp("ds/wav"), 0777);
-    FILE *scp = fopen(tu_tmp("ds/wav.scp"), "w"), *txt = fopen(tu_tmp("ds/text.txt"), "w");
-    FILE *emo = fopen(tu_tmp("ds/emotion.txt"), "w"), *cap = fopen(tu_tmp("ds/fid2captions.json"), "w");
-    fputs("{", cap);
-    for (int i = 0; i < 16; i++) {
-        char w[64];
-        snprintf(w, sizeof w, "ds/wav/u%02d.wav", i);
-        write_wav(w, 6400 + (i * 397) % 3200, 0.03 + 0.02 * (i % 4));
-        fprintf(scp, "u%02d wav/u%02d.wav\n", i, i);
-        fprintf(txt, "u%02d 今天天气很好%d\n", i, i);
-        fprintf(emo, "u%02d %s\n", i, EMO[i % 4]);
-        fprintf(cap, "%s\"u%02d\": [\"说话人语气%s，声音较高\", \"她听起来很%s\"]", i ? ", " : "", i, EMO[i % 4],
-                EMO[i % 4]);
-    }
-    fputs("}\n", cap);
-    fclose(scp); fclose(txt); fclose(emo); fclose(cap);
+    tds_write(16, NULL, 0);
     char args[8192];
     if (run_tool("secap-vocab", "--data ds --out vocab.txt")) return -1;
     snprintf(args, sizeof args, "--threads 1 --hubert '%s' --data ds --out feats.h5", g_hubert);

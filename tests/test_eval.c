@@ -25,6 +25,7 @@
  *     before any caption step, unreadable audio, an unknown decode key, an
  *     unknown split: exit 1 and a message naming it. */
 #include "testutil.h"
+#include "tinyds.h"
 
 #include <cJSON.h>
 #include <libgen.h>
@@ -63,37 +64,20 @@ static int run(const char *prog, const char *args)
         if (!strstr(g_out, substr)) fail_msg("%s %s: output lacks \"%s\":\n%s", prog, args, substr, g_out); \
     } while (0)
 
-static void write_wav(const char *name, int64_t n, double f0)
-{
-    SF_INFO si = { .samplerate = 16000, .channels = 1, .format = SF_FORMAT_WAV | SF_FORMAT_PCM_16 };
-    SNDFILE *sf = sf_open(tu_tmp("%s", name), SFM_WRITE, &si);
-    assert_non_null(sf);
-    float *x = malloc((size_t)n * sizeof *x);
-    for (int64_t i = 0; i < n; i++) x[i] = 0.3f * (float)sin(f0 * (double)i * (1.0 + 1e-4 * (double)i));
-    sf_writef_float(sf, x, n);
-    sf_close(sf);
-    free(x);
-}
-
 /* classes of the built-in keyword table (secap/emotion.h) */
-static const char *const EMO[4] = { "开心", "悲伤", "生气", "平静" };
 #define FREQUENT "声音平稳清晰"   /* the second caption of train clips 1, 4 and 6: 3 times */
 
 /* clip i: train for i < 8, test for i >= 8; captions[i][0..1] */
 static void caption_of(int i, int k, char *buf, size_t n)
 {
     if (k == 1 && (i == 1 || i == 4 || i == 6)) snprintf(buf, n, FREQUENT);
-    else if (k == 0) snprintf(buf, n, "说话人语气%s，第%d句", EMO[i % 4], i);
-    else snprintf(buf, n, "她听起来很%s%d", EMO[i % 4], i);
+    else if (k == 0) snprintf(buf, n, "说话人语气%s，第%d句", TDS_EMO[i % 4], i);
+    else snprintf(buf, n, "她听起来很%s%d", TDS_EMO[i % 4], i);
 }
 
 static int setup(void **st)
 {
-    char self[4096];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (n <= 0) return -1;
-    self[n] = 0;
-    snprintf(g_bin, sizeof g_bin, "%s/..", dirname(self));
+    if (tds_bin_dir(g_bin, sizeof g_bin)) return -1;
     if (!realpath(tu_ref_path("hubert_base_small.h5"), g_hubert) || !realpath(tu_ref_path("spm_llama_s.model"), g_spm)) {
         fprintf(stderr, "test_eval: %s or spm_llama_s.model is missing (hint: tests/run.sh makes them with "
                 "tests/ref_hubert.py and tests/ref_spm.py)\n", tu_ref_path("hubert_base_small.h5"));
@@ -105,26 +89,7 @@ static int setup(void **st)
         return -1;
     }
     if (tu_tmpdir_setup(st)) return -1;
-    mkdir(tu_tmp("ds"), 0777);
-    mkdir(tu_tmp("ds/wav"), 0777);
-    FILE *scp = fopen(tu_tmp("ds/wav.scp"), "w"), *txt = fopen(tu_tmp("ds/text.txt"), "w");
-    FILE *emo = fopen(tu_tmp("ds/emotion.txt"), "w"), *cap = fopen(tu_tmp("ds/fid2captions.json"), "w");
-    FILE *tl = fopen(tu_tmp("ds/train.list"), "w"), *te = fopen(tu_tmp("ds/test.list"), "w");
-    fputs("{", cap);
-    for (int i = 0; i < 12; i++) {
-        char w[64], c0[128], c1[128];
-        snprintf(w, sizeof w, "ds/wav/u%02d.wav", i);
-        write_wav(w, 6400 + (i * 397) % 3200, 0.03 + 0.02 * (i % 4));
-        fprintf(scp, "u%02d wav/u%02d.wav\n", i, i);
-        fprintf(txt, "u%02d 今天天气很好%d\n", i, i);
-        fprintf(emo, "u%02d %s\n", i, EMO[i % 4]);
-        caption_of(i, 0, c0, sizeof c0);
-        caption_of(i, 1, c1, sizeof c1);
-        fprintf(cap, "%s\"u%02d\": [\"%s\", \"%s\"]", i ? ", " : "", i, c0, c1);
-        fprintf(i < 8 ? tl : te, "u%02d\n", i);
-    }
-    fputs("}\n", cap);
-    fclose(scp); fclose(txt); fclose(emo); fclose(cap); fclose(tl); fclose(te);
+    tds_write(12, caption_of, 8);   /* train: clips 0-7, test: 8-11 */
     char args[8192];
     if (run("secap-vocab", "--data ds --out vocab.txt")) { fprintf(stderr, "%s", g_out); return -1; }
     snprintf(args, sizeof args, "--threads 1 --hubert '%s' --data ds --out feats.h5", g_hubert);

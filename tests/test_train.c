@@ -38,6 +38,7 @@
  *   - tools/plot_run.sh writes PNGs (gnuplot required), secap-train draws
  *     them at each stage end (log.plots) and goes on without gnuplot. */
 #include "testutil.h"
+#include "tinyds.h"
 #include "../src/train/train_internal.h"
 #include "secap/ckpt_qformer.h"
 
@@ -78,28 +79,10 @@ static int run(const char *env, const char *prog, const char *args)
         if (!strstr(g_out, substr)) fail_msg("%s %s: output lacks \"%s\":\n%s", prog, args, substr, g_out); \
     } while (0)
 
-static void write_wav(const char *name, int64_t n, double f0)
-{
-    SF_INFO si = { .samplerate = 16000, .channels = 1, .format = SF_FORMAT_WAV | SF_FORMAT_PCM_16 };
-    SNDFILE *sf = sf_open(tu_tmp("%s", name), SFM_WRITE, &si);
-    assert_non_null(sf);
-    float *x = malloc((size_t)n * sizeof *x);
-    for (int64_t i = 0; i < n; i++) x[i] = 0.3f * (float)sin(f0 * (double)i * (1.0 + 1e-4 * (double)i));
-    sf_writef_float(sf, x, n);
-    sf_close(sf);
-    free(x);
-}
-
-/* class names of secap/emotion.h's built-in table, so dev_emotion is scored */
-static const char *const EMO[4] = { "开心", "悲伤", "生气", "平静" };
 
 static int setup(void **st)
 {
-    char self[4096];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (n <= 0) return -1;
-    self[n] = 0;
-    snprintf(g_bin, sizeof g_bin, "%s/..", dirname(self));
+    if (tds_bin_dir(g_bin, sizeof g_bin)) return -1;
     if (!realpath(tu_ref_path("hubert_base_small.h5"), g_hubert)) {
         fprintf(stderr, "test_train: %s is missing (hint: tests/run.sh makes it with tests/ref_hubert.py)\n",
                 tu_ref_path("hubert_base_small.h5"));
@@ -112,23 +95,7 @@ static int setup(void **st)
     }
     if (tu_tmpdir_setup(st)) return -1;
     /* the dataset: 12 clips of 0.4-0.6 s, 4 emotions, 2 captions each */
-    mkdir(tu_tmp("ds"), 0777);
-    mkdir(tu_tmp("ds/wav"), 0777);
-    FILE *scp = fopen(tu_tmp("ds/wav.scp"), "w"), *txt = fopen(tu_tmp("ds/text.txt"), "w");
-    FILE *emo = fopen(tu_tmp("ds/emotion.txt"), "w"), *cap = fopen(tu_tmp("ds/fid2captions.json"), "w");
-    fputs("{", cap);
-    for (int i = 0; i < 12; i++) {
-        char w[64];
-        snprintf(w, sizeof w, "ds/wav/u%02d.wav", i);
-        write_wav(w, 6400 + (i * 397) % 3200, 0.03 + 0.02 * (i % 4));
-        fprintf(scp, "u%02d wav/u%02d.wav\n", i, i);
-        fprintf(txt, "u%02d 今天天气很好%d\n", i, i);
-        fprintf(emo, "u%02d %s\n", i, EMO[i % 4]);
-        fprintf(cap, "%s\"u%02d\": [\"说话人语气%s，声音较高\", \"她听起来很%s\"]", i ? ", " : "", i, EMO[i % 4],
-                EMO[i % 4]);
-    }
-    fputs("}\n", cap);
-    fclose(scp); fclose(txt); fclose(emo); fclose(cap);
+    tds_write(12, NULL, 0);
     char args[8192];
     if (run(NULL, "secap-vocab", "--data ds --out vocab.txt")) { fprintf(stderr, "%s", g_out); return -1; }
     snprintf(args, sizeof args, "--threads 1 --hubert '%s' --data ds --out feats.h5", g_hubert);
