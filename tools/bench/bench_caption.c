@@ -26,6 +26,7 @@
  *   bin/bench/bench_caption [--steps N] [--warmup N] [--dtype f32|bf16|both]
  * The f32 and bf16 steps alternate; the lines "caption c DTYPE median_ms=..."
  * are what tools/bench/caption_torch.py --interleave reads. */
+#include "benchutil.h"
 #include "secap/autograd.h"
 #include "secap/base.h"
 #include "secap/cli.h"
@@ -34,7 +35,6 @@
 #include "secap/params.h"
 #include "secap/tensor.h"
 
-#include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,24 +68,6 @@ static double step_flops(const secap_llama_config *cf, int r, int ntarget, int T
     double attn = L * 4.0 * B * (double)T * T * D;
     double lora = L * ntarget * 2.0 * N * r * (D + D);
     return 2 * P * N * 2 + 3 * attn + 3 * lora;
-}
-
-static double sgemm_rate(void)
-{
-    const int M = 2048, K = 1024, N = 1024;
-    float *a = malloc(sizeof(float) * M * K), *b = malloc(sizeof(float) * K * N), *c = malloc(sizeof(float) * M * N);
-    if (!a || !b || !c) secap_fatal("bench_caption: out of memory for the sgemm probe");
-    for (int i = 0; i < M * K; i++) a[i] = (float)((i * 7) % 13) * 0.01f;
-    for (int i = 0; i < K * N; i++) b[i] = (float)((i * 5) % 11) * 0.01f;
-    double best = 1e9;
-    for (int rep = 0; rep <= 5; rep++) {
-        double t0 = secap_now();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, a, K, b, N, 0.0f, c, N);
-        double t = secap_now() - t0;
-        if (rep && t < best) best = t;
-    }
-    free(a); free(b); free(c);
-    return 2.0 * M * N * K / best;
 }
 
 int main(int argc, char **argv)
@@ -156,7 +138,7 @@ int main(int argc, char **argv)
     }
     const int T = 1 + Q + NP + NC + 1;
     double gf = step_flops(&cfg, lc.r, 2, T);
-    double peak = sgemm_rate();
+    double peak = bench_sgemm_rate();
     printf("caption step: LLaMA 110M shape (D 768, L 12, H 12, FFN 2048, V 32000), LoRA r %d alpha %g on %s "
            "(%lld trainable), B=%d T=%d (%d audio vectors, %d prompt, %d caption + EOS), %d threads\n", lc.r,
            lc.alpha, lc.target_modules, (long long)nlora, B, T, Q, NP, NC, secap_threads());

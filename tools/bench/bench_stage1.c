@@ -27,6 +27,7 @@
  *   bin/bench/bench_stage1 [--steps N] [--warmup N]
  * The last line, "stage1 c median_ms=...", is what tools/bench/stage1_torch.py
  * --interleave reads. */
+#include "benchutil.h"
 #include "secap/autograd.h"
 #include "secap/base.h"
 #include "secap/losses.h"
@@ -34,7 +35,6 @@
 #include "secap/qformer.h"
 #include "secap/tensor.h"
 
-#include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,23 +90,6 @@ static double step_flops(const secap_qformer_config *cf, int Hm)
     return 3 * (query + text) - audio_proj + text + 6 * est;
 }
 
-static double sgemm_rate(void)
-{
-    const int M = 2048, K = 1024, N = 1024;
-    float *a = malloc(sizeof(float) * M * K), *b = malloc(sizeof(float) * K * N), *c = malloc(sizeof(float) * M * N);
-    for (int i = 0; i < M * K; i++) a[i] = (float)((i * 7) % 13) * 0.01f;
-    for (int i = 0; i < K * N; i++) b[i] = (float)((i * 5) % 11) * 0.01f;
-    double best = 1e9;
-    for (int r = 0; r <= 5; r++) {
-        double t0 = secap_now();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, a, K, b, N, 0.0f, c, N);
-        double t = secap_now() - t0;
-        if (r && t < best) best = t;
-    }
-    free(a); free(b); free(c);
-    return 2.0 * M * N * K / best;
-}
-
 int main(int argc, char **argv)
 {
     int steps = 3, warmup = 1;
@@ -157,7 +140,7 @@ int main(int argc, char **argv)
     }
 
     double gf = step_flops(&cf, sc.mi.hidden);
-    double peak = sgemm_rate();
+    double peak = bench_sgemm_rate();
     printf("stage-1 step: Q-Former L=%d H=%d I=%d Q=%d freq=%d A=%d, B=%d T=%d S=%d, %lld trainable parameters, "
            "%d threads\n", cf.num_hidden_layers, cf.hidden_size, cf.intermediate_size, cf.num_query_tokens,
            cf.cross_attention_freq, cf.audio_width, B, T, S, (long long)nparam, secap_threads());

@@ -38,6 +38,7 @@
  *   bin/bench/bench_step [--steps N] [--warmup N]
  * Prints each step, the phase medians and one line
  * "RESULT bench=step ms=... gflop=... sgemm_gflops=..." (tools/bench/run.py). */
+#include "benchutil.h"
 #include "secap/autograd.h"
 #include "secap/base.h"
 #include "secap/cli.h"
@@ -49,7 +50,6 @@
 #include "secap/rng.h"
 #include "secap/tensor.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -133,24 +133,6 @@ static double llama_flops(const secap_llama_config *cf, int r, int ntarget, int 
     return 2 * P * N * 2 + 3 * attn + 3 * lora;
 }
 
-static double sgemm_rate(void)
-{
-    const int M = 2048, K = 1024, N = 1024;
-    float *a = secap_xmalloc(sizeof(float) * M * K, "sgemm probe"), *b = secap_xmalloc(sizeof(float) * K * N,
-          "sgemm probe"), *c = secap_xmalloc(sizeof(float) * M * N, "sgemm probe");
-    for (int i = 0; i < M * K; i++) a[i] = (float)((i * 7) % 13) * 0.01f;
-    for (int i = 0; i < K * N; i++) b[i] = (float)((i * 5) % 11) * 0.01f;
-    double best = 1e9;
-    for (int rep = 0; rep <= 5; rep++) {
-        double t0 = secap_now();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, a, K, b, N, 0.0f, c, N);
-        double t = secap_now() - t0;
-        if (rep && t < best) best = t;
-    }
-    free(a); free(b); free(c);
-    return 2.0 * M * N * K / best;
-}
-
 int main(int argc, char **argv)
 {
     long steps = 3, warmup = 1;
@@ -226,7 +208,7 @@ int main(int argc, char **argv)
     int64_t one = NSAMP;
     double Fr = 0;   /* frames per clip, read off the first forward */
     double gh = secap_hubert_flops(hc, nsamp, B, -1);
-    double peak = sgemm_rate();
+    double peak = bench_sgemm_rate();
     double *tot = secap_xmalloc(sizeof(double) * (size_t)steps, "bench_step times"), *ph[NPHASE];
     for (int p = 0; p < NPHASE; p++) ph[p] = secap_xmalloc(sizeof(double) * (size_t)steps, "bench_step times");
     double gf = 0;
