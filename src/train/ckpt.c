@@ -334,20 +334,32 @@ void secap_ckpt_save(trainer *tr, int with_opt)
     free(names);
 }
 
-void secap_ckpt_load_params(trainer *tr, const char *path)
+/* Reads the trainable tensors of tr's tables from checkpoint w (names
+ * prefixed as tables() says); returns how many were read.  missing_ok: a
+ * tensor w lacks keeps its value and counts in *kept; else it is an error
+ * naming the file and tensor (secap_weights_read). */
+static int read_trainable(trainer *tr, secap_weights *w, int missing_ok, int *kept)
 {
-    secap_weights *w = ckpt_open(path);
     const secap_params *tab[8];
     const char *pre[8];
-    int nt = tables(tr, tab, pre);
+    int nt = tables(tr, tab, pre), loaded = 0;
     for (int i = 0; i < nt; i++)
         for (int k = secap_params_next(tab[i], NULL, -1); k >= 0; k = secap_params_next(tab[i], NULL, k)) {
             const secap_param_entry *e = secap_params_entry(tab[i], k);
             if (!e->trainable) continue;
             char name[600];
             snprintf(name, sizeof name, "%s%s", pre[i], e->name);
+            if (missing_ok && !secap_weights_has(w, name)) { (*kept)++; continue; }
             secap_weights_read(w, name, e->ndim, e->shape, secap_f32(e->t));
+            loaded++;
         }
+    return loaded;
+}
+
+void secap_ckpt_load_params(trainer *tr, const char *path)
+{
+    secap_weights *w = ckpt_open(path);
+    read_trainable(tr, w, 0, NULL);
     secap_weights_discard(w);
 }
 
@@ -367,17 +379,7 @@ void secap_ckpt_load(trainer *tr, const char *path)
     tr->bad = (int)secap_weights_attr_int(w, "bad_steps");
     rng_read(w, "rng_ctx", &tr->c->rng, path);
     rng_read(w, "rng_train", &tr->rng, path);
-    const secap_params *tab[8];
-    const char *pre[8];
-    int nt = tables(tr, tab, pre);
-    for (int i = 0; i < nt; i++)
-        for (int k = secap_params_next(tab[i], NULL, -1); k >= 0; k = secap_params_next(tab[i], NULL, k)) {
-            const secap_param_entry *e = secap_params_entry(tab[i], k);
-            if (!e->trainable) continue;
-            char name[600];
-            snprintf(name, sizeof name, "%s%s", pre[i], e->name);
-            secap_weights_read(w, name, e->ndim, e->shape, secap_f32(e->t));
-        }
+    read_trainable(tr, w, 0, NULL);
     if (tr->est) read_moments(w, secap_vclub_optimizer(tr->est), "mi_optim", path);
     secap_loader_set_state(tr->L, (secap_loader_state){ tr->loader_epoch, tr->loader_step });
     if (tr->stage_idx < tr->cfg.train.nstages && secap_weights_attr_int(w, "optim_slots") > 0) {
@@ -455,19 +457,7 @@ void secap_ckpt_init_from(trainer *tr, const char *arg)
                         (long long)si, si > 1 ? "s" : "", other->train.stages, tr->cfg.train.stages,
                         si > 1 ? "them" : "it");
         }
-    const secap_params *tab[8];
-    const char *pre[8];
-    int nt = tables(tr, tab, pre), loaded = 0, kept = 0;
-    for (int i = 0; i < nt; i++)
-        for (int k = secap_params_next(tab[i], NULL, -1); k >= 0; k = secap_params_next(tab[i], NULL, k)) {
-            const secap_param_entry *e = secap_params_entry(tab[i], k);
-            if (!e->trainable) continue;
-            char name[600];
-            snprintf(name, sizeof name, "%s%s", pre[i], e->name);
-            if (!secap_weights_has(w, name)) { kept++; continue; }
-            secap_weights_read(w, name, e->ndim, e->shape, secap_f32(e->t));
-            loaded++;
-        }
+    int kept = 0, loaded = read_trainable(tr, w, 1, &kept);
     if (!loaded) {
         secap_weights_discard(w);
         secap_fatal("train.init_from %s holds none of this run's trainable tensors (hint: a checkpoint of the same "
