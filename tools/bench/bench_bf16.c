@@ -19,6 +19,7 @@
  *   bin/bench/bench_bf16 [--reps N] [--quick] [--case decode|forward|grad]
  * (SECAP_THREADS threads; --quick: W [4096, 4096] only; --case: one case)
  */
+#include "benchutil.h"
 #include "secap/base.h"
 #include "secap/ops.h"
 #include "../../src/ops/ops_internal.h"
@@ -29,18 +30,6 @@
 
 enum { V_SGEMM, V_SGEMV, V_AVX, V_PORT, NV };
 static const char *vname[NV] = {"sgemm f32", "sgemv f32", "avx512bf16", "portable"};
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 typedef struct {
     int64_t N, K;

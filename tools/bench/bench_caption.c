@@ -47,29 +47,6 @@
 
 static const char *const PHASE[NPHASE] = { "forward", "loss", "backward", "adamw step" };
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-/* Model FLOPs of one step (header comment); T steps per row. */
-static double step_flops(const secap_llama_config *cf, int r, int ntarget, int T)
-{
-    double D = cf->hidden_size, Im = cf->intermediate_size, V = cf->vocab_size, L = cf->num_hidden_layers;
-    double N = (double)B * T;
-    double P = L * (4 * D * D + 3 * D * Im) + V * D;
-    double attn = L * 4.0 * B * (double)T * T * D;
-    double lora = L * ntarget * 2.0 * N * r * (D + D);
-    return 2 * P * N * 2 + 3 * attn + 3 * lora;
-}
-
 int main(int argc, char **argv)
 {
     long steps = 3, warmup = 1;
@@ -137,7 +114,7 @@ int main(int argc, char **argv)
         cp[b] = cids[b];
     }
     const int T = 1 + Q + NP + NC + 1;
-    double gf = step_flops(&cfg, lc.r, 2, T);
+    double gf = bench_llama_step_flops(&cfg, B, lc.r, 2, T);
     double peak = bench_sgemm_rate();
     printf("caption step: LLaMA 110M shape (D 768, L 12, H 12, FFN 2048, V 32000), LoRA r %d alpha %g on %s "
            "(%lld trainable), B=%d T=%d (%d audio vectors, %d prompt, %d caption + EOS), %d threads\n", lc.r,

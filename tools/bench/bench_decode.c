@@ -12,6 +12,7 @@
  *
  *   bin/bench/bench_decode [--tokens N] [--reps R] [--dtype f32|bf16|both]
  * (SECAP_THREADS threads) */
+#include "benchutil.h"
 #include "secap/base.h"
 #include "secap/cli.h"
 #include "secap/generate.h"
@@ -28,12 +29,6 @@ static double now(void)
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
 }
 
 static double weight_bytes(const secap_llama *m)

@@ -47,18 +47,6 @@
 static const char *const PHASE[NPHASE] = { "query fwd", "text fwd x2", "vclub step", "objective+backward",
                                            "adamw step" };
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
 /* Forward FLOPs of one layer stack pass over rows x H (self-attention over
  * `len` positions), plus cross-attention to Tk keys of width W when cross. */
 static double layer_flops(const secap_qformer_config *cf, double rows, double len, int cross, double Tk, int B_)

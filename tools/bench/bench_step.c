@@ -66,18 +66,6 @@
 static const char *const PHASE[NPHASE] = { "hubert fwd", "qformer fwd", "llama fwd", "loss", "backward",
                                            "adamw step" };
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
 /* Gliding harmonics with an envelope and a little noise (as bench_hubert). */
 static void speechlike(float *x, int64_t n, uint64_t seed)
 {
@@ -120,17 +108,6 @@ static double qformer_flops(const secap_qformer_config *cf, double F)
         if (l % cf->cross_attention_freq == 0) f += 4 * R * H * H + 4.0 * B * F * W * H + 4 * R * F * H;
     }
     return f + 2 * R * H * cf->llm_width;
-}
-
-/* LLaMA step FLOPs as bench_caption (forward + input-gradient backward). */
-static double llama_flops(const secap_llama_config *cf, int r, int ntarget, int T)
-{
-    double D = cf->hidden_size, Im = cf->intermediate_size, V = cf->vocab_size, L = cf->num_hidden_layers;
-    double N = (double)B * T;
-    double P = L * (4 * D * D + 3 * D * Im) + V * D;
-    double attn = L * 4.0 * B * (double)T * T * D;
-    double lora = L * ntarget * 2.0 * N * r * (D + D);
-    return 2 * P * N * 2 + 3 * attn + 3 * lora;
 }
 
 int main(int argc, char **argv)
@@ -238,14 +215,15 @@ int main(int argc, char **argv)
         if (it == 0) {
             Fr = a->shape[1];
             double gq = qformer_flops(&qc, Fr);
-            gf = gh + 3 * gq - 2.0 * B * Fr * qc.audio_width * qc.encoder_width + llama_flops(&lc, lo.r, 2, T);
+            gf = gh + 3 * gq - 2.0 * B * Fr * qc.audio_width * qc.encoder_width +
+                 bench_llama_step_flops(&lc, B, lo.r, 2, T);
             printf("whole caption step: HuBERT-base (frozen, %d x %.0f s -> %.0f frames), Q-Former L=%d H=%d I=%d "
                    "Q=%d, LLaMA 110M shape + LoRA r %d on %s; %lld trainable, T=%d, %d threads\n", B,
                    NSAMP / 16000.0, Fr, qc.num_hidden_layers, qc.hidden_size, qc.intermediate_size, Q, lo.r,
                    lo.target_modules, (long long)ntrain, T, secap_threads());
             printf("model FLOPs per step %.1f GFLOP (HuBERT %.1f, Q-Former fwd %.1f x ~3, LLaMA %.1f); sgemm "
                    "2048x1024x1024 in this process %.1f GFLOP/s\n", gf * 1e-9, gh * 1e-9, gq * 1e-9,
-                   llama_flops(&lc, lo.r, 2, T) * 1e-9, peak * 1e-9);
+                   bench_llama_step_flops(&lc, B, lo.r, 2, T) * 1e-9, peak * 1e-9);
         }
         secap_ctx_reset(c);
         t[6] = secap_now();
