@@ -534,7 +534,7 @@ static void test_config_keys(void **st)
                           "--loss.mi_variant=sampled", "--loss.mi_hidden=128", "--loss.mi_lr=3e-4",
                           "--loss.mi_weight_decay=0.01", "--loss.temp_init=0.1", "--loss.temp_min=0.01",
                           "--loss.temp_max=0.4", "--loss.mi_monitor=false",
-                          "--loss.caption_w_mi=0.125", "--loss.caption_w_con=0.75"};
+                          "--loss.caption_w_mi=0.125", "--loss.caption_w_con=0.75", "--loss.mi_warmup=300"};
     for (size_t i = 0; i < sizeof args / sizeof *args; i++) assert_true(secap_ini_set_arg(ini, args[i]));
     secap_ini_apply(ini, "loss", &s, loss_set);
     secap_ini_check_used(ini, "loss");
@@ -544,6 +544,8 @@ static void test_config_keys(void **st)
     assert_true(s.mi.weight_decay == 0.01f && s.temp_init == 0.1f && s.temp_min == 0.01f && s.temp_max == 0.4f);
     assert_int_equal(s.mi_monitor, 0);
     assert_true(s.caption_w_mi == 0.125f && s.caption_w_con == 0.75f);
+    assert_int_equal(s.mi_warmup, 300);
+    assert_int_equal(d.mi_warmup, 0);
     secap_stage1_config_validate(&s, "overrides");
     /* print -> set gives the same config back */
     char *buf = NULL;
@@ -561,13 +563,15 @@ static void test_config_keys(void **st)
         assert_int_equal(secap_stage1_config_set(&r, key, val), 0);
     }
     free(buf);
-    assert_int_equal(lines, 14);
+    assert_int_equal(lines, 15);
     assert_memory_equal(&r, &s, sizeof s);
     assert_int_equal(secap_stage1_config_set(&r, "loss.w_mii", "1"), -1);
     EXPECT_FATAL(secap_stage1_config_set(&r, "w_mi", "-1"), "loss.w_mi");
     EXPECT_FATAL(secap_stage1_config_set(&r, "mi_variant", "pairs"), "full or sampled");
     EXPECT_FATAL(secap_stage1_config_set(&r, "mi_hidden", "12.5"), "whole number");
     EXPECT_FATAL(secap_stage1_config_set(&r, "mi_monitor", "maybe"), "true or false");
+    EXPECT_FATAL(secap_stage1_config_set(&r, "mi_warmup", "12.5"), "whole number of steps");
+    EXPECT_FATAL(secap_stage1_config_set(&r, "mi_warmup", "-1"), "loss.mi_warmup");
     EXPECT_FATAL(secap_stage1_config_set(&r, "caption_w_con", "-0.5"), "loss.caption_w_con");
 }
 

@@ -692,6 +692,23 @@ static void test_probe_metrics(void **st)
         if (field(a.line[i], "est") == 0) fail_msg("mon1 step %d: est 0, the estimator did not train: %s", i + 1, a.line[i]);
         if (field(b.line[i], "est") != 0) fail_msg("mon0 step %d: est non-zero without mi_monitor: %s", i + 1, b.line[i]);
     }
+    /* loss.mi_warmup = 4: U enters with weight (step + 1) / 4 over steps 1..4 */
+    EXPECT_RUN(0, NULL, "secap-train", "--config tiny.ini --train.stages=qformer --loss.mi_warmup=4 --train.out_dir=miwu",
+               "done: 4 steps");
+    metrics w;
+    int told = 0;
+    read_metrics("miwu", &w);
+    assert_int_equal(w.n, 4);
+    for (int i = 0; i < 4; i++) {
+        double l = field(w.line[i], "loss"), mi = field(w.line[i], "mi"), con = field(w.line[i], "con");
+        double want = con + (i + 1) / 4.0 * mi;
+        if (!(fabs(l - want) <= 1e-5 * fabs(l) + 1e-6))
+            fail_msg("loss.mi_warmup=4 step %d: loss %.9g, want con + %d/4 mi = %.9g: %s", i + 1, l, i + 1, want,
+                     w.line[i]);
+        /* a step where the full weight would miss the tolerance 10 times over */
+        if (fabs(l - con - mi) > 10 * (1e-5 * fabs(l) + 1e-6)) told++;
+    }
+    if (told == 0) fail_msg("loss.mi_warmup=4: U too small on every step to tell the ramp from the full weight");
     /* the estimator's state is in the checkpoint: stop + resume with the monitor is exact */
     EXPECT_RUN(0, NULL, "secap-train",
                "--config tiny.ini --train.stages=qformer --loss.w_mi=0 --train.out_dir=mon1s --train.stop_at_step=3",

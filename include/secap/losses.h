@@ -148,6 +148,8 @@ typedef struct {
     float caption_w_con;          /* caption stage: weight of L_con added to the caption loss; 0: off */
     secap_vclub_variant mi_variant;  /* mi_variant = full | sampled */
     float temp_init, temp_min, temp_max;
+    int mi_warmup;                /* mi_warmup: stage qformer ramps the weight of U linearly,
+                                     w_mi * min(1, (step + 1) / mi_warmup); 0 = off */
     int mi_monitor;               /* mi_monitor = true: with w_mi = 0 the trainer still fits
                                      the estimator on detached embeddings and logs U */
     secap_vclub_config mi;        /* mi_hidden, mi_lr, mi_weight_decay; x_dim and

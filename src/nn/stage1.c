@@ -44,6 +44,7 @@ int secap_stage1_config_set(secap_stage1_config *s, const char *key, const char 
         else if (!strcmp(v, "sampled")) s->mi_variant = SECAP_VCLUB_SAMPLED;
         else secap_fatal("config loss.mi_variant = '%s': use full or sampled", v);
     } else if (!strcmp(key, "mi_hidden")) s->mi.hidden = (int)number(key, v, 1, 1 << 20);
+    else if (!strcmp(key, "mi_warmup")) s->mi_warmup = (int)number(key, v, 0, 1e9);
     else if (!strcmp(key, "mi_lr")) s->mi.lr = (float)number(key, v, 1e-12, 10);
     else if (!strcmp(key, "mi_weight_decay")) s->mi.weight_decay = (float)number(key, v, 0, 10);
     else if (!strcmp(key, "temp_init")) s->temp_init = (float)number(key, v, 1e-6, 100);
@@ -57,6 +58,8 @@ int secap_stage1_config_set(secap_stage1_config *s, const char *key, const char 
     else return -1;
     if (!strcmp(key, "mi_hidden") && s->mi.hidden != number(key, v, 1, 1 << 20))
         secap_fatal("config loss.mi_hidden = '%s': expected a whole number", v);
+    if (!strcmp(key, "mi_warmup") && s->mi_warmup != number(key, v, 0, 1e9))
+        secap_fatal("config loss.mi_warmup = '%s': expected a whole number of steps", v);
     return 0;
 }
 
@@ -69,6 +72,7 @@ void secap_stage1_config_print(const secap_stage1_config *s, FILE *f)
     fprintf(f, "loss.w_pair = %g\n", s->w_pair);
     fprintf(f, "loss.w_class = %g\n", s->w_class);
     fprintf(f, "loss.mi_variant = %s\n", s->mi_variant == SECAP_VCLUB_SAMPLED ? "sampled" : "full");
+    fprintf(f, "loss.mi_warmup = %d\n", s->mi_warmup);
     fprintf(f, "loss.mi_hidden = %d\n", s->mi.hidden);
     fprintf(f, "loss.mi_lr = %g\n", s->mi.lr);
     fprintf(f, "loss.mi_weight_decay = %g\n", s->mi.weight_decay);

@@ -326,6 +326,7 @@ static void build_models(trainer *tr, int init_random)
         qc.vocab_size = secap_berttok_size(tr->qtok);
         qc.max_position_embeddings = t->qformer.max_position_embeddings;
         qc.hidden_dropout_prob = t->qformer.dropout;
+        qc.initializer_range = t->qformer.initializer_range;
         qc.num_query_tokens = t->qformer.num_query_tokens;
         qc.cross_attention_freq = t->qformer.cross_attention_freq;
         qc.encoder_width = t->qformer.encoder_width;
@@ -588,7 +589,13 @@ static secap_tensor *step_qformer(trainer *tr, const secap_batch *b, step_terms 
     int32_t frames[256];
     secap_tensor *a = batch_features(tr, b, frames);
     secap_tensor *qo = secap_qformer_query(tr->c, tr->qf, a, frames);
-    return stage1_loss(tr, b, qo, tr->cfg.loss.w_mi, tr->cfg.loss.w_con, tr->cfg.loss.mi_monitor, st);
+    /* loss.mi_warmup: U's weight ramps up linearly over the first steps, so
+     * that U (which a constant Q-embedding makes zero) does not flatten the
+     * speech side before the contrastive term has shaped it */
+    float w_mi = tr->cfg.loss.w_mi;
+    int wu = tr->cfg.loss.mi_warmup;
+    if (wu > 0 && tr->step + 1 < wu) w_mi *= (float)(tr->step + 1) / (float)wu;
+    return stage1_loss(tr, b, qo, w_mi, tr->cfg.loss.w_con, tr->cfg.loss.mi_monitor, st);
 }
 
 static secap_tensor *step_caption(trainer *tr, const secap_batch *b, step_terms *st)
