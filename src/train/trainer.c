@@ -326,6 +326,7 @@ static void build_models(trainer *tr, int init_random)
         qc.vocab_size = secap_berttok_size(tr->qtok);
         qc.max_position_embeddings = t->qformer.max_position_embeddings;
         qc.hidden_dropout_prob = t->qformer.dropout;
+        qc.initializer_range = t->qformer.initializer_range;
         qc.num_query_tokens = t->qformer.num_query_tokens;
         qc.cross_attention_freq = t->qformer.cross_attention_freq;
         qc.encoder_width = t->qformer.encoder_width;
