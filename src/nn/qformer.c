@@ -279,15 +279,15 @@ secap_tensor *secap_qformer_param(const secap_qformer *m, const char *name)
 /* x [B, Tq, H], kv [B, Tk, H or W] -> LN(x + drop(O(MHA(x, kv, kv)))) [B, Tq, H].
  *
  * The key bias b_k enters the forward as in BERT but takes no gradient: it
- * adds s * q_i . b_k to every score of query row i (s the scale), the same
- * for every key j, masked ones included, and softmax over j is invariant
- * under a shift of its row, so d loss / d b_k = sum_j dK_j = sum_i q_i
- * sum_j dS_ij = 0 exactly (the softmax backward's rows sum to 0).  Computed,
- * that sum is float round-off (~1e-9 next to key.weight's ~1e-3), which
- * AdamW (update ~ lr g / (|g| + eps)) would turn into lr-sized steps of
- * noise that differ between runs that differ only in rounding (MPI vs one
- * process, tests/test_dist.c); detached, b_k's gradient is the exact 0 and
- * AdamW leaves it (and its moments) unchanged. */
+ * adds s q_i . b_k to every score S_ij of query row i (s the scale), the
+ * same for every key j, masked ones included, and softmax over j is
+ * invariant under a shift of its row, so d loss / d b_k = sum_j dK_j =
+ * s sum_i q_i sum_j dS_ij = 0 exactly (the softmax backward's rows sum to
+ * 0).  Computed, that sum is float round-off, which AdamW (update ~ lr g /
+ * (|g| + eps)) turns into steps of up to lr of noise that differ between
+ * runs that differ only in rounding (MPI vs one process, tests/test_dist.c).
+ * Detached, b_k's gradient is the exact 0: its moments stay 0 and AdamW
+ * leaves it as loaded (biases are in the trainer's no-decay group). */
 static secap_tensor *attn_fwd(secap_ctx *c, const secap_qformer *m, const attn_block *A, secap_tensor *x,
                               secap_tensor *kv, const int32_t *key_len)
 {
