@@ -19,8 +19,8 @@
  *   - stage qformer (contrastive + vCLUB from gathered embeddings, the MI
  *     estimator stepped on the global batch), full and sampled variants:
  *     2 ranks vs 1 process, losses, terms, gradient norms and weights
- *     within 1e-5; AdamW moments within 3e-5 and the zero-initialised
- *     biases within 1e-4 (measured, and why, at test_qformer_two_ranks);
+ *     within 1e-5; AdamW moments within 5e-5 and the zero-initialised
+ *     biases within 3e-4 (measured, and why, at test_qformer_two_ranks);
  *     attention key biases exactly 0 in every run.
  * A build without MPI asked for with make MPI=0 (SECAP_MPI_OFF) checks
  * instead that mpirun -np 2 of its secap-train stops with the "built
@@ -388,14 +388,15 @@ static void test_rank_hangs(void **st)
  * of 2 ranks differs from one process's by 2.4e-6 (step 1; 3.6e-6 at
  * step 2), the size of a pure rounding change (SECAP_THREADS 2 vs 1:
  * 2.4e-6 at step 2).  Measured on this machine (steps 2 and 4, both
- * variants; tolerance in brackets):
- *   losses, con, est, temp, dev_loss   <= 7.9e-7  (1e-5)
- *   mi, dev_mi on the loss's scale     <= 5.5e-7  (1e-5)
- *   gradient norms                     <= 2.2e-6  (1e-5)
- *   weights (all but biases)           <= 1.6e-6  (1e-5)
- *   AdamW moments                      <= 9.7e-6  (MTOL 3e-5: v carries twice the gradient's
- *                                                  relative error, and that is ~1e-5 per tensor)
- *   biases                             <= 3.1e-5  (BTOL 1e-4)
+ * variants; the build of make, then the sanitizer build's (-O1); tolerance
+ * in brackets):
+ *   losses, con, est, temp, dev_loss   7.9e-7, 9.8e-7  (1e-5)
+ *   mi, dev_mi on the loss's scale     5.5e-7          (1e-5)
+ *   gradient norms                     2.2e-6, 4.4e-6  (1e-5)
+ *   weights (all but biases)           1.6e-6, 2.5e-6  (1e-5)
+ *   AdamW moments                      9.7e-6, 1.4e-5  (MTOL 5e-5: v carries twice the gradient's
+ *                                                       relative error, up to ~1e-5 per tensor)
+ *   biases                             3.1e-5, 6.6e-5  (BTOL 3e-4)
  *   attention key biases               0 in both (bit for bit)
  * The biases cannot meet 1e-5: they start at 0, so their value is AdamW's
  * steps alone, and AdamW moves every element by ~lr whatever the size of
@@ -406,8 +407,8 @@ static void test_rank_hangs(void **st)
  * element differs by 7.8e-4 of its value and the tensor by 2.5e-5 (at
  * std 0.2 such tensors reach 1.6e-4). */
 #define QF_INIT "0.3"
-#define MTOL 3e-5
-#define BTOL 1e-4
+#define MTOL 5e-5
+#define BTOL 3e-4
 static void test_qformer_two_ranks(void **st)
 {
     (void)st;
