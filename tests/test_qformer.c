@@ -149,7 +149,8 @@ static void parity(const char *tag)
             if (nl > 13 && !strcmp(name + nl - 13, "self.key.bias")) {
                 /* softmax is shift-invariant along the keys: q . b_k adds the
                  * same score to every key, so d loss / d key bias is exactly
-                 * 0.  Both sides must be round-off next to key.weight's. */
+                 * 0.  Both sides must be round-off next to key.weight's (the C
+                 * side is exactly 0: attn_fwd detaches the key bias). */
                 char wn[600];
                 snprintf(wn, sizeof wn, "%.*sweight", (int)(strlen(ds) - 4), ds);
                 arr gw = h5get(h, wn, 0);

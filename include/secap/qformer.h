@@ -132,7 +132,9 @@ extern const char *const SECAP_QFORMER_IGNORABLE[];
 /* A Q-Former read from an open weight file: the config from its attributes,
  * the BERT part under bert_prefix (NULL: SECAP_QFORMER_PREFIX), the root
  * tensors by their names.  trainable: every parameter takes gradients (stage
- * 1); 0: frozen, read-only.  Does not close w, so the Q-Former can come out
+ * 1; the attention key biases' gradient is the exact 0 they have in exact
+ * arithmetic: softmax ignores the shift q . b_k of a score row, and the
+ * forward detaches them, src/nn/qformer.c attn_fwd); 0: frozen, read-only.  Does not close w, so the Q-Former can come out
  * of a bigger checkpoint; close it with secap_weights_close_checked(w,
  * allow) for the unknown-tensor check. */
 secap_qformer *secap_qformer_read(secap_ctx *c, secap_weights *w, const char *bert_prefix, int trainable);

@@ -70,8 +70,10 @@ typedef struct {
         int num_query_tokens, cross_attention_freq, encoder_width, embed_dim;
         int max_position_embeddings; /* the longest transcript / caption in tokens */
         double dropout;           /* hidden_dropout_prob */
-        double initializer_range; /* std of the random init (BERT's initializer_range, 0.02); used
-                                     only when the Q-Former starts from random weights */
+        double initializer_range; /* initializer_range: std of the random init (BERT's, 0.02); used
+                                     only when the Q-Former starts from random weights; tests of tiny
+                                     models raise it so that different inputs give different
+                                     embeddings (tests/test_dist.c) */
         char bridge[16];          /* bridge: qformer | linear (ablation: HuBERT features average-pooled
                                      over time into num_query_tokens segments, one Linear A -> D;
                                      no Q-Former, no stage qformer; src/train/bridge.c) */

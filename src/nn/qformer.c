@@ -276,7 +276,18 @@ secap_tensor *secap_qformer_param(const secap_qformer *m, const char *name)
 
 /* ----------------------------------------------------------------- blocks */
 
-/* x [B, Tq, H], kv [B, Tk, H or W] -> LN(x + drop(O(MHA(x, kv, kv)))) [B, Tq, H]. */
+/* x [B, Tq, H], kv [B, Tk, H or W] -> LN(x + drop(O(MHA(x, kv, kv)))) [B, Tq, H].
+ *
+ * The key bias b_k enters the forward as in BERT but takes no gradient: it
+ * adds s q_i . b_k to every score S_ij of query row i (s the scale), the
+ * same for every key j, masked ones included, and softmax over j is
+ * invariant under a shift of its row, so d loss / d b_k = sum_j dK_j =
+ * s sum_i q_i sum_j dS_ij = 0 exactly (the softmax backward's rows sum to
+ * 0).  Computed, that sum is float round-off, which AdamW (update ~ lr g /
+ * (|g| + eps)) turns into steps of up to lr of noise that differ between
+ * runs that differ only in rounding (MPI vs one process, tests/test_dist.c).
+ * Detached, b_k's gradient is the exact 0: its moments stay 0 and AdamW
+ * leaves it as loaded (biases are in the trainer's no-decay group). */
 static secap_tensor *attn_fwd(secap_ctx *c, const secap_qformer *m, const attn_block *A, secap_tensor *x,
                               secap_tensor *kv, const int32_t *key_len)
 {
@@ -284,7 +295,7 @@ static secap_tensor *attn_fwd(secap_ctx *c, const secap_qformer *m, const attn_b
     int heads = cf->num_attention_heads;
     float scale = 1.0f / sqrtf((float)(cf->hidden_size / heads));
     secap_tensor *q = secap_linear(c, x, A->q_w, A->q_b);
-    secap_tensor *k = secap_linear(c, kv, A->k_w, A->k_b);
+    secap_tensor *k = secap_linear(c, kv, A->k_w, secap_detach(c, A->k_b));   /* gradient exactly 0 (above) */
     secap_tensor *v = secap_linear(c, kv, A->v_w, A->v_b);
     secap_tensor *a = secap_attention(c, q, k, v, heads, key_len, 0, scale);
     secap_tensor *y = secap_dropout(c, secap_linear(c, a, A->o_w, A->o_b), (float)cf->hidden_dropout_prob);

@@ -62,7 +62,7 @@ static const keydef KEYS[] = {
     { "qformer.embed_dim", K_INT, F(qformer.embed_dim), 0, 1, 65536, NULL },
     { "qformer.max_position_embeddings", K_INT, F(qformer.max_position_embeddings), 0, 4, 1 << 16, NULL },
     { "qformer.dropout", K_DBL, F(qformer.dropout), 0, 0, 0.99, NULL },
-    { "qformer.initializer_range", K_DBL, F(qformer.initializer_range), 0, 1e-6, 1, NULL },
+    { "qformer.initializer_range", K_DBL, F(qformer.initializer_range), 0, 1e-6, 9.99, NULL },
     { "qformer.bridge", K_ENUM, S(qformer.bridge), 0, 0, "qformer|linear" },
     { "qformer.freeze_in_caption", K_BOOL, F(qformer.freeze_in_caption), 0, 0, 1, NULL },
     { "llama.weights", K_STR, S(llama.weights), 0, 0, NULL },
