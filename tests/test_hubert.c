@@ -203,6 +203,64 @@ static void taped(const char *wfile, const char *iofile, const char *tag)
     secap_ctx_free(c);
 }
 
+/* hubert.train_layers: the reference's hidden_states[from] of the padded
+ * batch through layers from..L-1 (secap_hubert_layers) gives the reference's
+ * last hidden state, for every `from`; a model loaded with its top layer
+ * trainable takes gradients there only. */
+static void top_layers(const char *wfile, const char *iofile, const char *tag)
+{
+    secap_ctx *c = new_ctx();
+    secap_hubert *m = secap_hubert_load_top(c, tu_ref_path(wfile), 1);
+    int L = secap_hubert_cfg(m)->num_hidden_layers, H = secap_hubert_cfg(m)->hidden_size;
+    hid_t h = h5open(tu_ref_path(iofile));
+    arr fr = h5get(h, "batch/frames"), hs = h5get(h, "batch/hidden_states"), last = h5get(h, "batch/last_hidden_state");
+    int B = (int)last.dims[0];
+    int64_t F = last.dims[1];
+    assert_true(B <= 8);
+    int32_t frames[8];
+    for (int b = 0; b < B; b++) frames[b] = (int32_t)fr.x[b];
+    char what[128];
+    for (int from = 0; from <= L; from++) {
+        secap_tensor *x = secap_empty(c, 3, (int64_t[]){B, F, H});
+        memcpy(secap_f32(x), hs.x + (size_t)from * (size_t)(B * F * H), (size_t)(B * F * H) * sizeof(float));
+        secap_tensor *y = secap_hubert_layers(c, m, x, frames, from);
+        double d = 0;
+        for (int b = 0; b < B; b++) {
+            double db = maxdiff(secap_f32(y) + (size_t)b * (size_t)(F * H), last.x + (size_t)b * (size_t)(F * H),
+                                (int64_t)frames[b] * H);
+            d = db > d || db != db ? db : d;
+        }
+        snprintf(what, sizeof what, "%s hidden_states[%d] -> layers %d..%d -> last_hidden_state", tag, from, from, L - 1);
+        check(what, d, TOL);
+        if (from == L - 1) {   /* the trainable top: gradients in layer L-1 only */
+            secap_backward(c, secap_mean_all(c, secap_masked_mean(c, secap_mul(c, y, y), frames)));
+            char name[128];
+            snprintf(name, sizeof name, "encoder.layers.%d.feed_forward.output_dense.weight", L - 1);
+            double g = grad_absmax(secap_hubert_param(m, name));
+            snprintf(name, sizeof name, "encoder.layers.%d.attention.q_proj.weight", L - 1);
+            double gq = grad_absmax(secap_hubert_param(m, name));
+            printf("  %s top layer %d: max |grad| output_dense %.3g, q_proj %.3g\n", tag, L - 1, g, gq);
+            assert_true(isfinite(g) && g > 0 && isfinite(gq) && gq > 0);
+            if (L > 1) {
+                secap_tensor *w0 = secap_hubert_param(m, "encoder.layers.0.feed_forward.output_dense.weight");
+                assert_non_null(w0);
+                if (w0->requires_grad) fail_msg("%s: layer 0 of a top-1 model takes gradients", tag);
+            }
+        }
+        secap_ctx_reset(c);
+    }
+    EXPECT_FATAL(secap_hubert_layers(c, m, secap_empty(c, 3, (int64_t[]){1, 4, H + 1}), NULL, 0), "expected float32");
+    EXPECT_FATAL(secap_hubert_layers(c, m, secap_empty(c, 3, (int64_t[]){1, 4, H}), NULL, L + 1), "start layer");
+    EXPECT_FATAL(secap_hubert_load_top(c, tu_ref_path(wfile), L + 1), "trainable top layers");
+    free(fr.x); free(hs.x); free(last.x);
+    H5Fclose(h);
+    secap_hubert_free(m);
+    secap_ctx_free(c);
+}
+
+static void test_base_top_layers(void **st) { (void)st; top_layers("hubert_base_small.h5", "hubert_base_io.h5", "base"); }
+static void test_large_top_layers(void **st) { (void)st; top_layers("hubert_large_small.h5", "hubert_large_io.h5", "large"); }
+
 static void test_base_taped(void **st) { (void)st; taped("hubert_base_small.h5", "hubert_base_io.h5", "base"); }
 static void test_large_taped(void **st) { (void)st; taped("hubert_large_small.h5", "hubert_large_io.h5", "large"); }
 
@@ -436,6 +494,8 @@ int main(void)
         cmocka_unit_test(test_large_batch),
         cmocka_unit_test(test_base_taped),
         cmocka_unit_test(test_large_taped),
+        cmocka_unit_test(test_base_top_layers),
+        cmocka_unit_test(test_large_top_layers),
         cmocka_unit_test(test_large_bf16),
         cmocka_unit_test(test_real_speech),
         cmocka_unit_test(test_refusals),

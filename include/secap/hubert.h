@@ -47,6 +47,13 @@ typedef struct secap_hubert secap_hubert;
  * makes secap_hubert_forward normalise every utterance to zero mean and unit
  * variance over its valid samples, as HF's feature extractor does. */
 secap_hubert *secap_hubert_load(secap_ctx *c, const char *path, int trainable);
+/* The same with only the last `top` transformer layers trainable (and, for
+ * the pre-LN variant, the final LayerNorm: encoder.layer_norm); the rest
+ * stays frozen (mapped where the file allows).  top 0 = all frozen, -1 =
+ * all trainable (secap_hubert_load's two cases).  For hubert.train_layers:
+ * run the lower part frozen (or read it from a feature cache of
+ * hidden_states[L - top]) and the top through secap_hubert_layers. */
+secap_hubert *secap_hubert_load_top(secap_ctx *c, const char *path, int top);
 void secap_hubert_free(secap_hubert *m);
 
 const secap_hubert_config *secap_hubert_cfg(const secap_hubert *m);
@@ -79,6 +86,16 @@ secap_params *secap_hubert_table_new(const secap_hubert_config *c);
 secap_tensor *secap_hubert_forward(secap_ctx *c, const secap_hubert *m, const float *wave,
                                    const int64_t *nsamples, int B, int64_t Nmax, int layer,
                                    int32_t *frames_out);
+
+/* Runs transformer layers from..L-1 (and, pre-LN variant, the final
+ * LayerNorm) on x = hidden_states[from] [B, F, H] (padded: row b valid on
+ * [0, frames[b]); frames NULL: all valid), returning hidden_states[L] (the
+ * last hidden state, as secap_hubert_forward with layer -1).  Every op is on
+ * the tape unless c is in no-grad: with secap_hubert_load_top the top layers
+ * take gradients.  The result in c's step arena; rows past frames[b] are
+ * unspecified. */
+secap_tensor *secap_hubert_layers(secap_ctx *c, const secap_hubert *m, secap_tensor *x, const int32_t *frames,
+                                  int from);
 
 /* The feature-cache key (secap/dataset.h, secap_featcache_key) of this
  * encoder's outputs: encoder = "<weights file name> size=<bytes>

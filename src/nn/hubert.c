@@ -142,15 +142,23 @@ static void hubert_loading_free(void *arg)
 
 secap_hubert *secap_hubert_load(secap_ctx *c, const char *path, int trainable)
 {
+    return secap_hubert_load_top(c, path, trainable ? -1 : 0);
+}
+
+secap_hubert *secap_hubert_load_top(secap_ctx *c, const char *path, int top)
+{
     secap_weights *w = secap_weights_open(path);
     secap_hubert *m = secap_xcalloc(1, sizeof *m, "hubert model");
     hubert_loading ld = { w, m };
     secap_cleanup cl;
     secap_cleanup_push(&cl, hubert_loading_free, &ld);
     m->path = secap_xstrdup(path, "hubert path");
-    m->trainable = trainable != 0;
+    m->trainable = top != 0;
     secap_hubert_config_read(&m->cfg, w);
     const secap_hubert_config *cf = &m->cfg;
+    if (top < -1 || top > cf->num_hidden_layers)
+        secap_fatal("hubert %s: %d trainable top layers asked of a %d-layer model (hint: 0..%d)", path, top,
+                    cf->num_hidden_layers, cf->num_hidden_layers);
     if (secap_weights_has_attr(w, "do_normalize")) {
         int64_t v = secap_weights_attr_int(w, "do_normalize");
         if (v != 0 && v != 1)
@@ -159,8 +167,16 @@ secap_hubert *secap_hubert_load(secap_ctx *c, const char *path, int trainable)
     }
     m->layers = secap_xcalloc((size_t)cf->num_hidden_layers, sizeof *m->layers, "hubert layers");
     m->params = secap_params_new("hubert");
-    secap_params_default_trainable(m->params, m->trainable);
+    secap_params_default_trainable(m->params, top == -1);
     hubert_table(m->params, cf, m);
+    if (top > 0) {   /* the last `top` layers (and the pre-LN variant's final LayerNorm) */
+        for (int l = cf->num_hidden_layers - top; l < cf->num_hidden_layers; l++) {
+            char pat[64];
+            snprintf(pat, sizeof pat, "encoder.layers.%d.*", l);
+            secap_params_set_trainable(m->params, pat, 1);
+        }
+        if (cf->do_stable_layer_norm) secap_params_set_trainable(m->params, "encoder.layer_norm.*", 1);
+    }
     secap_params_load(m->params, c, w, NULL, 0);
     ld.w = NULL;   /* closed by the check, even when it fails */
     secap_weights_close_checked(w, SECAP_HUBERT_IGNORABLE);
@@ -383,6 +399,34 @@ secap_tensor *secap_hubert_forward(secap_ctx *c, const secap_hubert *m, const fl
     x = hop(&r, x, 1);   /* frozen: the result alone, where the batch started */
     if (frames_out) memcpy(frames_out, frames, (size_t)B * sizeof *frames);
     free(frames);
+    return x;
+}
+
+secap_tensor *secap_hubert_layers(secap_ctx *c, const secap_hubert *m, secap_tensor *x, const int32_t *frames,
+                                  int from)
+{
+    const secap_hubert_config *cf = &m->cfg;
+    int L = cf->num_hidden_layers;
+    char sb[64];
+    secap_check_live(x, "hubert_layers");
+    if (from < 0 || from > L)
+        secap_fatal("hubert_layers: start layer %d of a %d-layer model (hint: 0..%d, the index of the "
+                    "hidden_states entry x holds)", from, L, L);
+    if (x->dtype != SECAP_F32 || x->ndim != 3 || x->shape[2] != cf->hidden_size)
+        secap_fatal("hubert_layers: x is %s, expected float32 [B, F, %d] (hint: hidden_states[%d] of this model)",
+                    secap_shape_str(x, sb, sizeof sb), cf->hidden_size, from);
+    int64_t B = x->shape[0], F = x->shape[1];
+    const int32_t *key_len = NULL;
+    if (frames)
+        for (int64_t b = 0; b < B; b++) {
+            if (frames[b] < 1 || frames[b] > F)
+                secap_fatal("hubert_layers: item %lld has %d valid frames, outside [1, %lld]", (long long)b,
+                            frames[b], (long long)F);
+            if (frames[b] < F) key_len = frames;
+        }
+    if (from == L) return x;   /* hidden_states[L] is the output already */
+    for (int l = from; l < L; l++) x = encoder_layer(c, m, &m->layers[l], x, key_len);
+    if (cf->do_stable_layer_norm) x = secap_layernorm(c, x, m->enc_ln_w, m->enc_ln_b, (float)cf->layer_norm_eps);
     return x;
 }
 
