@@ -955,6 +955,58 @@ static void test_linear_bridge(void **st)
     assert_int_equal(access(tu_tmp("lin-eval/fid2captions.json"), F_OK), 0);
 }
 
+/* hubert.train_layers = 1 on hubert_base_small (2 layers): the layer check,
+ * the trainable top layer in the checkpoints (trained in stages qformer and
+ * caption, absent below it), exact resume, and secap-eval / secap-embed with
+ * the trained layer on a cache of hidden_states[1]. */
+static void test_hubert_train_layers(void **st)
+{
+    (void)st;
+    char args[8192];
+    snprintf(args, sizeof args, "--threads 1 --hubert '%s' --data ds --layer 1 --out feats_l1.h5", g_hubert);
+    EXPECT_RUN(0, NULL, "secap-extract", args, "");
+    EXPECT_RUN(1, NULL, "secap-train", "--config tiny.ini --hubert.train_layers=1 --dry-run",
+               "hubert.layer = 1, and a cache extracted with bin/secap-extract --layer 1");
+    EXPECT_RUN(1, NULL, "secap-train", "--config tiny.ini --hubert.train_layers=3 --hubert.layer=-1 --dry-run",
+               "has 2 transformer layers");
+    const char *tl = "--config tiny.ini --hubert.train_layers=1 --hubert.layer=1 --hubert.cache=feats_l1.h5 "
+                     "--train.keep=10";
+    snprintf(args, sizeof args, "%s --train.out_dir=htl", tl);
+    EXPECT_RUN(0, NULL, "secap-train", args, "done: 12 steps");
+    assert_non_null(strstr(g_out, "hubert (top layers, trainable)"));
+    char *names = tensor_names("htl/ckpt-0000000012.h5");
+    if (!strstr(names, "hubert.encoder.layers.1.attention.q_proj.weight"))
+        fail_msg("htl/ckpt-0000000012.h5 lacks the trained HuBERT layer 1:\n%s", names);
+    if (strstr(names, "hubert.encoder.layers.0.") || strstr(names, "hubert.feature_"))
+        fail_msg("htl/ckpt-0000000012.h5 holds frozen HuBERT tensors:\n%s", names);
+    free(names);
+    int same, diff;
+    compare_ckpts("htl/ckpt-0000000004.h5", "htl/ckpt-0000000008.h5", "hubert.", NULL, &same, &diff);
+    print_message("  hubert.train_layers=1: %d of %d top-layer tensors changed in stage qformer\n", diff, same + diff);
+    if (diff < 10) fail_msg("hubert.train_layers: only %d top-layer tensors changed in stage qformer", diff);
+    compare_ckpts("htl/ckpt-0000000008.h5", "htl/ckpt-0000000012.h5", "hubert.", NULL, &same, &diff);
+    if (diff < 10) fail_msg("hubert.train_layers: only %d top-layer tensors changed in stage caption", diff);
+    snprintf(args, sizeof args, "%s --train.out_dir=htls --train.stop_at_step=10", tl);
+    EXPECT_RUN(0, NULL, "secap-train", args, "Resume with:");
+    EXPECT_RUN(0, NULL, "secap-train", "--resume htls", "done: 12 steps");
+    expect_metrics_equal("htls", "htl");
+    compare_ckpts("htls/ckpt-0000000012.h5", "htl/ckpt-0000000012.h5", "", NULL, &same, &diff);
+    if (diff) fail_msg("hubert.train_layers, stopped and resumed: %d tensors differ from the uninterrupted run's", diff);
+    EXPECT_RUN(0, NULL, "secap-eval", "--checkpoint htl --split dev --out htl-eval", "");
+    assert_int_equal(access(tu_tmp("htl-eval/scores.json"), F_OK), 0);
+    /* secap-embed: the checkpoint's features (cache of hidden_states[1]) through the trained layer, and the
+     * same clips from the audio (HuBERT at layer 1, then the layer): the same embeddings */
+    EXPECT_RUN(0, NULL, "secap-embed", "--model htl --data ds --out htl-emb-cache.h5", "wrote");
+    snprintf(args, sizeof args, "--model htl --data ds --hubert '%s' --layer 1 --out htl-emb-wav.h5", g_hubert);
+    EXPECT_RUN(0, NULL, "secap-embed", args, "wrote");
+    float a[16], b[16];
+    read_emb("htl-emb-cache.h5", "u05", a, 16);
+    read_emb("htl-emb-wav.h5", "u05", b, 16);
+    double d = 0;
+    for (int i = 0; i < 16; i++) d = fmax(d, fabs((double)a[i] - b[i]));
+    if (!(d < 1e-4)) fail_msg("secap-embed with hubert.train_layers: cache and audio paths differ by %g", d);
+}
+
 /* train.init_from: an lm-only run, then a run from its checkpoint, equals
  * the full run bit for bit from the qformer stage on; stop + resume of
  * such a run; the refusals. */
@@ -1150,6 +1202,7 @@ int main(void)
         cmocka_unit_test(test_embed_ckpt),
         cmocka_unit_test(test_frozen_qformer),
         cmocka_unit_test(test_linear_bridge),
+        cmocka_unit_test(test_hubert_train_layers),
         cmocka_unit_test(test_init_from),
         cmocka_unit_test(test_config_base),
         cmocka_unit_test(test_plots),

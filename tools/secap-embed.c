@@ -100,7 +100,9 @@ static void usage(FILE *f)
         "                      text_proj and the text mode), or a secap-train checkpoint (ckpt-*.h5,\n"
         "                      best.h5) or run directory (its newest checkpoint); with a checkpoint,\n"
         "                      --vocab, the casing and (speech) the HuBERT default to its config's\n"
-        "                      qformer.vocab, qformer.lower_case, hubert.weights at hubert.layer\n"
+        "                      qformer.vocab, qformer.lower_case, hubert.weights at hubert.layer;\n"
+        "                      a run with hubert.train_layers also runs its trained top HuBERT\n"
+        "                      layers on those features\n"
         "  --wav FILE...       audio files; the id is the basename without extension\n"
         "  --data DIR          a dataset (SECap layout or .jsonl manifest): every utterance\n"
         "  --text-file FILE    lines \"<id> <text>\" (e.g. a dataset's text.txt): text embeddings\n"
@@ -357,11 +359,15 @@ static void take_row(secap_ctx *c, secap_tensor *e, float *dst, int E)
     memcpy(dst, secap_f32(z), (size_t)E * sizeof *dst);
 }
 
-static void speech_embed(secap_ctx *c, const secap_qformer *m, const float *x, int64_t T, int64_t A, float *dst)
+/* top / from: a checkpoint of a run with hubert.train_layers: its trained top
+ * HuBERT layers run on x = hidden_states[from] first (NULL: none). */
+static void speech_embed(secap_ctx *c, const secap_qformer *m, const secap_hubert *top, int from, const float *x,
+                         int64_t T, int64_t A, float *dst)
 {
     int E = secap_qformer_cfg(m)->embed_dim;
     int prev = secap_no_grad_begin(c);
     secap_tensor *a = secap_from_data(c, SECAP_SHAPE(1, T, A), x);
+    if (top) a = secap_hubert_layers(c, top, a, NULL, from);
     secap_tensor *q = secap_qformer_query(c, m, a, NULL);
     take_row(c, secap_qformer_speech_embed(c, m, q, SECAP_QFORMER_POOL_MEAN), dst, E);
     secap_no_grad_end(c, prev);
@@ -548,7 +554,8 @@ int main(int argc, char **argv)
     secap_ckpt_qformer *ck = NULL;
     secap_qformer *own = NULL;
     const secap_qformer *m;
-    const secap_hubert *ck_hub = NULL;
+    const secap_hubert *ck_hub = NULL, *ck_top = NULL;
+    int top_from = 0;
     secap_ctx *c;
     if (o.ckpt) {
         ck = secap_ckpt_qformer_open(o.model, o.threads);
@@ -561,6 +568,9 @@ int main(int argc, char **argv)
             ck_hub = secap_ckpt_qformer_hubert(ck);
             o.layer = tc->hubert.layer;
         }
+        /* hubert.train_layers: the run's trained top layers take the features (hidden_states[hubert.layer]) */
+        ck_top = secap_ckpt_qformer_hubert_top(ck);
+        top_from = tc->hubert.layer;
         fprintf(stderr, PROG ": --model %s: checkpoint %s (global step %lld), vocab %s%s%s\n", o.model,
                 secap_ckpt_qformer_path(ck), secap_ckpt_qformer_step(ck), o.vocab, ck_hub ? ", HuBERT " : "",
                 ck_hub ? tc->hubert.weights : "");
@@ -614,7 +624,8 @@ int main(int argc, char **argv)
                             "HuBERT the Q-Former was trained on)", o.features ? o.features : o.hubert, u[i].id,
                             (long long)Ad, o.model, A);
             }
-            speech_embed(c, m, x, T, A, emb + (size_t)i * E);
+            if (ck) secap_ckpt_qformer_normalize(ck, x, T, A);   /* hubert.standardize runs */
+            speech_embed(c, m, ck_top, top_from, x, T, A, emb + (size_t)i * E);
             free(x);
         } else {
             char what[300];

@@ -32,6 +32,12 @@ void secap_ckpt_qformer_free(secap_ckpt_qformer *k);
 secap_ctx *secap_ckpt_qformer_ctx(secap_ckpt_qformer *k);
 const secap_qformer *secap_ckpt_qformer_model(const secap_ckpt_qformer *k);
 const secap_hubert *secap_ckpt_qformer_hubert(const secap_ckpt_qformer *k);
+/* A run with hubert.train_layers = N > 0: its HuBERT with the trained top N
+ * layers (secap_hubert_layers on hidden_states[hubert.layer]); NULL otherwise. */
+const secap_hubert *secap_ckpt_qformer_hubert_top(const secap_ckpt_qformer *k);
+/* A run with hubert.standardize: standardises features x [T, A] in place
+ * with the run's train-split statistics; a no-op otherwise. */
+void secap_ckpt_qformer_normalize(const secap_ckpt_qformer *k, float *x, int64_t T, int64_t A);
 const secap_train_config *secap_ckpt_qformer_config(const secap_ckpt_qformer *k);
 /* The checkpoint file read (a run directory resolved) and its global step. */
 const char *secap_ckpt_qformer_path(const secap_ckpt_qformer *k);

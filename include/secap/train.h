@@ -60,6 +60,11 @@ typedef struct {
         char weights[1024];       /* weights: HuBERT weight file (required) */
         char cache[1024];         /* cache: feature cache (secap-extract --out); "" = extract on the fly */
         int layer;                /* layer: -1 last hidden state, 0..L */
+        int standardize;          /* standardize: features standardised per dimension with the
+                                     train split's mean / std (src/train/featnorm.c) */
+        int train_layers;         /* train_layers: the last N transformer layers train (stages
+                                     qformer and caption) on hidden_states[L - N], which
+                                     hubert.layer must then name; 0 = HuBERT frozen */
     } hubert;
     struct {                      /* [qformer] */
         char weights[1024];       /* weights: a Q-Former file to start from ("" = none) */

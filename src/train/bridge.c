@@ -84,8 +84,8 @@ void secap_train_freeze_qformer(trainer *tr, int nodecay_group, int decay_group)
             secap_adamw_add_params(tr->opt, tr->c, root, "audio_llama_project.weight", NULL, decay_group) != 2)
         secap_fatal("qformer.freeze_in_caption: the Q-Former has no trainable audio_llama_project (hint: a Q-Former "
                     "built with the LLaMA's width, llm_width > 0)");
-    const secap_params *tabs[2] = { bert, root };
-    for (int k = 0; k < 2; k++)
+    const secap_params *tabs[3] = { bert, root, tr->hub_top ? secap_hubert_params(tr->hub_top) : NULL };
+    for (int k = 0; k < 3 && tabs[k]; k++)
         for (int i = secap_params_next(tabs[k], NULL, -1); i >= 0; i = secap_params_next(tabs[k], NULL, i)) {
             const secap_param_entry *e = secap_params_entry(tabs[k], i);
             if (k == 1 && secap_params_match("audio_llama_project.*", e->name)) continue;

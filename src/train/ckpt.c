@@ -223,6 +223,8 @@ static int tables(trainer *tr, const secap_params **t, const char **pre)
         t[n] = secap_qformer_root_params(tr->qf); pre[n++] = "qformer.";
     }
     if (tr->bridge) { t[n] = tr->bridge; pre[n++] = "bridge."; }
+    if (tr->hub_top) { t[n] = secap_hubert_params(tr->hub_top); pre[n++] = "hubert."; }
+    if (tr->fnorm) { t[n] = tr->fnorm; pre[n++] = "feature_norm."; }
     if (tr->est) { t[n] = secap_vclub_params(tr->est); pre[n++] = "mi_estimator."; }
     if (tr->temp) { t[n] = tr->temp; pre[n++] = "contrastive."; }
     if (tr->llm && secap_llama_lora_params(tr->llm)) { t[n] = secap_llama_lora_params(tr->llm); pre[n++] = "lora."; }
@@ -300,8 +302,8 @@ void secap_ckpt_save(trainer *tr, int with_opt)
     char *text = secap_train_config_text(&once);
     secap_weights_set_string(w, "config", text);
     free(text);
-    const secap_params *tab[8];
-    const char *pre[8];
+    const secap_params *tab[12];
+    const char *pre[12];
     int nt = tables(tr, tab, pre);
     for (int i = 0; i < nt; i++) secap_params_write(tab[i], w, pre[i], 1);
     secap_weights_set_int(w, "optim_slots", with_opt && tr->opt ? tr->opt->nslots : 0);
@@ -340,8 +342,8 @@ void secap_ckpt_save(trainer *tr, int with_opt)
  * naming the file and tensor (secap_weights_read). */
 static int read_trainable(trainer *tr, secap_weights *w, int missing_ok, int *kept)
 {
-    const secap_params *tab[8];
-    const char *pre[8];
+    const secap_params *tab[12];
+    const char *pre[12];
     int nt = tables(tr, tab, pre), loaded = 0;
     for (int i = 0; i < nt; i++)
         for (int k = secap_params_next(tab[i], NULL, -1); k >= 0; k = secap_params_next(tab[i], NULL, k)) {

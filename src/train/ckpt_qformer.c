@@ -116,6 +116,11 @@ void secap_ckpt_qformer_free(secap_ckpt_qformer *k)
 secap_ctx *secap_ckpt_qformer_ctx(secap_ckpt_qformer *k) { return k->tr.c; }
 const secap_qformer *secap_ckpt_qformer_model(const secap_ckpt_qformer *k) { return k->tr.qf; }
 const secap_hubert *secap_ckpt_qformer_hubert(const secap_ckpt_qformer *k) { return k->tr.hub; }
+const secap_hubert *secap_ckpt_qformer_hubert_top(const secap_ckpt_qformer *k) { return k->tr.hub_top; }
+void secap_ckpt_qformer_normalize(const secap_ckpt_qformer *k, float *x, int64_t T, int64_t A)
+{
+    secap_featnorm_apply(&k->tr, x, T, A);
+}
 const secap_train_config *secap_ckpt_qformer_config(const secap_ckpt_qformer *k) { return &k->tr.cfg; }
 const char *secap_ckpt_qformer_path(const secap_ckpt_qformer *k) { return k->ckpt; }
 long long secap_ckpt_qformer_step(const secap_ckpt_qformer *k) { return k->gstep; }

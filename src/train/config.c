@@ -48,6 +48,8 @@ static const keydef KEYS[] = {
     { "hubert.weights", K_STR, S(hubert.weights), 0, 0, NULL },
     { "hubert.cache", K_STR, S(hubert.cache), 0, 0, NULL },
     { "hubert.layer", K_INT, F(hubert.layer), 0, -1, 1000, NULL },
+    { "hubert.train_layers", K_INT, F(hubert.train_layers), 0, 0, 1000, NULL },
+    { "hubert.standardize", K_BOOL, F(hubert.standardize), 0, 0, 1, NULL },
     { "qformer.weights", K_STR, S(qformer.weights), 0, 0, NULL },
     { "qformer.bert", K_STR, S(qformer.bert), 0, 0, NULL },
     { "qformer.vocab", K_STR, S(qformer.vocab), 0, 0, NULL },

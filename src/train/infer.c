@@ -218,7 +218,8 @@ static secap_tensor *features(trainer *tr, int B, const char *const *ids, const 
         }
         free(f);
         free(F);
-        return x;
+        secap_featnorm_apply_batch(tr, x, frames);
+        return secap_train_hubert_top(tr, x, frames);
     }
     secap_audio *au = secap_xcalloc((size_t)B, sizeof *au, "audio");
     int64_t *ns = secap_xcalloc((size_t)B, sizeof *ns, "audio lengths");
@@ -246,7 +247,8 @@ static secap_tensor *features(trainer *tr, int B, const char *const *ids, const 
     secap_tensor *y = secap_hubert_forward(c, tr->hub, wave, ns, B, Nm, tr->cfg.hubert.layer, frames);
     free(wave);
     free(ns);
-    return y;
+    secap_featnorm_apply_batch(tr, y, frames);
+    return secap_train_hubert_top(tr, y, frames);
 }
 
 static char *detok(trainer *tr, const int32_t *ids, int n)

@@ -34,6 +34,9 @@ typedef struct {
     int evaluating;              /* 1: dev loss, no estimator update */
     secap_featcache *fc;         /* NULL: features from the encoder */
     secap_hubert *hub;           /* frozen */
+    secap_hubert *hub_top;       /* hubert.train_layers > 0: the same file, its top layers trainable */
+    secap_params *fnorm;         /* hubert.standardize: feature_norm.{mean, std} [A] (src/train/featnorm.c) */
+    secap_tensor *fn_mean, *fn_std;
     secap_qformer *qf;           /* trainable */
     secap_berttok *qtok;         /* the Q-Former's text side */
     secap_vclub *est;            /* stage 1's MI estimator (own optimizer) */
@@ -115,6 +118,17 @@ int secap_train_encode_prompt(trainer *tr, const char *text, int32_t **out);
  * the step arena (frames [B] set), and text-mode embeddings [B, E] of texts
  * (text_proj of the [CLS] output), both as the stage-1 step makes them. */
 secap_tensor *secap_train_batch_features(trainer *tr, const secap_batch *b, int32_t *frames);
+/* hubert.train_layers: the trainable top HuBERT layers on x = hidden_states[L - N] [B, T, A]
+ * (x itself when hubert.train_layers = 0). */
+secap_tensor *secap_train_hubert_top(trainer *tr, secap_tensor *x, const int32_t *frames);
+/* hubert.standardize (src/train/featnorm.c): the table (mean 0, std 1), the
+ * train split's statistics from the feature cache, and their application in
+ * place to features [T, A] or a padded batch [B, T, A] (valid frames only;
+ * frames NULL: all).  No-ops without the table. */
+void secap_featnorm_build(trainer *tr, int A);
+void secap_featnorm_fit(trainer *tr);
+void secap_featnorm_apply(const trainer *tr, float *x, int64_t T, int64_t A);
+void secap_featnorm_apply_batch(const trainer *tr, secap_tensor *x, const int32_t *frames);
 secap_tensor *secap_train_text_embed(trainer *tr, const char *const *texts, int B);
 
 /* src/train/probe.c: the stage-1 dev probes (definitions in its header

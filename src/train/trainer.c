@@ -143,8 +143,9 @@ static void load_data(trainer *tr)
     tr->ntrain = ntrain;
 }
 
-/* Features of the batch: [B, Tmax, A] in the step arena and frames [B]. */
-static secap_tensor *batch_features(trainer *tr, const secap_batch *b, int32_t *frames)
+/* Features of the batch: [B, Tmax, A] in the step arena and frames [B],
+ * from the cache or the frozen encoder at hubert.layer. */
+static secap_tensor *batch_features_frozen(trainer *tr, const secap_batch *b, int32_t *frames)
 {
     secap_ctx *c = tr->c;
     if (tr->fc) {
@@ -170,12 +171,30 @@ static secap_tensor *batch_features(trainer *tr, const secap_batch *b, int32_t *
             frames[i] = (int32_t)F[i];
             free(f[i]);
         }
+        secap_featnorm_apply_batch(tr, x, frames);
         return x;
     }
     int prev = secap_no_grad_begin(c);
     secap_tensor *y = secap_hubert_forward(c, tr->hub, b->audio, b->lengths, b->B, b->T, tr->cfg.hubert.layer, frames);
     secap_no_grad_end(c, prev);
+    secap_featnorm_apply_batch(tr, y, frames);
     return y;
+}
+
+/* hubert.train_layers: the trainable top layers on x = hidden_states[L - N]
+ * (x itself without them). */
+secap_tensor *secap_train_hubert_top(trainer *tr, secap_tensor *x, const int32_t *frames)
+{
+    if (!tr->hub_top) return x;
+    const secap_hubert_config *h = secap_hubert_cfg(tr->hub_top);
+    return secap_hubert_layers(tr->c, tr->hub_top, x, frames, h->num_hidden_layers - tr->cfg.hubert.train_layers);
+}
+
+/* The batch's features from the cache or the frozen encoder at hubert.layer,
+ * then hubert.train_layers' trainable top layers. */
+static secap_tensor *batch_features(trainer *tr, const secap_batch *b, int32_t *frames)
+{
+    return secap_train_hubert_top(tr, batch_features_frozen(tr, b, frames), frames);
 }
 
 /* ---------------------------------------------------------------- models */
@@ -255,6 +274,22 @@ static void build_models(trainer *tr, int init_random)
                     t->hubert.weights[0] ? t->hubert.weights : "models/hubert.h5");
     tr->hub = secap_hubert_load(c, t->hubert.weights, 0);
     int A = secap_hubert_cfg(tr->hub)->hidden_size;
+    if (t->hubert.train_layers > 0) {
+        int L = secap_hubert_cfg(tr->hub)->num_hidden_layers, N = t->hubert.train_layers;
+        if (N > L)
+            secap_fatal("config hubert.train_layers = %d: %s has %d transformer layers (hint: 1..%d)", N,
+                        t->hubert.weights, L, L);
+        if (t->hubert.layer != L - N)
+            secap_fatal("config hubert.train_layers = %d trains layers %d..%d of %s, so the features must be "
+                        "hidden_states[%d], not hubert.layer = %d (hint: hubert.layer = %d, and a cache extracted "
+                        "with bin/secap-extract --layer %d)", N, L - N, L - 1, t->hubert.weights, L - N,
+                        t->hubert.layer, L - N, L - N);
+        if (need_q || need_llm) tr->hub_top = secap_hubert_load_top(c, t->hubert.weights, N);
+    }
+    if (t->hubert.standardize) {   /* statistics: fitted here for a run, read from the checkpoint otherwise */
+        secap_featnorm_build(tr, A);
+        if (!tr->infer) secap_featnorm_fit(tr);
+    }
     if (t->hubert.cache[0]) {
         char enc[1024], set[256];
         secap_hubert_cache_key(tr->hub, t->hubert.weights, t->hubert.layer, enc, sizeof enc, set, sizeof set);
@@ -405,6 +440,8 @@ static void free_models(trainer *tr)
     if (tr->qf) secap_qformer_free(tr->qf);
     if (tr->bridge) secap_params_free(tr->bridge);
     if (tr->hub) secap_hubert_free(tr->hub);
+    if (tr->hub_top) secap_hubert_free(tr->hub_top);
+    if (tr->fnorm) secap_params_free(tr->fnorm);
     if (tr->fc) secap_featcache_close(tr->fc);
     if (tr->qtok) secap_berttok_free(tr->qtok);
     if (tr->llm_bert) secap_berttok_free(tr->llm_bert);
@@ -436,6 +473,8 @@ static void print_summary(trainer *tr, FILE *f)
     fprintf(f, "model summary (memory: frozen storage, trainable value + gradient + 2 AdamW moments):\n");
     fprintf(f, "  %-22s %14s %14s %14s %14s\n", "module", "parameters", "trainable", "frozen", "memory");
     summary_row(f, "hubert", secap_hubert_params(tr->hub), 0);
+    if (tr->hub_top) summary_row(f, "hubert (top layers, trainable)", secap_hubert_params(tr->hub_top), 1);
+    if (tr->fnorm) summary_row(f, "feature_norm (fixed)", tr->fnorm, 0);
     if (tr->qf) {
         summary_row(f, "qformer.bert", secap_qformer_bert_params(tr->qf), 1);
         summary_row(f, "qformer.root", secap_qformer_root_params(tr->qf), 1);
@@ -462,7 +501,7 @@ void secap_train_stage_optimizer(trainer *tr, int stage)
     tr->opt = secap_adamw_new((float)t->optim.beta1, (float)t->optim.beta2, (float)t->optim.eps);
     int nd = secap_adamw_group(tr->opt, 1.0f, 0.0f), d = secap_adamw_group(tr->opt, 1.0f, (float)t->optim.weight_decay);
     const char *nodecay = "*.bias,*LayerNorm*,*norm.weight,temp";
-    const secap_params *tabs[4] = { 0 };
+    const secap_params *tabs[6] = { 0 };
     int n = 0;
     if (stage == SECAP_STAGE_LM) {
         const secap_params *base = secap_llama_base_params(tr->llm);
@@ -480,12 +519,14 @@ void secap_train_stage_optimizer(trainer *tr, int stage)
         tabs[n++] = secap_qformer_bert_params(tr->qf);
         tabs[n++] = secap_qformer_root_params(tr->qf);
         tabs[n++] = tr->temp;
+        if (tr->hub_top) tabs[n++] = secap_hubert_params(tr->hub_top);   /* its trainable top layers */
     } else if (stage == SECAP_STAGE_CAPTION) {
         if (tr->bridge) tabs[n++] = tr->bridge;
         else if (!t->qformer.freeze_in_caption) {
             tabs[n++] = secap_qformer_bert_params(tr->qf);
             tabs[n++] = secap_qformer_root_params(tr->qf);
         }
+        if (tr->hub_top && !t->qformer.freeze_in_caption) tabs[n++] = secap_hubert_params(tr->hub_top);
         if (secap_llama_lora_params(tr->llm)) tabs[n++] = secap_llama_lora_params(tr->llm);
         if (t->loss.caption_w_con > 0) tabs[n++] = tr->temp;
     }
