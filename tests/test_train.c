@@ -41,6 +41,8 @@
 #include "tinyds.h"
 #include "../src/train/train_internal.h"
 #include "secap/ckpt_qformer.h"
+#include "secap/dataset.h"
+#include "secap/featcache.h"
 
 #include "secap/fileutil.h"
 #include "secap/weights.h"
@@ -1007,6 +1009,76 @@ static void test_hubert_train_layers(void **st)
     if (!(d < 1e-4)) fail_msg("secap-embed with hubert.train_layers: cache and audio paths differ by %g", d);
 }
 
+/* hubert.standardize: feature_norm.{mean,std} in the checkpoint equal the
+ * train split's per-dimension statistics computed here from the cache (the
+ * split by hash as tiny.ini asks), stay fixed through the stages, exact
+ * resume, secap-eval runs; without hubert.cache the run is refused. */
+static void test_standardize(void **st)
+{
+    (void)st;
+    EXPECT_RUN(1, NULL, "secap-train", "--config tiny.ini --hubert.standardize=true --hubert.cache= --dry-run",
+               "hubert.standardize = true needs hubert.cache");
+    const char *sa = "--config tiny.ini --hubert.standardize=true --train.keep=10";
+    char args[1024];
+    snprintf(args, sizeof args, "%s --train.out_dir=hstd", sa);
+    EXPECT_RUN(0, NULL, "secap-train", args, "done: 12 steps");
+    assert_non_null(strstr(g_out, "hubert.standardize: per-dimension mean / std of"));
+    /* the statistics, independently: the train split of ds, every frame of feats.h5 */
+    secap_data_config dc;
+    secap_data_config_default(&dc);
+    secap_problems probs = { 0 };
+    secap_dataset *d = secap_dataset_read(tu_tmp("ds"), &dc, &probs);
+    secap_problems_free(&probs);
+    if (!d->has_splits) secap_split_by_hash(d, dc.seed, (double[]){ 0.75, 0.25, 0 });
+    int *idx = NULL, n = secap_split_indices(d, SECAP_SPLIT_TRAIN, &idx);
+    secap_featcache *fc = secap_featcache_open_read(tu_tmp("feats.h5"));
+    enum { A = 64 };   /* hubert_base_small's width */
+    double sum[A] = { 0 }, sq[A] = { 0 }, N = 0;
+    for (int i = 0; i < n; i++) {
+        int64_t T, dim;
+        float *x = secap_featcache_get(fc, d->items[idx[i]].id, &T, &dim);
+        assert_non_null(x);
+        assert_int_equal(dim, A);
+        for (int64_t t = 0; t < T; t++)
+            for (int a = 0; a < A; a++) { sum[a] += x[t * A + a]; sq[a] += (double)x[t * A + a] * x[t * A + a]; }
+        N += (double)T;
+        free(x);
+    }
+    free(idx);
+    secap_featcache_close(fc);
+    secap_dataset_free(d);
+    float mean[A], sd[A], mean0[A], sd0[A];
+    secap_weights *w = secap_weights_open(tu_tmp("hstd/ckpt-0000000012.h5"));
+    secap_weights_read(w, "feature_norm.mean", 1, (int64_t[]){ A }, mean);
+    secap_weights_read(w, "feature_norm.std", 1, (int64_t[]){ A }, sd);
+    secap_weights_discard(w);
+    w = secap_weights_open(tu_tmp("hstd/ckpt-0000000004.h5"));
+    secap_weights_read(w, "feature_norm.mean", 1, (int64_t[]){ A }, mean0);
+    secap_weights_read(w, "feature_norm.std", 1, (int64_t[]){ A }, sd0);
+    secap_weights_discard(w);
+    double dm = 0, ds = 0;
+    for (int a = 0; a < A; a++) {
+        double m = sum[a] / N, s = sqrt(fmax(0, sq[a] / N - m * m)) + 1e-5;
+        dm = fmax(dm, fabs(mean[a] - m) / (fabs(m) + 1e-3));
+        ds = fmax(ds, fabs(sd[a] - s) / s);
+        if (mean[a] != mean0[a] || sd[a] != sd0[a]) fail_msg("feature_norm changed between steps 4 and 12 (dim %d)", a);
+    }
+    print_message("  hubert.standardize: %d train clips, %.0f frames; checkpoint vs here: mean %.2g, std %.2g relative\n",
+                  n, N, dm, ds);
+    if (!(dm < 1e-4 && ds < 1e-4)) fail_msg("feature_norm differs from the train split's statistics: %g, %g", dm, ds);
+    snprintf(args, sizeof args, "%s --train.out_dir=hstds --train.stop_at_step=6", sa);
+    EXPECT_RUN(0, NULL, "secap-train", args, "Resume with:");
+    EXPECT_RUN(0, NULL, "secap-train", "--resume hstds", "done: 12 steps");
+    expect_metrics_equal("hstds", "hstd");
+    /* and the statistics matter: the losses differ from the run without */
+    full_run();
+    metrics m;
+    read_metrics("hstd", &m);
+    if (!strcmp(m.line[4], g_full.line[4])) fail_msg("hubert.standardize: qformer step 1 equals the plain run's");
+    EXPECT_RUN(0, NULL, "secap-eval", "--checkpoint hstd --split dev --out hstd-eval", "");
+    assert_int_equal(access(tu_tmp("hstd-eval/scores.json"), F_OK), 0);
+}
+
 /* train.init_from: an lm-only run, then a run from its checkpoint, equals
  * the full run bit for bit from the qformer stage on; stop + resume of
  * such a run; the refusals. */
@@ -1203,6 +1275,7 @@ int main(void)
         cmocka_unit_test(test_frozen_qformer),
         cmocka_unit_test(test_linear_bridge),
         cmocka_unit_test(test_hubert_train_layers),
+        cmocka_unit_test(test_standardize),
         cmocka_unit_test(test_init_from),
         cmocka_unit_test(test_config_base),
         cmocka_unit_test(test_plots),
