@@ -286,10 +286,6 @@ static void build_models(trainer *tr, int init_random)
                         t->hubert.layer, L - N, L - N);
         if (need_q || need_llm) tr->hub_top = secap_hubert_load_top(c, t->hubert.weights, N);
     }
-    if (t->hubert.standardize) {   /* statistics: fitted here for a run, read from the checkpoint otherwise */
-        secap_featnorm_build(tr, A);
-        if (!tr->infer) secap_featnorm_fit(tr);
-    }
     if (t->hubert.cache[0]) {
         char enc[1024], set[256];
         secap_hubert_cache_key(tr->hub, t->hubert.weights, t->hubert.layer, enc, sizeof enc, set, sizeof set);
@@ -304,6 +300,10 @@ static void build_models(trainer *tr, int init_random)
             secap_fatal("hubert.cache %s was made with other encoder weights or settings (hint: re-run "
                         "bin/secap-extract --hubert %s --data %s --out %s)", t->hubert.cache, t->hubert.weights,
                         t->data_dir, t->hubert.cache);
+    }
+    if (t->hubert.standardize) {   /* statistics: fitted here for a run, read from the checkpoint otherwise */
+        secap_featnorm_build(tr, A);
+        if (!tr->infer) secap_featnorm_fit(tr);
     }
     /* LLaMA: config and tokenizer (the Q-Former's llm_width is its width) */
     secap_llama_config lc;
