@@ -187,6 +187,18 @@ static void expect_same(const char *dir, const char *what)
     print_message("  %s: %d steps equal the uninterrupted run's bit for bit\n", what, m.n);
 }
 
+/* The metrics.jsonl of run directories a and b equal line for line. */
+static void expect_metrics_equal(const char *a, const char *b)
+{
+    metrics m, r;
+    read_metrics(a, &m);
+    read_metrics(b, &r);
+    if (m.n != r.n) fail_msg("%s has %d metric lines, %s %d", a, m.n, b, r.n);
+    for (int i = 0; i < m.n; i++)
+        if (strcmp(m.line[i], r.line[i]))
+            fail_msg("step %d differs:\n  %s: %s\n  %s: %s", i + 1, a, m.line[i], b, r.line[i]);
+}
+
 static void full_run(void)
 {
     if (g_full.n) return;
@@ -246,12 +258,7 @@ static void test_caption_aux(void **st)
     snprintf(args, sizeof args, "%s --train.out_dir=aux10 --train.stop_at_step=10", ov);
     EXPECT_RUN(0, NULL, "secap-train", args, "Resume with:");
     EXPECT_RUN(0, NULL, "secap-train", "--resume aux10", "done: 12 steps");
-    metrics m;
-    read_metrics("aux10", &m);
-    assert_int_equal(m.n, full.n);
-    for (int i = 0; i < m.n; i++)
-        if (strcmp(m.line[i], full.line[i]))
-            fail_msg("caption aux resume: step %d differs:\n  %s\n  %s", i + 1, m.line[i], full.line[i]);
+    expect_metrics_equal("aux10", "aux");
     /* a caption-only run with the terms builds the estimator it needs */
     EXPECT_RUN(0, NULL, "secap-train", "--config tiny.ini --train.stages=caption --loss.caption_w_con=1 "
                "--loss.caption_w_mi=1 --train.out_dir=auxc", "done: 4 steps");
@@ -541,12 +548,7 @@ static void test_devcap(void **st)
                "--config tiny.ini --train.out_dir=dcstop --eval.caption_every=1 --train.keep=1 --train.stop_at_step=10",
                "Resume with:");
     EXPECT_RUN(0, NULL, "secap-train", "--resume dcstop", "done: 12 steps");
-    metrics r;
-    read_metrics("dcstop", &r);
-    assert_int_equal(r.n, m.n);
-    for (int i = 0; i < r.n; i++)
-        if (strcmp(r.line[i], m.line[i]))
-            fail_msg("dcstop: step %d differs:\n  resumed:       %s\n  uninterrupted: %s", i + 1, r.line[i], m.line[i]);
+    expect_metrics_equal("dcstop", "dc");
     w = secap_weights_open(tu_tmp("dcstop/best.h5"));
     assert_int_equal(secap_weights_attr_int(w, "gstep"), best_g);
     secap_weights_discard(w);
@@ -862,16 +864,6 @@ static void compare_ckpts(const char *a, const char *b, const char *prefix, cons
     free(names);
 }
 
-static void expect_metrics_equal(const char *a, const char *b)
-{
-    metrics m, r;
-    read_metrics(a, &m);
-    read_metrics(b, &r);
-    if (m.n != r.n) fail_msg("%s has %d metric lines, %s %d", a, m.n, b, r.n);
-    for (int i = 0; i < m.n; i++)
-        if (strcmp(m.line[i], r.line[i]))
-            fail_msg("step %d differs:\n  %s: %s\n  %s: %s", i + 1, a, m.line[i], b, r.line[i]);
-}
 
 /* qformer.freeze_in_caption: across the caption stage every Q-Former tensor
  * but audio_llama_project keeps its bits (in the default run they change),

@@ -174,8 +174,10 @@ typedef struct {
  * or train.stop_at_step after saving).  Errors stop through secap_fatal. */
 int secap_train_main(const secap_train_opts *o);
 
-/* The checkpoint a --resume argument names: the file itself, or the newest
- * ckpt-*.h5 of a run directory.  malloc'd; fails naming what is missing. */
-char *secap_ckpt_resolve(const char *path);
+/* The checkpoint an argument names: the file itself, or the newest
+ * ckpt-*.h5 of a run directory.  `what` names the argument in messages
+ * ("--resume", "--checkpoint", "train.init_from", ...).  malloc'd; fails
+ * naming what is missing. */
+char *secap_ckpt_resolve(const char *what, const char *path);
 
 #endif

@@ -76,24 +76,47 @@ int secap_ckpt_has_any(const char *dir, char **newest)
     return n;
 }
 
-char *secap_ckpt_resolve(const char *path)
+char *secap_ckpt_resolve(const char *what, const char *path)
 {
     if (!secap_is_dir(path)) {
         if (access(path, R_OK) != 0)
-            secap_fatal("--resume %s: %s (hint: a checkpoint file ckpt-*.h5 or a run directory)", path,
-                        strerror(errno));
+            secap_fatal("%s %s: %s (hint: a checkpoint ckpt-*.h5 written by bin/secap-train, or its run directory, "
+                        "e.g. build/demo/run)", what, path, strerror(errno));
         return secap_xstrdup(path, "checkpoint path");
     }
     char **names;
     int n = list_ckpts(path, &names);
-    if (!n) secap_fatal("--resume %s: the directory holds no checkpoint ckpt-*.h5 (hint: the run's train.out_dir, "
-                        "after its first save)", path);
+    if (!n) secap_fatal("%s %s: the directory holds no checkpoint ckpt-*.h5 (hint: a run's train.out_dir after "
+                        "bin/secap-train has saved; the demo's is build/demo/run)", what, path);
     size_t l = strlen(path) + strlen(names[n - 1]) + 2;
     char *r = secap_xmalloc(l, "checkpoint path");
     snprintf(r, l, "%s/%s", path, names[n - 1]);
     for (int i = 0; i < n; i++) free(names[i]);
     free(names);
     return r;
+}
+
+void secap_ckpt_need_file(const char *ckpt, const char *key, const char *path)
+{
+    if (!path[0])
+        secap_fatal("checkpoint %s: its config leaves %s empty (hint: a checkpoint of a run whose stages use it "
+                    "names every model file)", ckpt, key);
+    if (access(path, R_OK) != 0)
+        secap_fatal("checkpoint %s: its config's %s \"%s\" cannot be read: %s (hint: run from the directory "
+                    "bin/secap-train ran in, where the config's relative paths resolve; for the demo: make demo "
+                    "remakes it)", ckpt, key, path, strerror(errno));
+}
+
+void secap_ckpt_open_models(trainer *tr, const char *ckpt, int threads)
+{
+    const secap_train_config *t = &tr->cfg;
+    for (int i = 0; i < t->train.nstages; i++) tr->has_stage[t->train.stage[i]] = 1;
+    secap_threads_init(threads ? threads : t->train.threads);
+    tr->infer = 1;
+    tr->c = secap_ctx_new(0, 0, t->train.seed);
+    tr->c->training = 0;
+    secap_train_build_models(tr, 0);
+    secap_ckpt_load_params(tr, ckpt);
 }
 
 /* Opens a checkpoint and checks format and version. */
@@ -404,21 +427,7 @@ void secap_ckpt_load(trainer *tr, const char *path)
  * (tests/test_train.c, test_init_from). */
 void secap_ckpt_init_from(trainer *tr, const char *arg)
 {
-    char *path;
-    if (secap_is_dir(arg)) {
-        char *newest = NULL;
-        if (!secap_ckpt_has_any(arg, &newest))
-            secap_fatal("train.init_from %s: the directory holds no checkpoint ckpt-*.h5 (hint: the train.out_dir "
-                        "of a finished run, e.g. one with train.stages = lm)", arg);
-        size_t l = strlen(arg) + strlen(newest) + 2;
-        path = secap_xmalloc(l, "checkpoint path");
-        snprintf(path, l, "%s/%s", arg, newest);
-    } else {
-        if (access(arg, R_OK) != 0)
-            secap_fatal("train.init_from %s: %s (hint: a checkpoint ckpt-*.h5 saved at the end of a stage, or its run "
-                        "directory)", arg, strerror(errno));
-        path = secap_xstrdup(arg, "checkpoint path");
-    }
+    char *path = secap_ckpt_resolve("train.init_from", arg);
     secap_cleanup cp;
     secap_cleanup_push(&cp, free, path);
     char *text = secap_ckpt_config_text(path);   /* format and version */

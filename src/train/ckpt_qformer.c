@@ -32,17 +32,6 @@ int secap_is_train_checkpoint(const char *path)
     return r;
 }
 
-static void need_file(const char *ckpt, const char *key, const char *path)
-{
-    if (!path[0])
-        secap_fatal("checkpoint %s: its config leaves %s empty (hint: a checkpoint of a run with a qformer stage "
-                    "names every model file)", ckpt, key);
-    if (access(path, R_OK) != 0)
-        secap_fatal("checkpoint %s: its config's %s \"%s\" cannot be read: %s (hint: run from the directory "
-                    "bin/secap-train ran in, where the config's relative paths resolve)", ckpt, key, path,
-                    strerror(errno));
-}
-
 static void release(void *arg)
 {
     secap_ckpt_qformer *k = arg;
@@ -57,7 +46,7 @@ secap_ckpt_qformer *secap_ckpt_qformer_open(const char *path, int threads)
     if (access(path, F_OK) != 0)
         secap_fatal("--model %s: %s (hint: a ckpt-*.h5 or best.h5 written by bin/secap-train, its run directory, or a "
                     "Q-Former file)", path, strerror(errno));
-    char *ckpt = secap_ckpt_resolve(path);
+    char *ckpt = secap_ckpt_resolve("--model", path);
     secap_cleanup cl0;
     secap_cleanup_push(&cl0, free, ckpt);
     secap_ckpt_qformer *k = secap_xcalloc(1, sizeof *k, "checkpoint Q-Former");
@@ -87,23 +76,16 @@ secap_ckpt_qformer *secap_ckpt_qformer_open(const char *path, int threads)
         fprintf(stderr, "secap: warning: checkpoint %s was saved at stage %s step %lld, before any qformer step: its "
                 "Q-Former is the initial one\n", ckpt,
                 stage_idx < t->train.nstages ? secap_stage_name(t->train.stage[stage_idx]) : "done", (long long)step);
-    need_file(ckpt, "hubert.weights", t->hubert.weights);
-    need_file(ckpt, "qformer.vocab", t->qformer.vocab);
+    secap_ckpt_need_file(ckpt, "hubert.weights", t->hubert.weights);
+    secap_ckpt_need_file(ckpt, "qformer.vocab", t->qformer.vocab);
     if (any_llm) {
         /* the caption stage's LLaMA sets audio_llama_project's width */
-        need_file(ckpt, "llama.tokenizer", t->llama.tokenizer);
-        if (t->llama.weights[0]) need_file(ckpt, "llama.weights", t->llama.weights);
-        if (t->train.prompts[0]) need_file(ckpt, "train.prompts", t->train.prompts);
+        secap_ckpt_need_file(ckpt, "llama.tokenizer", t->llama.tokenizer);
+        if (t->llama.weights[0]) secap_ckpt_need_file(ckpt, "llama.weights", t->llama.weights);
+        if (t->train.prompts[0]) secap_ckpt_need_file(ckpt, "train.prompts", t->train.prompts);
     }
     if (t->hubert.cache[0] && access(t->hubert.cache, R_OK) != 0) tr->cfg.hubert.cache[0] = 0;
-    for (int i = 0; i < t->train.nstages; i++) tr->has_stage[t->train.stage[i]] = 1;
-
-    secap_threads_init(threads ? threads : t->train.threads);
-    tr->infer = 1;
-    tr->c = secap_ctx_new(0, 0, t->train.seed);
-    tr->c->training = 0;
-    secap_train_build_models(tr, 0);
-    secap_ckpt_load_params(tr, ckpt);
+    secap_ckpt_open_models(tr, ckpt, threads);
     secap_cleanup_pop(&cl);
     return k;
 }

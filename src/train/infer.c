@@ -23,7 +23,6 @@
 #include "secap/fileutil.h"
 #include "secap/weights.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,47 +37,6 @@ struct secap_captioner {
     int32_t *prompt_ids;
     int prompt_len;
 };
-
-/* The checkpoint a --checkpoint argument names; malloc'd. */
-static char *resolve(const char *path)
-{
-    if (access(path, F_OK) != 0)
-        secap_fatal("--checkpoint %s: %s (hint: a ckpt-*.h5 written by bin/secap-train, or its run directory, "
-                    "e.g. build/demo/run)", path, strerror(errno));
-    if (!secap_is_dir(path)) {
-        if (access(path, R_OK) != 0)
-            secap_fatal("--checkpoint %s: %s (hint: a readable checkpoint file)", path, strerror(errno));
-        return secap_xstrdup(path, "checkpoint path");
-    }
-    DIR *d = opendir(path);
-    if (!d) secap_fatal("--checkpoint %s: cannot read the directory: %s", path, strerror(errno));
-    char best[512] = "";
-    for (struct dirent *e; (e = readdir(d));) {
-        size_t l = strlen(e->d_name);
-        if (l > 8 && l < sizeof best && !strncmp(e->d_name, "ckpt-", 5) && !strcmp(e->d_name + l - 3, ".h5") &&
-            strcmp(e->d_name, best) > 0)
-            snprintf(best, sizeof best, "%s", e->d_name);
-    }
-    closedir(d);
-    if (!best[0])
-        secap_fatal("--checkpoint %s: the directory holds no checkpoint ckpt-*.h5 (hint: a run directory "
-                    "(train.out_dir) after bin/secap-train has saved; the demo's is build/demo/run)", path);
-    size_t l = strlen(path) + strlen(best) + 2;
-    char *r = secap_xmalloc(l, "checkpoint path");
-    snprintf(r, l, "%s/%s", path, best);
-    return r;
-}
-
-static void need_file(const char *ckpt, const char *key, const char *path)
-{
-    if (!path[0])
-        secap_fatal("checkpoint %s: its config leaves %s empty (hint: a checkpoint of a caption run names every "
-                    "model file)", ckpt, key);
-    if (access(path, R_OK) != 0)
-        secap_fatal("checkpoint %s: its config's %s \"%s\" cannot be read: %s (hint: run from the directory "
-                    "bin/secap-train ran in, where the config's relative paths resolve; for the demo: make demo "
-                    "remakes it)", ckpt, key, path, strerror(errno));
-}
 
 int secap_train_encode_prompt(trainer *tr, const char *text, int32_t **out)
 {
@@ -111,7 +69,7 @@ static void captioner_release(void *arg)
 
 secap_captioner *secap_captioner_open(const char *path, int use_cache, int threads)
 {
-    char *ckpt = resolve(path);
+    char *ckpt = secap_ckpt_resolve("--checkpoint", path);
     secap_cleanup cl0;
     secap_cleanup_push(&cl0, free, ckpt);
     secap_captioner *cp = secap_xcalloc(1, sizeof *cp, "captioner");
@@ -139,21 +97,14 @@ secap_captioner *secap_captioner_open(const char *path, int use_cache, int threa
                     "with bin/secap-train --resume %s, or pass the run directory for its newest checkpoint)", ckpt,
                     stage_idx < t->train.nstages ? secap_stage_name(t->train.stage[stage_idx]) : "done",
                     (long long)step, ckpt);
-    need_file(ckpt, "hubert.weights", t->hubert.weights);
-    if (strcmp(t->qformer.bridge, "linear")) need_file(ckpt, "qformer.vocab", t->qformer.vocab);   /* no Q-Former */
-    need_file(ckpt, "llama.tokenizer", t->llama.tokenizer);
-    if (t->llama.weights[0]) need_file(ckpt, "llama.weights", t->llama.weights);
-    if (t->train.prompts[0]) need_file(ckpt, "train.prompts", t->train.prompts);
+    secap_ckpt_need_file(ckpt, "hubert.weights", t->hubert.weights);
+    if (strcmp(t->qformer.bridge, "linear")) secap_ckpt_need_file(ckpt, "qformer.vocab", t->qformer.vocab);   /* no Q-Former */
+    secap_ckpt_need_file(ckpt, "llama.tokenizer", t->llama.tokenizer);
+    if (t->llama.weights[0]) secap_ckpt_need_file(ckpt, "llama.weights", t->llama.weights);
+    if (t->train.prompts[0]) secap_ckpt_need_file(ckpt, "train.prompts", t->train.prompts);
     if (!use_cache) tr->cfg.hubert.cache[0] = 0;
-    else if (t->hubert.cache[0]) need_file(ckpt, "hubert.cache", t->hubert.cache);
-    for (int i = 0; i < t->train.nstages; i++) tr->has_stage[t->train.stage[i]] = 1;
-
-    secap_threads_init(threads ? threads : t->train.threads);
-    tr->infer = 1;
-    tr->c = secap_ctx_new(0, 0, t->train.seed);
-    tr->c->training = 0;
-    secap_train_build_models(tr, 0);
-    secap_ckpt_load_params(tr, ckpt);
+    else if (t->hubert.cache[0]) secap_ckpt_need_file(ckpt, "hubert.cache", t->hubert.cache);
+    secap_ckpt_open_models(tr, ckpt, threads);
 
     secap_decode_config_default(&cp->dec);
     cp->dec.max_new_tokens = t->decode.max_new_tokens;

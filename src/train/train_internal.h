@@ -163,6 +163,13 @@ void secap_ckpt_read_config(const char *path, secap_train_config *cfg, int64_t *
                             int64_t *gstep);
 /* Number of ckpt-*.h5 in dir; *newest = the newest name (static buffer). */
 int secap_ckpt_has_any(const char *dir, char **newest);
+/* A checkpoint's config names `key` = path: refused naming both when it is
+ * empty or unreadable (secap-caption, secap-eval, secap-embed). */
+void secap_ckpt_need_file(const char *ckpt, const char *key, const char *path);
+/* Inference from checkpoint ckpt, tr->cfg read from it: the stages, threads
+ * (0: the config's rule), an inference context, the models built and the
+ * checkpoint's trainable tensors read over them. */
+void secap_ckpt_open_models(trainer *tr, const char *ckpt, int threads);
 secap_ini *secap_ini_from_text(const char *text, const char *origin);
 void secap_ckpt_check_config(const char *path, const char *saved, const char *now);
 /* Writes <out_dir>/ckpt-<gstep>.h5 atomically; with_opt: the stage's AdamW

@@ -1082,7 +1082,7 @@ int secap_train_main(const secap_train_opts *o)
     trainer T, *tr = &T;
     memset(tr, 0, sizeof T);
     /* the config: a file or the checkpoint's, then overrides */
-    char *ckpt = o->resume ? secap_ckpt_resolve(o->resume) : NULL;
+    char *ckpt = o->resume ? secap_ckpt_resolve("--resume", o->resume) : NULL;
     char *ckpt_config = ckpt ? secap_ckpt_config_text(ckpt) : NULL;
     secap_ini *ini;
     if (o->config) ini = secap_train_config_load(o->config);   /* [config] base = ... */
