@@ -1071,6 +1071,143 @@ static void test_standardize(void **st)
     assert_int_equal(access(tu_tmp("hstd-eval/scores.json"), F_OK), 0);
 }
 
+/* [augment] (src/train/augment.c).  secap_augment_clip: nothing when off;
+ * every element of a masked clip is either unchanged or exactly 0, the zeros
+ * are whole frames or whole feature dimensions, in at most time_masks spans
+ * of at most floor(time_mask_width * T) frames and feature_masks bands of at
+ * most feature_mask_width dimensions; the frames past T are not touched; the
+ * draws depend on (seed, gstep, item) alone; noise has the asked std.  Then a
+ * run: stage lm as without, stages qformer and caption differ, stop + resume
+ * is exact, and dev losses are not augmented. */
+static void test_augment(void **st)
+{
+    (void)st;
+    enum { T = 200, TP = 210, A = 64 };
+    static float x0[TP * A], x[TP * A], y[TP * A];
+    secap_rng r;
+    secap_rng_seed(&r, 3);
+    for (int i = 0; i < TP * A; i++) x0[i] = 1.0f + secap_rng_uniform(&r);   /* no zeros of its own */
+    secap_train_config t;
+    secap_train_config_default(&t);
+    memcpy(x, x0, sizeof x);
+    assert_false(secap_augment_active(&t));
+    secap_augment_clip(&t, 1, 5, 7, x, T, A);
+    assert_memory_equal(x, x0, sizeof x);
+    t.augment.time_masks = 2;
+    t.augment.time_mask_width = 0.1;
+    t.augment.feature_masks = 2;
+    t.augment.feature_mask_width = 16;
+    assert_true(secap_augment_active(&t));
+    int widest_t = 0, widest_f = 0, masked_draws = 0;
+    for (int g = 0; g < 300; g++) {
+        memcpy(x, x0, sizeof x);
+        secap_augment_clip(&t, 1, g, 7, x, T, A);
+        int zr[T] = { 0 }, zc[A] = { 0 }, nz = 0;
+        for (int f = 0; f < T; f++) {
+            int all = 1;
+            for (int a = 0; a < A; a++) {
+                float v = x[f * A + a];
+                if (v != 0 && v != x0[f * A + a]) fail_msg("draw %d: frame %d dim %d changed to %g, not masked", g, f, a, v);
+                all &= v == 0;
+                nz += v == 0;
+            }
+            zr[f] = all;
+        }
+        for (int a = 0; a < A; a++) {
+            int all = 1;
+            for (int f = 0; f < T; f++) all &= x[f * A + a] == 0;
+            zc[a] = all;
+        }
+        for (int f = 0; f < T; f++)
+            for (int a = 0; a < A; a++)
+                if (x[f * A + a] == 0 && !zr[f] && !zc[a]) fail_msg("draw %d: a 0 at frame %d dim %d outside any mask", g, f, a);
+        /* runs of masked frames / dimensions: at most 2 spans in all, each within the bound
+           (two spans can touch or overlap: then one run of at most twice the width) */
+        int runs = 0, len = 0, total = 0;
+        for (int f = 0; f <= T; f++) {
+            if (f < T && zr[f]) { len++; continue; }
+            if (len) { runs++; total += len; if (len > widest_t) widest_t = len; }
+            len = 0;
+        }
+        if (runs > 2 || total > 2 * 20) fail_msg("draw %d: %d runs of %d masked frames (at most 2 spans of 20)", g, runs, total);
+        runs = 0; total = 0; len = 0;
+        for (int a = 0; a <= A; a++) {
+            if (a < A && zc[a]) { len++; continue; }
+            if (len) { runs++; total += len; if (len > widest_f) widest_f = len; }
+            len = 0;
+        }
+        if (runs > 2 || total > 2 * 16) fail_msg("draw %d: %d bands of %d masked dims (at most 2 of 16)", g, runs, total);
+        masked_draws += nz > 0;
+        if (memcmp(x + T * A, x0 + T * A, (TP - T) * A * sizeof(float))) fail_msg("draw %d: frames past T changed", g);
+    }
+    print_message("  augment: 300 draws, %d masked; widest span %d frames (bound 20, 40 when two meet), band %d dims "
+                  "(16, 32)\n", masked_draws, widest_t, widest_f);
+    if (masked_draws < 290 || widest_t < 15 || widest_f < 12)
+        fail_msg("the masks are too rare or too narrow: %d of 300 draws masked, widest %d frames, %d dims",
+                 masked_draws, widest_t, widest_f);
+    /* the same (seed, gstep, item) gives the same masks, another gstep, item or seed other ones */
+    memcpy(x, x0, sizeof x);
+    memcpy(y, x0, sizeof y);
+    secap_augment_clip(&t, 1, 40, 7, x, T, A);
+    secap_augment_clip(&t, 1, 40, 7, y, T, A);
+    assert_memory_equal(x, y, sizeof x);
+    const int64_t other[3][3] = { { 1, 41, 7 }, { 1, 40, 8 }, { 2, 40, 7 } };
+    for (int k = 0; k < 3; k++) {
+        memcpy(y, x0, sizeof y);
+        secap_augment_clip(&t, (uint64_t)other[k][0], other[k][1], (int)other[k][2], y, T, A);
+        if (!memcmp(x, y, sizeof x)) fail_msg("augment: seed/gstep/item %lld/%lld/%lld masks equal those of 1/40/7",
+                                              (long long)other[k][0], (long long)other[k][1], (long long)other[k][2]);
+    }
+    /* noise: mean 0, std as asked (12800 draws: the std within 3 %) */
+    secap_train_config_default(&t);
+    t.augment.noise = 0.5;
+    memcpy(x, x0, sizeof x);
+    secap_augment_clip(&t, 1, 3, 2, x, T, A);
+    double s1 = 0, s2 = 0;
+    for (int i = 0; i < T * A; i++) { double d = x[i] - x0[i]; s1 += d; s2 += d * d; }
+    double m = s1 / (T * A), sd = sqrt(s2 / (T * A) - m * m);
+    print_message("  augment.noise = 0.5: mean %.4f, std %.4f over %d elements\n", m, sd, T * A);
+    if (fabs(m) > 5 * 0.5 / sqrt(T * A) || fabs(sd - 0.5) > 0.015) fail_msg("noise mean %g std %g, want 0 and 0.5", m, sd);
+    if (memcmp(x + T * A, x0 + T * A, (TP - T) * A * sizeof(float))) fail_msg("noise: frames past T changed");
+
+    /* a run */
+    full_run();
+    const char *aug = "--config tiny.ini --augment.time_masks=2 --augment.time_mask_width=0.2 --augment.feature_masks=1 "
+                      "--augment.feature_mask_width=8 --augment.noise=0.3";
+    char args[1024];
+    snprintf(args, sizeof args, "%s --train.out_dir=aug", aug);
+    EXPECT_RUN(0, NULL, "secap-train", args, "done: 12 steps");
+    metrics ma;
+    read_metrics("aug", &ma);
+    for (int i = 0; i < 4; i++)
+        if (strcmp(ma.line[i], g_full.line[i])) fail_msg("augment changed stage lm, step %d:\n%s\n%s", i + 1, ma.line[i], g_full.line[i]);
+    for (int i = 4; i < 12; i += 4)
+        if (!strcmp(ma.line[i], g_full.line[i])) fail_msg("augment left step %d (stage %s) as without", i + 1, i < 8 ? "qformer" : "caption");
+    snprintf(args, sizeof args, "%s --train.out_dir=augs --train.stop_at_step=9", aug);
+    EXPECT_RUN(0, NULL, "secap-train", args, "Resume with:");
+    EXPECT_RUN(0, NULL, "secap-train", "--resume augs", "done: 12 steps");
+    expect_metrics_equal("augs", "aug");
+    /* dev losses are not augmented: with learning rates of 1e-12 the weights stay put, so the
+       dev loss of a run with strong augmentation equals the plain run's */
+    const char *still = "--config tiny.ini --optim.lr=1e-12 --optim.min_lr=0 --loss.mi_lr=1e-12 --train.stages=qformer,caption";
+    snprintf(args, sizeof args, "%s --train.out_dir=still0", still);
+    EXPECT_RUN(0, NULL, "secap-train", args, "done: 8 steps");
+    snprintf(args, sizeof args, "%s --train.out_dir=still1 --augment.noise=3 --augment.time_masks=3 --augment.time_mask_width=0.3", still);
+    EXPECT_RUN(0, NULL, "secap-train", args, "done: 8 steps");
+    metrics m0, m1;
+    read_metrics("still0", &m0);
+    read_metrics("still1", &m1);
+    int checked = 0;
+    for (int i = 0; i < 8; i++) {
+        double a = field(m0.line[i], "dev_loss"), b = field(m1.line[i], "dev_loss");
+        if (isnan(a)) continue;
+        if (!(fabs(a - b) <= 1e-5 * fabs(a))) fail_msg("step %d: dev loss %.9g with augmentation, %.9g without", i + 1, b, a);
+        checked++;
+    }
+    if (checked < 4) fail_msg("only %d dev losses to compare", checked);
+    if (field(m0.line[0], "loss") == field(m1.line[0], "loss")) fail_msg("the augmented run's first training loss equals the plain one's");
+}
+
 /* train.init_from: an lm-only run, then a run from its checkpoint, equals
  * the full run bit for bit from the qformer stage on; stop + resume of
  * such a run; the refusals. */
@@ -1268,6 +1405,7 @@ int main(void)
         cmocka_unit_test(test_linear_bridge),
         cmocka_unit_test(test_hubert_train_layers),
         cmocka_unit_test(test_standardize),
+        cmocka_unit_test(test_augment),
         cmocka_unit_test(test_init_from),
         cmocka_unit_test(test_config_base),
         cmocka_unit_test(test_plots),

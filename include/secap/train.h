@@ -94,6 +94,14 @@ typedef struct {
         int bf16;                 /* bf16: store the frozen base as bfloat16 */
         int max_caption_tokens;   /* captions are cut to this many tokens */
     } llama;
+    struct {                      /* [augment] (src/train/augment.c): training steps of stages qformer
+                                     and caption only; 0 = off */
+        double noise;             /* noise: std of Gaussian noise added to every feature */
+        int time_masks;           /* time_masks: spans of frames set to 0 per clip */
+        double time_mask_width;   /* time_mask_width: a span's longest width, a fraction of the clip */
+        int feature_masks;        /* feature_masks: bands of feature dimensions set to 0 per clip */
+        int feature_mask_width;   /* feature_mask_width: a band's most dimensions */
+    } augment;
     secap_lora_config lora;       /* [lora] (secap/llama.h) */
     secap_lm_config lm;           /* [lm] (secap/lmtext.h): block_size, batch_size, seed, prompts, text */
     secap_stage1_config loss;     /* [loss] (secap/losses.h) */

@@ -19,7 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static const char *const SECTIONS[] = { "data", "hubert", "qformer", "llama", "lora", "lm", "loss",
+static const char *const SECTIONS[] = { "data", "hubert", "augment", "qformer", "llama", "lora", "lm", "loss",
                                         "optim", "train", "eval", "decode", "log", NULL };
 static const char *const STAGES[SECAP_NSTAGES] = { "lm", "qformer", "caption" };
 
@@ -50,6 +50,11 @@ static const keydef KEYS[] = {
     { "hubert.layer", K_INT, F(hubert.layer), 0, -1, 1000, NULL },
     { "hubert.train_layers", K_INT, F(hubert.train_layers), 0, 0, 1000, NULL },
     { "hubert.standardize", K_BOOL, F(hubert.standardize), 0, 0, 1, NULL },
+    { "augment.noise", K_DBL, F(augment.noise), 0, 0, 100, NULL },
+    { "augment.time_masks", K_INT, F(augment.time_masks), 0, 0, 1000, NULL },
+    { "augment.time_mask_width", K_DBL, F(augment.time_mask_width), 0, 0, 1, NULL },
+    { "augment.feature_masks", K_INT, F(augment.feature_masks), 0, 0, 1000, NULL },
+    { "augment.feature_mask_width", K_INT, F(augment.feature_mask_width), 0, 0, 1 << 20, NULL },
     { "qformer.weights", K_STR, S(qformer.weights), 0, 0, NULL },
     { "qformer.bert", K_STR, S(qformer.bert), 0, 0, NULL },
     { "qformer.vocab", K_STR, S(qformer.vocab), 0, 0, NULL },
@@ -310,8 +315,8 @@ void secap_train_config_from_ini(secap_train_config *t, secap_ini *ini)
         int known = 0;
         for (int s = 0; SECTIONS[s]; s++) known |= strlen(SECTIONS[s]) == sl && !strncmp(SECTIONS[s], e->key, sl);
         if (!known)
-            secap_fatal("%s: unknown section [%.*s] (key %s) (hint: accepted sections: data, hubert, qformer, llama, "
-                        "lora, lm, loss, optim, train, eval, decode, log)", e->origin, (int)sl, e->key, e->key);
+            secap_fatal("%s: unknown section [%.*s] (key %s) (hint: accepted sections: data, hubert, augment, qformer, "
+                        "llama, lora, lm, loss, optim, train, eval, decode, log)", e->origin, (int)sl, e->key, e->key);
         const keydef *k = find_key(e->key);
         if (k) {
             set_key(t, k, e->value, e->origin);

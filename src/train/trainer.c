@@ -191,10 +191,12 @@ secap_tensor *secap_train_hubert_top(trainer *tr, secap_tensor *x, const int32_t
 }
 
 /* The batch's features from the cache or the frozen encoder at hubert.layer,
- * then hubert.train_layers' trainable top layers. */
+ * [augment] on training steps, then hubert.train_layers' trainable top layers. */
 static secap_tensor *batch_features(trainer *tr, const secap_batch *b, int32_t *frames)
 {
-    return secap_train_hubert_top(tr, batch_features_frozen(tr, b, frames), frames);
+    secap_tensor *x = batch_features_frozen(tr, b, frames);
+    secap_augment_batch(tr, b, x, frames);   /* [augment]: training steps only */
+    return secap_train_hubert_top(tr, x, frames);
 }
 
 /* ---------------------------------------------------------------- models */
