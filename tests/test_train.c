@@ -1071,12 +1071,26 @@ static void test_standardize(void **st)
     assert_int_equal(access(tu_tmp("hstd-eval/scores.json"), F_OK), 0);
 }
 
+/* Runs of set flags in z [n]: returns their count; *total their length,
+ * *widest the longest so far. */
+static int flag_runs(const int *z, int n, int *total, int *widest)
+{
+    int runs = 0, len = 0;
+    *total = 0;
+    for (int i = 0; i <= n; i++) {
+        if (i < n && z[i]) { len++; continue; }
+        if (len) { runs++; *total += len; if (len > *widest) *widest = len; }
+        len = 0;
+    }
+    return runs;
+}
+
 /* [augment] (src/train/augment.c).  secap_augment_clip: nothing when off;
  * every element of a masked clip is either unchanged or exactly 0, the zeros
  * are whole frames or whole feature dimensions, in at most time_masks spans
  * of at most floor(time_mask_width * T) frames and feature_masks bands of at
  * most feature_mask_width dimensions; the frames past T are not touched; the
- * draws depend on (seed, gstep, item) alone; noise has the asked std.  Then a
+ * draws depend on (train.seed, gstep, item) alone; noise has the asked std.  Then a
  * run: stage lm as without, stages qformer and caption differ, stop + resume
  * is exact, and dev losses are not augmented. */
 static void test_augment(void **st)
@@ -1091,7 +1105,7 @@ static void test_augment(void **st)
     secap_train_config_default(&t);
     memcpy(x, x0, sizeof x);
     assert_false(secap_augment_active(&t));
-    secap_augment_clip(&t, 1, 5, 7, x, T, A);
+    secap_augment_clip(&t, 5, 7, x, T, A);
     assert_memory_equal(x, x0, sizeof x);
     t.augment.time_masks = 2;
     t.augment.time_mask_width = 0.1;
@@ -1101,7 +1115,7 @@ static void test_augment(void **st)
     int widest_t = 0, widest_f = 0, masked_draws = 0;
     for (int g = 0; g < 300; g++) {
         memcpy(x, x0, sizeof x);
-        secap_augment_clip(&t, 1, g, 7, x, T, A);
+        secap_augment_clip(&t, g, 7, x, T, A);
         int zr[T] = { 0 }, zc[A] = { 0 }, nz = 0;
         for (int f = 0; f < T; f++) {
             int all = 1;
@@ -1123,19 +1137,9 @@ static void test_augment(void **st)
                 if (x[f * A + a] == 0 && !zr[f] && !zc[a]) fail_msg("draw %d: a 0 at frame %d dim %d outside any mask", g, f, a);
         /* runs of masked frames / dimensions: at most 2 spans in all, each within the bound
            (two spans can touch or overlap: then one run of at most twice the width) */
-        int runs = 0, len = 0, total = 0;
-        for (int f = 0; f <= T; f++) {
-            if (f < T && zr[f]) { len++; continue; }
-            if (len) { runs++; total += len; if (len > widest_t) widest_t = len; }
-            len = 0;
-        }
+        int total, runs = flag_runs(zr, T, &total, &widest_t);
         if (runs > 2 || total > 2 * 20) fail_msg("draw %d: %d runs of %d masked frames (at most 2 spans of 20)", g, runs, total);
-        runs = 0; total = 0; len = 0;
-        for (int a = 0; a <= A; a++) {
-            if (a < A && zc[a]) { len++; continue; }
-            if (len) { runs++; total += len; if (len > widest_f) widest_f = len; }
-            len = 0;
-        }
+        runs = flag_runs(zc, A, &total, &widest_f);
         if (runs > 2 || total > 2 * 16) fail_msg("draw %d: %d bands of %d masked dims (at most 2 of 16)", g, runs, total);
         masked_draws += nz > 0;
         if (memcmp(x + T * A, x0 + T * A, (TP - T) * A * sizeof(float))) fail_msg("draw %d: frames past T changed", g);
@@ -1148,13 +1152,14 @@ static void test_augment(void **st)
     /* the same (seed, gstep, item) gives the same masks, another gstep, item or seed other ones */
     memcpy(x, x0, sizeof x);
     memcpy(y, x0, sizeof y);
-    secap_augment_clip(&t, 1, 40, 7, x, T, A);
-    secap_augment_clip(&t, 1, 40, 7, y, T, A);
+    secap_augment_clip(&t, 40, 7, x, T, A);
+    secap_augment_clip(&t, 40, 7, y, T, A);
     assert_memory_equal(x, y, sizeof x);
     const int64_t other[3][3] = { { 1, 41, 7 }, { 1, 40, 8 }, { 2, 40, 7 } };
     for (int k = 0; k < 3; k++) {
         memcpy(y, x0, sizeof y);
-        secap_augment_clip(&t, (uint64_t)other[k][0], other[k][1], (int)other[k][2], y, T, A);
+        t.train.seed = other[k][0];
+        secap_augment_clip(&t, other[k][1], (int)other[k][2], y, T, A);
         if (!memcmp(x, y, sizeof x)) fail_msg("augment: seed/gstep/item %lld/%lld/%lld masks equal those of 1/40/7",
                                               (long long)other[k][0], (long long)other[k][1], (long long)other[k][2]);
     }
@@ -1162,7 +1167,7 @@ static void test_augment(void **st)
     secap_train_config_default(&t);
     t.augment.noise = 0.5;
     memcpy(x, x0, sizeof x);
-    secap_augment_clip(&t, 1, 3, 2, x, T, A);
+    secap_augment_clip(&t, 3, 2, x, T, A);
     double s1 = 0, s2 = 0;
     for (int i = 0; i < T * A; i++) { double d = x[i] - x0[i]; s1 += d; s2 += d * d; }
     double m = s1 / (T * A), sd = sqrt(s2 / (T * A) - m * m);

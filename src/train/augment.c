@@ -21,9 +21,10 @@
  * holds it.  Dev loss, probes, dev captions and inference never augment
  * (ctx->training is 0 there).
  *
- * Why: on the demo (1200 train clips) stage 1's Q-embeddings separate the
- * emotions of the train clips perfectly and of dev clips in 65 % of cases;
- * the model memorises clips.  BENCHMARKS.md, "Augmenting the features". */
+ * Why: on the demo (1200 train clips) the caption stage memorises the
+ * clips: its speech embeddings separate the emotions of the train clips
+ * perfectly and of dev clips in 65 % of cases.  BENCHMARKS.md, "Augmenting
+ * the features". */
 #include "train_internal.h"
 
 #include "secap/base.h"
@@ -38,12 +39,11 @@ int secap_augment_active(const secap_train_config *t)
            (t->augment.feature_masks > 0 && t->augment.feature_mask_width > 0);
 }
 
-void secap_augment_clip(const secap_train_config *t, uint64_t seed, int64_t gstep, int item, float *x, int64_t T,
-                        int64_t A)
+void secap_augment_clip(const secap_train_config *t, int64_t gstep, int item, float *x, int64_t T, int64_t A)
 {
     secap_rng r;
     uint64_t key[2] = { (uint64_t)gstep, (uint64_t)(int64_t)item };
-    secap_rng_seed_stream(&r, seed, secap_hash64(key, sizeof key, 0x6175676d656e74ULL));   /* "augment" */
+    secap_rng_seed_stream(&r, (uint64_t)t->train.seed, secap_hash64(key, sizeof key, 0x6175676d656e74ULL));   /* "augment" */
     if (t->augment.noise > 0) {
         float s = (float)t->augment.noise;
         for (int64_t k = 0; k < T * A; k++) x[k] += s * secap_rng_normal(&r);
@@ -68,6 +68,5 @@ void secap_augment_batch(trainer *tr, const secap_batch *b, secap_tensor *x, con
     int64_t Tm = x->shape[1], A = x->shape[2];
     float *p = secap_f32(x);
     for (int i = 0; i < b->B; i++)
-        secap_augment_clip(&tr->cfg, (uint64_t)tr->cfg.train.seed, tr->gstep, b->item[i], p + (size_t)(i * Tm * A),
-                           frames[i], A);
+        secap_augment_clip(&tr->cfg, tr->gstep, b->item[i], p + (size_t)(i * Tm * A), frames[i], A);
 }

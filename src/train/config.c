@@ -314,9 +314,13 @@ void secap_train_config_from_ini(secap_train_config *t, secap_ini *ini)
         size_t sl = dot ? (size_t)(dot - e->key) : strlen(e->key);
         int known = 0;
         for (int s = 0; SECTIONS[s]; s++) known |= strlen(SECTIONS[s]) == sl && !strncmp(SECTIONS[s], e->key, sl);
-        if (!known)
-            secap_fatal("%s: unknown section [%.*s] (key %s) (hint: accepted sections: data, hubert, augment, qformer, "
-                        "llama, lora, lm, loss, optim, train, eval, decode, log)", e->origin, (int)sl, e->key, e->key);
+        if (!known) {
+            char acc[256];
+            size_t n = 0;
+            for (int s = 0; SECTIONS[s]; s++) n += (size_t)snprintf(acc + n, sizeof acc - n, "%s%s", s ? ", " : "", SECTIONS[s]);
+            secap_fatal("%s: unknown section [%.*s] (key %s) (hint: accepted sections: %s)", e->origin, (int)sl, e->key,
+                        e->key, acc);
+        }
         const keydef *k = find_key(e->key);
         if (k) {
             set_key(t, k, e->value, e->origin);

@@ -181,10 +181,9 @@ void secap_ckpt_load(trainer *tr, const char *path);
 /* src/train/augment.c: [augment] on a training step's features x [B, Tmax, A]
  * (frames [B]) in place; nothing unless ctx->training and a key is set.
  * secap_augment_clip augments one clip's valid frames x [T, A] with the
- * draws of (seed, gstep, item). */
+ * draws of (t->train.seed, gstep, item). */
 int secap_augment_active(const secap_train_config *t);
-void secap_augment_clip(const secap_train_config *t, uint64_t seed, int64_t gstep, int item, float *x, int64_t T,
-                        int64_t A);
+void secap_augment_clip(const secap_train_config *t, int64_t gstep, int item, float *x, int64_t T, int64_t A);
 void secap_augment_batch(trainer *tr, const secap_batch *b, secap_tensor *x, const int32_t *frames);
 
 #endif
