@@ -326,6 +326,67 @@ static void test_conv1d_tm_matches_conv1d(void **st)
     secap_ctx_free(c);
 }
 
+/* conv1d against a direct sum in double where the padding is wider than the
+ * input (every tap of some frames reads zeros), strides 1-3, groups. */
+static void test_conv1d_wide_padding(void **st)
+{
+    (void)st;
+    secap_ctx *c = secap_ctx_new(64u << 20, 256u << 20, 1);
+    int cfg[4][6] = {{1, 2, 5, 9, 12, 1}, {4, 4, 7, 3, 6, 2}, {3, 6, 2, 4, 1, 3}, {2, 4, 16, 8, 10, 1}};
+    for (int q = 0; q < 4; q++) {   /* Cin, Cout, K, pad, T, stride; groups 2 when Cin and Cout allow */
+        int Cin = cfg[q][0], Cout = cfg[q][1], K = cfg[q][2], p = cfg[q][3], T = cfg[q][4], s = cfg[q][5];
+        int G = Cin % 2 == 0 && Cout % 2 == 0 ? 2 : 1, To = (T + 2 * p - K) / s + 1, B = 2;
+        secap_tensor *x = rnd(c, SECAP_SHAPE(B, Cin, T), -1, 1), *w = rnd(c, SECAP_SHAPE(Cout, Cin / G, K), -1, 1);
+        secap_tensor *y = secap_conv1d(c, x, w, NULL, s, p, G);
+        assert_int_equal(y->shape[2], To);
+        double *ref = calloc((size_t)(B * Cout * To), sizeof *ref);
+        for (int b = 0; b < B; b++)
+            for (int o = 0; o < Cout; o++)
+                for (int t = 0; t < To; t++)
+                    for (int ci = 0; ci < Cin / G; ci++)
+                        for (int k = 0; k < K; k++) {
+                            int i = t * s + k - p, g = o / (Cout / G);
+                            if (i >= 0 && i < T)
+                                ref[(b * Cout + o) * To + t] += (double)secap_f32(w)[(o * (Cin / G) + ci) * K + k] *
+                                                                secap_f32(x)[(b * Cin + g * (Cin / G) + ci) * T + i];
+                        }
+        expect_close("conv1d wide padding", secap_f32(y), ref, B * Cout * To, 1e-5);
+        free(ref);
+    }
+    secap_ctx_free(c);
+}
+
+/* The fused frozen front end equals groupnorm (C groups), gelu and transpose,
+ * with and without affine parameters, over sizes that are not whole tiles;
+ * it refuses an input that needs a gradient. */
+static void test_chnorm_gelu_tm(void **st)
+{
+    (void)st;
+    secap_ctx *c = secap_ctx_new(64u << 20, 256u << 20, 1);
+    int64_t dims[2][3] = {{2, 40, 150}, {1, 512, 64}};
+    for (int q = 0; q < 2; q++) {
+        int64_t B = dims[q][0], C = dims[q][1], T = dims[q][2];
+        secap_tensor *x = rnd(c, SECAP_SHAPE(B, C, T), -3, 5);
+        secap_tensor *w = rnd(c, SECAP_SHAPE(C), 0.5f, 1.5f), *b = rnd(c, SECAP_SHAPE(C), -1, 1);
+        for (int affine = 0; affine < 2; affine++) {
+            secap_tensor *ww = affine ? w : NULL, *bb = affine ? b : NULL;
+            secap_tensor *y = secap_chnorm_gelu_tm(c, x, ww, bb, 1e-5f);
+            secap_tensor *ref = secap_transpose(c, secap_gelu(c, secap_groupnorm(c, x, (int)C, ww, bb, 1e-5f)), 1, 2);
+            assert_int_equal(y->ndim, 3);
+            assert_int_equal(y->shape[1], T);
+            assert_int_equal(y->shape[2], C);
+            double *want = malloc(sizeof(double) * (size_t)ref->n);
+            for (int64_t i = 0; i < ref->n; i++) want[i] = secap_f32(ref)[i];
+            expect_close(affine ? "chnorm_gelu_tm affine" : "chnorm_gelu_tm", secap_f32(y), want, ref->n, 1e-6);
+            free(want);
+        }
+    }
+    float v[6] = {1, 2, 3, 4, 5, 6};
+    secap_tensor *leaf = secap_leaf(c, SECAP_SHAPE(1, 2, 3), v);
+    EXPECT_FATAL(secap_chnorm_gelu_tm(c, leaf, NULL, NULL, 1e-5f), "no backward");
+    secap_ctx_free(c);
+}
+
 static void test_transpose_tiled(void **st)
 {
     (void)st;
@@ -399,6 +460,7 @@ int main(void)
         cmocka_unit_test(test_rope_matches_rotate_half),
         cmocka_unit_test(test_rope_per_row_positions), cmocka_unit_test(test_weight_norm_values),
         cmocka_unit_test(test_transpose_tiled),  cmocka_unit_test(test_conv1d_tm_matches_conv1d),
+        cmocka_unit_test(test_conv1d_wide_padding), cmocka_unit_test(test_chnorm_gelu_tm),
     };
     return cmocka_run_group_tests_name("op values", tests, NULL, NULL);
 }

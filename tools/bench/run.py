@@ -107,7 +107,22 @@ def machine():
     except OSError:
         pass
     isa = " ".join(x for x in ("avx512f", "avx512_bf16") if x in flags) or "no avx512f"
-    return f"{model}, {isa}, {os.cpu_count()} vCPU"
+    return f"{model}, {isa}, {os.cpu_count()} vCPU, OpenBLAS {openblas_core()}"
+
+
+def openblas_core():
+    """The kernel family OpenBLAS runs here (its runtime dispatch, or
+    OPENBLAS_CORETYPE when set: the sgemm rate depends on it, and PyTorch
+    uses the same library through libblas.so.3)."""
+    import ctypes
+    for lib in ("libopenblas.so.0", "libopenblasp.so.0"):
+        try:
+            f = ctypes.CDLL(lib).openblas_get_corename
+        except (OSError, AttributeError):
+            continue
+        f.restype = ctypes.c_char_p
+        return f().decode().strip() + " kernels"
+    return "kernels unknown"
 
 
 def mem_available_gib():
