@@ -52,7 +52,9 @@ Each benchmark prints machine-readable lines "RESULT bench=NAME key=value
 ..." beside its human output; a row's figure is the median over the runs of
 the value named there.  The ratio column is always this project's time over
 the reference's (for rates: the reference's rate over ours): below 1 means
-this project is faster.
+this project is faster.  The machine column names the CPU, its AVX-512
+features and the kernels OpenBLAS runs (its own detection, or
+OPENBLAS_CORETYPE when set), which both sides' matrix products use.
 """
 import argparse
 import datetime
@@ -491,7 +493,8 @@ class Suite:
             "| benchmark | secap-c | reference (same machine, threads) | C / ref time | runs (C+ref) | machine | date |",
             "|---|---|---|---|---|---|---|",
         ]
-        short = self.mach.split(",")[0] + ", " + ",".join(self.mach.split(",")[1:2]).strip()
+        parts = [x.strip() for x in self.mach.split(",")]   # model, ISA, vCPUs, OpenBLAS kernels
+        short = ", ".join([parts[0], parts[1]] + [x for x in parts[2:] if x.startswith("OpenBLAS")])
         for r in self.rows:
             lines.append(f"| {r['name']} | {r['ours']} | {r['ref']} | {r['ratio']} | {r['runs']} | {short} | "
                          f"{r['date']} |")
