@@ -33,7 +33,9 @@ static void usage(FILE *f)
         "                       module, trainable and frozen, memory) and exits\n"
         "\n"
         "Required keys: data.dir, train.out_dir, train.max_steps (0 = from train.epochs), train.stages.\n"
-        "SIGINT / SIGTERM finish the current step, save a checkpoint, print the resume command and exit 0.\n");
+        "SIGINT / SIGTERM finish the current step, save a checkpoint, print the resume command and exit 0.\n"
+        "Under mpirun -np N the same command trains data parallel on N ranks (train.dist_timeout,\n"
+        "train.dist_bucket_mb, train.dist_overlap; README.md \"Distributed training (MPI)\").\n");
 }
 
 int main(int argc, char **argv)

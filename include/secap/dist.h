@@ -16,7 +16,10 @@
  *   3. g = sum_r g_r with MPI_Allreduce(SUM), the trainable tensors of the
  *      optimizer flattened into buckets of at most SECAP_DIST_BUCKET floats
  *      (one call per bucket: a few large calls a step;
- *      secap_dist_allreduce_grads).  g is the gradient of the global mean.
+ *      secap_dist_allreduce_grads), or started bucket by bucket during the
+ *      backward pass as each one's gradients become final
+ *      (secap_dist_grads_begin / _end, train.dist_overlap).  g is the
+ *      gradient of the global mean.
  *   4. every rank clips g (the norm of the reduced gradient) and applies the
  *      same AdamW update, so the replicas stay equal.
  *   The logged loss is sum_r l_r (secap_dist_sum).
@@ -66,7 +69,7 @@
 #include "secap/rng.h"
 #include "secap/tensor.h"
 
-/* floats per MPI_Allreduce of the gradients (64 MiB) */
+/* floats per MPI_Allreduce of the gradients (64 MiB; train.dist_bucket_mb) */
 #define SECAP_DIST_BUCKET (16 * 1024 * 1024)
 
 /* Joins the job when launched by mpirun / srun (see above); idempotent.
@@ -115,6 +118,24 @@ void secap_dist_gather_i32(secap_ctx *c, const int32_t *local, int32_t *global, 
  * place, bucket by bucket (scratch from c's step arena, rewound).  No-op
  * with one rank.  Collective. */
 void secap_dist_allreduce_grads(secap_ctx *c, secap_adamw *o);
+/* The exchange's settings: floats per bucket (train.dist_bucket_mb MiB) and
+ * whether it overlaps the backward pass (train.dist_overlap).  Defaults:
+ * SECAP_DIST_BUCKET floats, overlap off (slower over shared memory here:
+ * README "Distributed training (MPI)"). */
+void secap_dist_set_exchange(double bucket_mb, int overlap);
+/* Step 3 around the backward pass:  begin; secap_backward; end.  With
+ * overlap, _begin counts the tape's readers of every tensor of o and hooks
+ * the backward (c->after_node): each bucket of gradients (reverse
+ * registration order) is packed and started with MPI_Iallreduce as soon as
+ * the last node reading its tensors has run, in bucket order on every rank;
+ * _end starts the rest, waits and unpacks.  Without overlap _end is
+ * secap_dist_allreduce_grads.  Afterwards the gradients are what
+ * secap_dist_allreduce_grads leaves.  _end returns the number of buckets
+ * started before the backward ended (0 without overlap or MPI).  Packed
+ * buckets hold a copy of their gradients in c's step arena until the step
+ * ends.  Collective; no-ops with one rank. */
+void secap_dist_grads_begin(secap_ctx *c, secap_adamw *o);
+int secap_dist_grads_end(secap_ctx *c, secap_adamw *o);
 
 /* Gives this rank its own stream for dropout: ranks > 0 re-seed r from a
  * draw of it and their rank (rank 0 keeps r as it is). */

@@ -78,6 +78,12 @@ typedef struct secap_ctx {
     int no_grad;          /* >0: record nothing */
     int training;         /* dropout active */
     secap_rng rng;        /* dropout and other in-graph randomness */
+    /* Called after each node of a backward pass, whether or not the node had
+     * a gradient to pass back (the MPI gradient exchange launches a bucket
+     * once the last node that uses its tensors is done: src/train/dist.c);
+     * NULL: none. */
+    void (*after_node)(void *arg, const secap_node *n);
+    void *after_node_arg;
 } secap_ctx;
 
 /* Sizes in bytes; 0 picks defaults ($SECAP_PARAM_MB / $SECAP_STEP_MB, else

@@ -128,6 +128,8 @@ typedef struct {
         int threads;              /* threads: 0 = $SECAP_THREADS or every core */
         double dist_timeout;      /* dist_timeout: MPI runs, seconds without a finished step before the
                                      job is aborted (secap/dist.h watchdog; 0 = off) */
+        double dist_bucket_mb;    /* dist_bucket_mb: MPI runs, MiB of gradients per MPI_Allreduce */
+        int dist_overlap;         /* dist_overlap: MPI runs, exchange buckets during the backward pass */
     } train;
     struct {                      /* [eval] */
         int64_t every;            /* every: dev loss every N steps (0 = off) */

@@ -53,8 +53,10 @@ void secap_backward_from(secap_ctx *c, secap_tensor *out, const float *dout)
     for (secap_node *n = c->tape; n; n = n->prev) n->out->grad = NULL;
     float *g = secap_grad(c, out);
     for (int64_t i = 0; i < out->n; i++) g[i] += dout[i];
-    for (secap_node *n = c->tape; n; n = n->prev)
+    for (secap_node *n = c->tape; n; n = n->prev) {
         if (n->out->grad) n->backward(c, n);
+        if (c->after_node) c->after_node(c->after_node_arg, n);
+    }
 }
 
 /* A NaN or infinite loss stops before it reaches the gradients, naming the

@@ -189,7 +189,8 @@ secap_ini *secap_ini_from_text(const char *text, const char *origin)
 
 /* Keys a resumed run may change: they do not change the computation. */
 static const char *const MAY_CHANGE = "train.stop_at_step,train.save_every,train.keep,train.max_bad_steps,"
-                                      "train.out_dir,train.threads,train.dist_timeout,log.*,eval.*,decode.*,data.workers,data.prefetch";
+                                      "train.out_dir,train.threads,train.dist_timeout,train.dist_bucket_mb,"
+                                      "train.dist_overlap,log.*,eval.*,decode.*,data.workers,data.prefetch";
 
 /* "section.key" -> value lines of a resolved config text. */
 static int next_kv(const char **p, char *sec, char *key, size_t kcap, char *val, size_t vcap)

@@ -105,6 +105,8 @@ static const keydef KEYS[] = {
     { "train.prompts", K_STR, S(train.prompts), 0, 0, NULL },
     { "train.threads", K_INT, F(train.threads), 0, 0, 4096, NULL },
     { "train.dist_timeout", K_DBL, F(train.dist_timeout), 0, 0, 1e7, NULL },
+    { "train.dist_bucket_mb", K_DBL, F(train.dist_bucket_mb), 0, 0.001, 4096, NULL },
+    { "train.dist_overlap", K_BOOL, F(train.dist_overlap), 0, 0, 1, NULL },
     { "train.init_from", K_STR, S(init_from), 0, 0, NULL },
     { "eval.every", K_I64, F(eval.every), 0, 0, 1e12, NULL },
     { "eval.batches", K_INT, F(eval.batches), 0, 1, 1000000, NULL },
@@ -168,6 +170,8 @@ void secap_train_config_default(secap_train_config *t)
     t->train.keep = 3;
     t->train.max_bad_steps = 5;
     t->train.dist_timeout = 600;
+    t->train.dist_bucket_mb = 64;
+    t->train.dist_overlap = 0;
     t->eval.every = 0;
     t->eval.batches = 4;
     t->eval.caption_every = 0;

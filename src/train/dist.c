@@ -34,7 +34,9 @@ static struct {
     const volatile int64_t *step;
     int64_t last_ns;                    /* atomic: monotonic ns of the last progress */
     int stop;                           /* atomic: the watchdog should end */
-} D = { .size = 1 };
+    int64_t bucket;                     /* floats per gradient bucket (train.dist_bucket_mb) */
+    int overlap;                        /* train.dist_overlap */
+} D = { .size = 1, .bucket = SECAP_DIST_BUCKET };
 
 static int64_t now_ns(void)
 {
@@ -260,7 +262,7 @@ void secap_dist_allreduce_grads(secap_ctx *c, secap_adamw *o)
     if (D.size == 1) return;
     int64_t total = 0;
     for (int s = 0; s < o->nslots; s++) total += o->slots[s].param->n;
-    int64_t cap = total < SECAP_DIST_BUCKET ? total : SECAP_DIST_BUCKET;
+    int64_t cap = total < D.bucket ? total : D.bucket;
     if (cap == 0) return;
     size_t mark = secap_arena_mark(c->step);
     float *buf = secap_arena_alloc(c->step, (size_t)cap * sizeof(float), 0, "dist gradient bucket");
@@ -300,6 +302,209 @@ void secap_dist_allreduce_grads(secap_ctx *c, secap_adamw *o)
 #else
     (void)c;
     (void)o;
+#endif
+}
+
+void secap_dist_set_exchange(double bucket_mb, int overlap)
+{
+    int64_t n = (int64_t)(bucket_mb * 1048576.0 / sizeof(float));
+    SECAP_CHECK(n >= 1 && n <= INT32_MAX, "dist: a gradient bucket of %g MiB is outside 1 float .. 2^31 floats "
+                "(hint: train.dist_bucket_mb between 0.001 and 4096)", bucket_mb);
+    D.bucket = n;
+    D.overlap = overlap != 0;
+}
+
+/* ---- the exchange overlapped with the backward pass ------------------------
+ * Buckets: o's slots in REVERSE registration order (the backward reaches the
+ * last registered tensors, those nearest the loss, first), packed up to
+ * D.bucket floats; a tensor larger than that is a bucket alone, reduced in
+ * place in pieces.  _begin counts, for every slot, the tape nodes that take
+ * its tensor as an input; the after_node hook counts them down, and a bucket
+ * whose slots are all at 0 is final.  Buckets are launched (packed, then
+ * MPI_Iallreduce) strictly in bucket order, so every rank issues the same
+ * collectives in the same order whatever its tape's timing; each hook call
+ * also tests the pending requests, which is what makes OpenMPI progress
+ * them.  _end launches what is left, waits and unpacks.  The sums are those
+ * of the blocking exchange: per element, one MPI_SUM over the ranks. */
+#ifdef SECAP_MPI
+typedef struct { const secap_tensor *t; int slot; } slot_key;
+
+static struct {
+    secap_adamw *o;
+    int active;
+    slot_key *keys;          /* [nslots], sorted by tensor address */
+    int *uses;               /* slot -> tape nodes left that read it */
+    int *bucket_of;          /* slot -> bucket */
+    int *order;              /* bucket b holds order[first[b] .. first[b+1]) */
+    int *first;              /* [nb + 1] */
+    int *pending;            /* bucket -> slots not yet final */
+    float **buf;             /* bucket -> packed buffer; NULL: in place */
+    int nb, next;
+    MPI_Request *req;        /* launched requests */
+    int nreq, capreq;
+} OV;
+
+static int key_cmp(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t)((const slot_key *)a)->t, y = (uintptr_t)((const slot_key *)b)->t;
+    return x < y ? -1 : x > y;
+}
+
+static int slot_of(const secap_tensor *t)
+{
+    if (!t) return -1;
+    slot_key k = { t, 0 };
+    const slot_key *f = bsearch(&k, OV.keys, (size_t)OV.o->nslots, sizeof k, key_cmp);
+    return f ? f->slot : -1;
+}
+
+static void add_request(MPI_Request r)
+{
+    SECAP_CHECK(OV.nreq < OV.capreq, "dist: %d gradient requests, room for %d", OV.nreq + 1, OV.capreq);
+    OV.req[OV.nreq++] = r;
+}
+
+static void launch(int b)
+{
+    secap_adamw *o = OV.o;
+    MPI_Request r;
+    if (!OV.buf[b]) {   /* one large tensor, in place, in pieces */
+        secap_tensor *p = o->slots[OV.order[OV.first[b]]].param;
+        for (int64_t i = 0; i < p->n; i += D.bucket) {
+            int64_t m = p->n - i < D.bucket ? p->n - i : D.bucket;
+            mpi_check(MPI_Iallreduce(MPI_IN_PLACE, p->grad + i, (int)m, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &r),
+                      "MPI_Iallreduce (gradients)");
+            add_request(r);
+        }
+        return;
+    }
+    int64_t off = 0;
+    for (int k = OV.first[b]; k < OV.first[b + 1]; k++) {
+        const secap_tensor *p = o->slots[OV.order[k]].param;
+        memcpy(OV.buf[b] + off, p->grad, (size_t)p->n * sizeof(float));
+        off += p->n;
+    }
+    mpi_check(MPI_Iallreduce(MPI_IN_PLACE, OV.buf[b], (int)off, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &r),
+              "MPI_Iallreduce (gradients)");
+    add_request(r);
+}
+
+static void launch_ready(void)
+{
+    while (OV.next < OV.nb && OV.pending[OV.next] == 0) launch(OV.next++);
+}
+
+static void after_node(void *arg, const secap_node *n)
+{
+    (void)arg;
+    for (int i = 0; i < n->nin; i++) {
+        int s = slot_of(n->in[i]);
+        if (s >= 0 && --OV.uses[s] == 0) OV.pending[OV.bucket_of[s]]--;
+    }
+    launch_ready();
+    if (OV.nreq) {
+        int done;
+        mpi_check(MPI_Testall(OV.nreq, OV.req, &done, MPI_STATUSES_IGNORE), "MPI_Testall (gradients)");
+    }
+}
+#endif
+
+void secap_dist_grads_begin(secap_ctx *c, secap_adamw *o)
+{
+#ifdef SECAP_MPI
+    if (D.size == 1 || !D.overlap || o->nslots == 0) return;
+    int ns = o->nslots;
+    OV.o = o;
+    OV.active = 1;
+    OV.keys = secap_xmalloc((size_t)ns * sizeof *OV.keys, "dist slot keys");
+    for (int s = 0; s < ns; s++) OV.keys[s] = (slot_key){ o->slots[s].param, s };
+    qsort(OV.keys, (size_t)ns, sizeof *OV.keys, key_cmp);
+    OV.uses = secap_xcalloc((size_t)ns, sizeof *OV.uses, "dist uses");
+    OV.bucket_of = secap_xmalloc((size_t)ns * sizeof *OV.bucket_of, "dist buckets");
+    OV.order = secap_xmalloc((size_t)ns * sizeof *OV.order, "dist bucket order");
+    OV.first = secap_xmalloc((size_t)(ns + 1) * sizeof *OV.first, "dist bucket starts");
+    OV.pending = secap_xcalloc((size_t)ns, sizeof *OV.pending, "dist pending");
+    OV.buf = secap_xcalloc((size_t)ns, sizeof *OV.buf, "dist bucket buffers");
+    int nb = 0;
+    int64_t fill = 0;
+    for (int k = 0; k < ns; k++) {   /* reverse registration order */
+        int s = ns - 1 - k;
+        int64_t n = o->slots[s].param->n;
+        int alone = n > D.bucket;
+        if (k == 0 || alone || fill + n > D.bucket || fill > D.bucket) {
+            OV.first[nb++] = k;
+            fill = 0;
+        }
+        OV.order[k] = s;
+        OV.bucket_of[s] = nb - 1;
+        OV.pending[nb - 1]++;
+        fill += alone ? D.bucket + 1 : n;   /* nothing joins a tensor larger than a bucket */
+    }
+    OV.first[nb] = ns;
+    OV.nb = nb;
+    for (int b = 0; b < nb; b++) {
+        int64_t n = 0;
+        for (int k = OV.first[b]; k < OV.first[b + 1]; k++) n += o->slots[OV.order[k]].param->n;
+        if (!(OV.first[b + 1] - OV.first[b] == 1 && n > D.bucket))
+            OV.buf[b] = secap_arena_alloc(c->step, (size_t)n * sizeof(float), 0, "dist gradient bucket");
+    }
+    OV.capreq = 0;
+    for (int b = 0; b < nb; b++)
+        OV.capreq += OV.buf[b] ? 1 : (int)((o->slots[OV.order[OV.first[b]]].param->n + D.bucket - 1) / D.bucket);
+    OV.req = secap_xmalloc((size_t)OV.capreq * sizeof *OV.req, "dist requests");
+    for (const secap_node *n = c->tape; n; n = n->prev)
+        for (int i = 0; i < n->nin; i++) {
+            int s = slot_of(n->in[i]);
+            if (s >= 0) OV.uses[s]++;
+        }
+    for (int s = 0; s < ns; s++)
+        if (OV.uses[s] == 0) OV.pending[OV.bucket_of[s]]--;   /* not read this step: final already */
+    OV.next = OV.nreq = 0;
+    launch_ready();
+    c->after_node = after_node;
+    c->after_node_arg = NULL;
+#else
+    (void)c;
+    (void)o;
+#endif
+}
+
+int secap_dist_grads_end(secap_ctx *c, secap_adamw *o)
+{
+#ifdef SECAP_MPI
+    if (D.size == 1) return 0;
+    if (!OV.active) {
+        secap_dist_allreduce_grads(c, o);
+        return 0;
+    }
+    c->after_node = NULL;
+    int early = OV.next;
+    for (int b = 0; b < OV.nb; b++) OV.pending[b] = 0;   /* every node has run */
+    launch_ready();
+    mpi_check(MPI_Waitall(OV.nreq, OV.req, MPI_STATUSES_IGNORE), "MPI_Waitall (gradients)");
+    for (int b = 0; b < OV.nb; b++) {
+        if (!OV.buf[b]) continue;
+        int64_t off = 0;
+        for (int k = OV.first[b]; k < OV.first[b + 1]; k++) {
+            secap_tensor *p = o->slots[OV.order[k]].param;
+            memcpy(p->grad, OV.buf[b] + off, (size_t)p->n * sizeof(float));
+            off += p->n;
+        }
+    }
+    free(OV.keys);
+    free(OV.uses);
+    free(OV.bucket_of);
+    free(OV.order);
+    free(OV.first);
+    free(OV.pending);
+    free(OV.buf);
+    free(OV.req);
+    memset(&OV, 0, sizeof OV);
+    return early;
+#else
+    (void)c;
+    (void)o;
+    return 0;
 #endif
 }
 

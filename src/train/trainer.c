@@ -1073,6 +1073,7 @@ static int dist_setup(trainer *tr, const char *config_text)
         secap_fatal("secap-train: lm.batch_size %d is the global batch; it must be at least the %d ranks (hint: "
                     "--lm.batch_size=%d or fewer ranks)", t->lm.batch_size, n, n);
     secap_dist_check_same(secap_hash64(config_text, strlen(config_text), 0x5ec0), "the resolved config");
+    secap_dist_set_exchange(t->train.dist_bucket_mb, t->train.dist_overlap);
     if (rank == 0)
         fprintf(stderr, "secap-train: data parallel on %d ranks (MPI); global batch %d (qformer, caption) / %d (lm) "
                 "rows; rank 0 writes %s\n", n, t->data.batch_size, t->lm.batch_size, t->train.out_dir);
@@ -1224,8 +1225,13 @@ int secap_train_main(const secap_train_opts *o)
             int skipped = 0;
             if (!isfinite(lv)) skipped = 1;
             else {
+                secap_dist_grads_begin(tr->c, tr->opt);
                 secap_backward(tr->c, loss);
-                secap_dist_allreduce_grads(tr->c, tr->opt);
+                int early = secap_dist_grads_end(tr->c, tr->opt);
+                if (rank == 0 && tr->step == tr->stage_step0 && secap_dist_size() > 1)
+                    fprintf(stderr, "secap-train: stage %s: gradients exchanged in buckets of at most %g MiB%s "
+                            "(%d started during the backward pass)\n", sname, tr->cfg.train.dist_bucket_mb,
+                            tr->cfg.train.dist_overlap ? ", overlapped with the backward pass" : "", early);
                 gn = secap_clip_grad_norm(tr->opt, tr->cfg.optim.max_grad_norm);
                 if (!isfinite(gn)) skipped = 1;
                 else secap_adamw_step(tr->opt, lr);
