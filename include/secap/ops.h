@@ -69,10 +69,6 @@ secap_tensor *secap_rmsnorm(secap_ctx *c, secap_tensor *x, secap_tensor *w, floa
 /* x [B, C, T]; statistics per (batch, group) over C/G channels x T; w, b [C]. */
 secap_tensor *secap_groupnorm(secap_ctx *c, secap_tensor *x, int groups, secap_tensor *w,
                               secap_tensor *b, float eps);
-/* Inference only (no backward; fails when an input needs a gradient):
- * transpose(gelu(groupnorm(x, C groups, w, b)), 1, 2), x [B, C, T] -> [B, T, C],
- * in one pass; the frozen HuBERT feature encoder's conv 0. */
-secap_tensor *secap_chnorm_gelu_tm(secap_ctx *c, secap_tensor *x, secap_tensor *w, secap_tensor *b, float eps);
 /* x / max(||x||, eps) over the last dim (torch.nn.functional.normalize). */
 secap_tensor *secap_l2norm(secap_ctx *c, secap_tensor *x, float eps);
 /* Weight normalisation: w = g * v / ||v||, the norm over every dim except

@@ -240,8 +240,7 @@ static secap_tensor *hop(run *r, secap_tensor *x, int force)
  * the "layer" LayerNorm is then over the last dim, no transposes).  The
  * "group" variant's conv 0 runs channel-major, where GroupNorm(C groups)
  * takes per-channel statistics over contiguous rows; one transpose then
- * switches to time-major (a frozen forward fuses norm, GELU and transpose:
- * secap_chnorm_gelu_tm). */
+ * switches to time-major. */
 static secap_tensor *feature_encoder(run *r, const secap_hubert *m, const float *wave, int64_t n)
 {
     const secap_hubert_config *cf = &m->cfg;
@@ -252,12 +251,8 @@ static secap_tensor *feature_encoder(run *r, const secap_hubert *m, const float 
         x = secap_from_data(r->ctx, 3, (int64_t[]){1, 1, n}, wave);
         if (m->do_normalize) secap_audio_normalize(secap_f32(x), n);
         x = hop(r, secap_conv1d(r->ctx, x, L->w, L->b, cf->conv_stride[0], 0, 1), 0);
-        if (r->frozen && L->norm_w) {   /* the same arithmetic in one pass */
-            x = hop(r, secap_chnorm_gelu_tm(r->ctx, x, L->norm_w, L->norm_b, CONV_NORM_EPS), 0);
-        } else {
-            if (L->norm_w) x = hop(r, secap_groupnorm(r->ctx, x, (int)x->shape[1], L->norm_w, L->norm_b, CONV_NORM_EPS), 0);
-            x = hop(r, secap_transpose(r->ctx, secap_gelu(r->ctx, x), 1, 2), 0);
-        }
+        if (L->norm_w) x = hop(r, secap_groupnorm(r->ctx, x, (int)x->shape[1], L->norm_w, L->norm_b, CONV_NORM_EPS), 0);
+        x = hop(r, secap_transpose(r->ctx, secap_gelu(r->ctx, x), 1, 2), 0);
         first = 1;
     } else {
         x = secap_from_data(r->ctx, 3, (int64_t[]){1, n, 1}, wave);

@@ -10,31 +10,17 @@
 
 typedef struct { int64_t B, Cin, T, Cout, K, To, G, cin, cout; int s, p; } conv_dims;
 
-/* Output frames t in [*lo, *hi) read x inside [0, T) for tap k; the rest
- * read the zero padding. */
-static void tap_range(const conv_dims *d, int64_t k, int64_t *lo, int64_t *hi)
-{
-    int64_t a = d->p - k, b = d->T + d->p - k;   /* need a <= t*s < b */
-    int64_t l = a > 0 ? (a + d->s - 1) / d->s : 0, h = b > 0 ? (b + d->s - 1) / d->s : 0;
-    *lo = l < d->To ? l : d->To;
-    *hi = h < d->To ? h : d->To;
-    if (*hi < *lo) *hi = *lo;
-}
-
 static void im2col(const conv_dims *d, const float *x, float *col)
 {
 #pragma omp parallel for if (d->cin * d->K * d->To > OP_PAR_MIN)
     for (int64_t r = 0; r < d->cin * d->K; r++) {
-        int64_t ci = r / d->K, k = r % d->K, lo, hi;
-        tap_range(d, k, &lo, &hi);
+        int64_t ci = r / d->K, k = r % d->K;
         const float *xr = x + ci * d->T;
-        int64_t off = k - d->p;   /* cr[t] = xr[t*s + off] for t in [lo, hi) */
         float *cr = col + r * d->To;
-        memset(cr, 0, (size_t)lo * sizeof(float));
-        if (d->s == 1 && hi > lo) memcpy(cr + lo, xr + lo + off, (size_t)(hi - lo) * sizeof(float));
-        else if (d->s > 1)
-            for (int64_t t = lo; t < hi; t++) cr[t] = xr[t * d->s + off];
-        memset(cr + hi, 0, (size_t)(d->To - hi) * sizeof(float));
+        for (int64_t t = 0; t < d->To; t++) {
+            int64_t i = t * d->s + k - d->p;
+            cr[t] = i >= 0 && i < d->T ? xr[i] : 0.0f;
+        }
     }
 }
 
@@ -44,12 +30,12 @@ static void col2im_add(const conv_dims *d, const float *dcol, float *dx)
 #pragma omp parallel for if (d->cin * d->K * d->To > OP_PAR_MIN)
     for (int64_t ci = 0; ci < d->cin; ci++)
         for (int64_t k = 0; k < d->K; k++) {
-            int64_t lo, hi;
-            tap_range(d, k, &lo, &hi);
             const float *cr = dcol + (ci * d->K + k) * d->To;
             float *xr = dx + ci * d->T;
-            int64_t off = k - d->p;
-            for (int64_t t = lo; t < hi; t++) xr[t * d->s + off] += cr[t];
+            for (int64_t t = 0; t < d->To; t++) {
+                int64_t i = t * d->s + k - d->p;
+                if (i >= 0 && i < d->T) xr[i] += cr[t];
+            }
         }
 }
 

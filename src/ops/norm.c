@@ -1,5 +1,4 @@
-/* Normalisations: layernorm, rmsnorm, groupnorm, L2, weight norm, and the
- * frozen HuBERT front end's per-channel norm fused with GELU and transpose.
+/* Normalisations: layernorm, rmsnorm, groupnorm, L2, weight norm.
  *
  * With xhat = (x - mean) * rstd over a group of n elements and dxhat = dy * w,
  * the input gradient of a mean/variance normalisation is
@@ -175,67 +174,6 @@ secap_tensor *secap_groupnorm(secap_ctx *c, secap_tensor *x, int groups, secap_t
         secap_node *n = secap_record(c, op, groupnorm_backward, out, in, 3);
         n->i[0] = G; n->saved[0] = mean; n->saved[1] = rstd;
     }
-    return out;
-}
-
-/* ---- frozen front end: per-channel GroupNorm, GELU, time-major ----------
- *
- * x [B, C, T] -> y [B, T, C],  y[b, t, c] = GELU(x[b, c, t] a + b0) with
- *   a = w[c] rstd[b, c],  b0 = bias[c] - mean[b, c] a
- * and mean, rstd over x[b, c, :], which is groupnorm(x, C groups), gelu and
- * transpose(1, 2) with the same arithmetic, in one pass over the output
- * instead of three (HuBERT's conv 0 output is 512 x 32000 floats per 10 s).
- * Inference only: it records nothing and refuses inputs that need a
- * gradient. */
-#define CHN_TC 32   /* channels per tile */
-#define CHN_TT 64   /* frames per tile */
-
-secap_tensor *secap_chnorm_gelu_tm(secap_ctx *c, secap_tensor *x, secap_tensor *w, secap_tensor *b, float eps)
-{
-    const char *op = "chnorm_gelu_tm";
-    op_check_f32(x, op, "x");
-    if (x->ndim != 3) op_shape_error(op, x, NULL, "x [B, C, T]");
-    int64_t B = x->shape[0], C = x->shape[1], T = x->shape[2];
-    if (w) { op_check_f32(w, op, "weight"); if (w->n != C) op_shape_error(op, x, w, "weight must be [C]"); }
-    if (b) { op_check_f32(b, op, "bias"); if (b->n != C) op_shape_error(op, x, b, "bias must be [C]"); }
-    secap_tensor *in[3] = {x, w, b};
-    if (secap_needs_grad(c, in, 3))
-        secap_fatal("chnorm_gelu_tm: an input needs a gradient, and this fused op has no backward (hint: under a "
-                    "tape use groupnorm, gelu and transpose)");
-    secap_tensor *out = secap_op_out(c, op, 3, (int64_t[]){B, T, C}, 0);
-    const float *X = secap_f32(x), *W = w ? secap_f32(w) : NULL, *Bv = b ? secap_f32(b) : NULL;
-    float *Y = secap_f32(out);
-    size_t mark = secap_arena_mark(c->step);
-    float *A = op_scratch(c, (size_t)(2 * C), op), *B0 = A + C;
-    int64_t tiles = (T + CHN_TT - 1) / CHN_TT;
-    for (int64_t bi = 0; bi < B; bi++) {
-        const float *Xb = X + bi * C * T;
-        float *Yb = Y + bi * T * C;
-#pragma omp parallel for if (C * T > OP_PAR_MIN)
-        for (int64_t ch = 0; ch < C; ch++) {
-            float m, r;
-            row_stats(Xb + ch * T, T, 1, eps, &m, &r);
-            A[ch] = r * (W ? W[ch] : 1.0f);
-            B0[ch] = (Bv ? Bv[ch] : 0.0f) - m * A[ch];
-        }
-#pragma omp parallel for if (C * T > OP_PAR_MIN)
-        for (int64_t tile = 0; tile < tiles; tile++) {
-            float buf[CHN_TC][CHN_TT];
-            int64_t t0 = tile * CHN_TT, nt = T - t0 < CHN_TT ? T - t0 : CHN_TT;
-            for (int64_t c0 = 0; c0 < C; c0 += CHN_TC) {
-                int64_t nc = C - c0 < CHN_TC ? C - c0 : CHN_TC;
-                for (int64_t cc = 0; cc < nc; cc++) {
-                    const float *xr = Xb + (c0 + cc) * T + t0;
-                    float a = A[c0 + cc], b0 = B0[c0 + cc];
-#pragma omp simd
-                    for (int64_t t = 0; t < nt; t++) buf[cc][t] = op_gelu(xr[t] * a + b0);
-                }
-                for (int64_t t = 0; t < nt; t++)
-                    for (int64_t cc = 0; cc < nc; cc++) Yb[(t0 + t) * C + c0 + cc] = buf[cc][t];
-            }
-        }
-    }
-    secap_arena_rewind(c->step, mark);
     return out;
 }
 

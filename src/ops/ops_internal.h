@@ -85,17 +85,6 @@ static inline float op_expf(float x)
     return x == x ? y : x;
 }
 
-/* erf by Abramowitz & Stegun 7.1.26 (absolute error < 1.5e-7) on top of
- * op_expf, so GELU loops vectorise; libm's erff is a scalar call. */
-static inline float op_erf(float x)
-{
-    float ax = fabsf(x), t = 1.0f / (1.0f + 0.3275911f * ax);
-    float poly = ((((1.061405429f * t - 1.453152027f) * t + 1.421413741f) * t - 0.284496736f) * t + 0.254829592f) * t;
-    return copysignf(1.0f - poly * op_expf(-ax * ax), x);
-}
-/* The exact (erf) GELU. */
-static inline float op_gelu(float x) { return 0.5f * x * (1.0f + op_erf(x * (float)M_SQRT1_2)); }
-
 /* Sums in float SIMD lanes over blocks of 1024, blocks added in double:
  * vectorised (OpenMP simd reductions may reassociate) and still accurate
  * for long rows. */

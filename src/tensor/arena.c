@@ -24,8 +24,8 @@ secap_arena *secap_arena_new(const char *name, size_t bytes, int max_tensors)
                     name, a->cap >> 20);
     /* Transparent huge pages where the kernel grants them only on request
      * ("madvise" mode, Debian's default): 2 MiB pages cut the TLB misses of
-     * products over large activations (HuBERT-base forward 5-15 % faster and
-     * steadier; BENCHMARKS.md).  SECAP_HUGEPAGES=0 keeps 4 KiB pages. */
+     * products over large activations (HuBERT-base forward about 5 % faster
+     * in the median, and steadier; BENCHMARKS.md).  SECAP_HUGEPAGES=0 keeps 4 KiB pages. */
     const char *hp = getenv("SECAP_HUGEPAGES");
     if (!(hp && !strcmp(hp, "0"))) (void)madvise(a->base, a->cap, MADV_HUGEPAGE);
     a->max_headers = max_tensors > 0 ? max_tensors : 1 << 16;

@@ -330,8 +330,7 @@ void secap_dist_set_exchange(double bucket_mb, int overlap)
 typedef struct { const secap_tensor *t; int slot; } slot_key;
 
 static struct {
-    secap_adamw *o;
-    int active;
+    secap_adamw *o;          /* non-NULL between _begin and _end with overlap */
     slot_key *keys;          /* [nslots], sorted by tensor address */
     int *uses;               /* slot -> tape nodes left that read it */
     int *bucket_of;          /* slot -> bucket */
@@ -415,7 +414,6 @@ void secap_dist_grads_begin(secap_ctx *c, secap_adamw *o)
     if (D.size == 1 || !D.overlap || o->nslots == 0) return;
     int ns = o->nslots;
     OV.o = o;
-    OV.active = 1;
     OV.keys = secap_xmalloc((size_t)ns * sizeof *OV.keys, "dist slot keys");
     for (int s = 0; s < ns; s++) OV.keys[s] = (slot_key){ o->slots[s].param, s };
     qsort(OV.keys, (size_t)ns, sizeof *OV.keys, key_cmp);
@@ -431,7 +429,7 @@ void secap_dist_grads_begin(secap_ctx *c, secap_adamw *o)
         int s = ns - 1 - k;
         int64_t n = o->slots[s].param->n;
         int alone = n > D.bucket;
-        if (k == 0 || alone || fill + n > D.bucket || fill > D.bucket) {
+        if (k == 0 || alone || fill + n > D.bucket) {
             OV.first[nb++] = k;
             fill = 0;
         }
@@ -442,15 +440,17 @@ void secap_dist_grads_begin(secap_ctx *c, secap_adamw *o)
     }
     OV.first[nb] = ns;
     OV.nb = nb;
-    for (int b = 0; b < nb; b++) {
+    OV.capreq = 0;
+    for (int b = 0; b < nb; b++) {   /* a packed buffer and one request, or a large tensor's pieces */
         int64_t n = 0;
         for (int k = OV.first[b]; k < OV.first[b + 1]; k++) n += o->slots[OV.order[k]].param->n;
-        if (!(OV.first[b + 1] - OV.first[b] == 1 && n > D.bucket))
+        if (n > D.bucket) {
+            OV.capreq += (int)((n + D.bucket - 1) / D.bucket);
+        } else {
             OV.buf[b] = secap_arena_alloc(c->step, (size_t)n * sizeof(float), 0, "dist gradient bucket");
+            OV.capreq++;
+        }
     }
-    OV.capreq = 0;
-    for (int b = 0; b < nb; b++)
-        OV.capreq += OV.buf[b] ? 1 : (int)((o->slots[OV.order[OV.first[b]]].param->n + D.bucket - 1) / D.bucket);
     OV.req = secap_xmalloc((size_t)OV.capreq * sizeof *OV.req, "dist requests");
     for (const secap_node *n = c->tape; n; n = n->prev)
         for (int i = 0; i < n->nin; i++) {
@@ -473,7 +473,7 @@ int secap_dist_grads_end(secap_ctx *c, secap_adamw *o)
 {
 #ifdef SECAP_MPI
     if (D.size == 1) return 0;
-    if (!OV.active) {
+    if (!OV.o) {
         secap_dist_allreduce_grads(c, o);
         return 0;
     }
