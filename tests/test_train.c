@@ -561,6 +561,24 @@ static void unit_rows(secap_rng *r, float *x, int n, int e)
     for (int i = 0; i < n * e; i++) x[i] = secap_rng_normal(r);
 }
 
+/* The trainer's transcript probe: even rows fit, odd rows evaluated. */
+static double ridge_even_odd(const float *q, const float *t, int n, int e, double lambda, double *chance)
+{
+    unsigned char *fit = malloc((size_t)n), *ev = malloc((size_t)n);
+    for (int i = 0; i < n; i++) {
+        fit[i] = i % 2 == 0;
+        ev[i] = i % 2 == 1;
+    }
+    secap_probe_match_result r;
+    secap_probe_match(q, t, n, e, e, fit, ev, NULL, NULL, -1, lambda, NULL, &r);
+    free(fit);
+    free(ev);
+    assert_int_equal(r.nfit, (n + 1) / 2);
+    assert_int_equal(r.neval, n / 2);
+    *chance = r.r1_chance;
+    return r.r1;
+}
+
 static void test_probe_units(void **st)
 {
     (void)st;
@@ -635,17 +653,146 @@ static void test_probe_units(void **st)
             for (int a = 0; a < D; a++) v += qa[i * D + a] * Rm[a * D + b];
             ta[i * D + b] = (float)v;
         }
-    double lin = secap_probe_ridge_recall(qa, ta, NULL, 200, D, 1e-3, &ch);
+    double lin = ridge_even_odd(qa, ta, 200, D, 1e-3, &ch);
     assert_float_equal(ch, 1.0 / 100, 1e-12);
     if (lin < 0.9) fail_msg("ridge probe on a linear map: recall@1 %g, expected >= 0.9", lin);
-    double rnd = secap_probe_ridge_recall(qa, ka, NULL, M, D, 1.0, &ch), sd = sqrt(ch * (1 - ch) / (M / 2));
+    double rnd = ridge_even_odd(qa, ka, M, D, 1.0, &ch), sd = sqrt(ch * (1 - ch) / (M / 2));
     if (fabs(rnd - ch) > 4 * sd + 1e-9) fail_msg("ridge probe on unrelated embeddings: recall@1 %g, chance %g", rnd, ch);
     print_message("  probes: linear-map transcript recall %g; unrelated %g (chance %g)\n", lin, rnd, ch);
     free(qa); free(ka); free(ta);
 }
 
+/* Transcript matching (secap_probe_match): exact values on constructed
+ * cases, chance on unrelated ones, the groups and the length window. */
+static void test_probe_match(void **st)
+{
+    (void)st;
+    enum { N = 400, E = 8, V = 8 };
+    secap_rng r;
+    secap_rng_seed(&r, 11);
+    float *x = malloc(N * E * sizeof *x), *y = malloc(N * V * sizeof *y);
+    unsigned char fit[N], ev[N];
+    int len[N], grp[N];
+    double auc[N];
+    secap_probe_match_result m;
+    for (int i = 0; i < N; i++) {
+        fit[i] = i < N / 2;
+        ev[i] = i >= N / 2;
+        len[i] = i % 7;
+        grp[i] = i;
+    }
+    /* y = x (distinct random rows), a near-identity map: every own text first */
+    unit_rows(&r, y, N, V);
+    memcpy(x, y, N * E * sizeof *x);
+    secap_probe_match(x, y, N, E, V, fit, ev, NULL, NULL, -1, 1e-6, auc, &m);
+    assert_int_equal(m.nfit, N / 2);
+    assert_int_equal(m.neval, N / 2);
+    assert_float_equal(m.auc, 1.0, 0);
+    assert_float_equal(m.auc_se, 0.0, 0);
+    assert_float_equal(m.r1, 1.0, 0);
+    assert_float_equal(m.r1_chance, 1.0 / (N / 2), 1e-12);
+    for (int i = 0; i < N; i++)
+        if (fit[i] ? !isnan(auc[i]) : auc[i] != 1.0) fail_msg("row %d: AUC %g", i, auc[i]);
+    /* every evaluated x the same: one prediction p for all; the AUCs are the
+     * ranks of p . y_i, so their mean is exactly 1/2 */
+    for (int i = N / 2; i < N; i++) memcpy(x + i * E, x + (N / 2) * E, E * sizeof *x);
+    secap_probe_match(x, y, N, E, V, fit, ev, NULL, NULL, -1, 1.0, NULL, &m);
+    assert_float_equal(m.auc, 0.5, 1e-12);
+    /* unrelated x: AUC at chance (4 standard errors) */
+    unit_rows(&r, x, N, E);
+    secap_probe_match(x, y, N, E, V, fit, ev, NULL, NULL, -1, 1.0, NULL, &m);
+    if (fabs(m.auc - 0.5) > 4 * m.auc_se || !(m.auc_se > 0.005 && m.auc_se < 0.05))
+        fail_msg("unrelated embeddings: AUC %g +- %g, expected 0.5", m.auc, m.auc_se);
+    /* the length window: only rivals of equal length (len = i % 7) */
+    memcpy(x, y, N * E * sizeof *x);
+    secap_probe_match(x, y, N, E, V, fit, ev, NULL, len, 0, 1e-6, NULL, &m);
+    double ch = 0;
+    for (int i = N / 2; i < N; i++) {
+        int riv = 0;
+        for (int j = N / 2; j < N; j++) riv += j != i && len[j] == len[i];
+        ch += 1.0 / (1 + riv);
+    }
+    assert_float_equal(m.r1_chance, ch / (N / 2), 1e-12);
+    assert_float_equal(m.auc, 1.0, 0);
+    /* groups: every evaluated row shares its text with all others -> no rivals, nothing evaluated */
+    for (int i = 0; i < N; i++) grp[i] = i < N / 2 ? i : -1;
+    secap_probe_match(x, y, N, E, V, fit, ev, grp, NULL, -1, 1.0, auc, &m);
+    assert_int_equal(m.neval, 0);
+    assert_true(isnan(m.auc) && isnan(m.r1) && isnan(auc[N - 1]));
+    /* a fitting row that is also evaluated: allowed (the trainer never does it) */
+    memset(fit, 1, sizeof fit);
+    secap_probe_match(x, y, N, E, V, fit, ev, NULL, NULL, -1, 1e-6, NULL, &m);
+    assert_int_equal(m.nfit, N);
+    assert_float_equal(m.auc, 1.0, 0);
+    free(x);
+    free(y);
+}
+
+/* Bag-of-words targets (secap_probe_bag): terms, lengths, tf-idf values. */
+static void test_probe_bag(void **st)
+{
+    (void)st;
+    const char *text[4] = { "我爱你", "你好，World!", "Hello world", "你" };
+    unsigned char fit[4] = { 1, 1, 1, 0 };
+    int v, len[4];
+    float *y = secap_probe_bag(text, 4, fit, 1, 1, &v, len);
+    /* terms of the fitting rows: 我 爱 你 好 ， world ! hello */
+    assert_int_equal(v, 8);
+    assert_int_equal(len[0], 3);
+    assert_int_equal(len[1], 5);
+    assert_int_equal(len[2], 2);
+    assert_int_equal(len[3], 1);
+    /* "你" (row 3): only 你, df 2 of 3 -> a unit vector on one term */
+    double s3 = 0, n3 = 0;
+    for (int k = 0; k < v; k++) {
+        s3 += y[3 * v + k];
+        n3 += (y[3 * v + k] != 0);
+    }
+    assert_float_equal(s3, 1.0, 1e-6);
+    assert_float_equal(n3, 1, 0);
+    /* row 2 "hello world": hello (df 1, idf ln 3) and world (df 2, idf ln 1.5) */
+    double a = log(3.0), b = log(1.5), nrm = sqrt(a * a + b * b);
+    double got[2] = { 0, 0 };
+    int nz = 0;
+    for (int k = 0; k < v; k++) {
+        if (y[2 * v + k] == 0) continue;
+        if (nz < 2) got[nz] = y[2 * v + k];
+        nz++;
+    }
+    assert_int_equal(nz, 2);
+    if (!((fabs(got[0] - a / nrm) < 1e-6 && fabs(got[1] - b / nrm) < 1e-6) ||
+          (fabs(got[1] - a / nrm) < 1e-6 && fabs(got[0] - b / nrm) < 1e-6)))
+        fail_msg("hello world: weights %g %g, expected %g and %g", got[0], got[1], a / nrm, b / nrm);
+    /* the row of "你" and the 你 entry of "我爱你" share their term */
+    int k3 = -1;
+    for (int k = 0; k < v; k++)
+        if (y[3 * v + k] != 0) k3 = k;
+    assert_true(k3 >= 0 && y[0 * v + k3] > 0);
+    free(y);
+    /* min_count 2: only 你 and world remain; "Hello world" keeps world alone */
+    y = secap_probe_bag(text, 4, fit, 2, 1, &v, NULL);
+    assert_int_equal(v, 2);
+    for (int i = 0; i < 4; i++) {
+        double n2 = 0;
+        for (int k = 0; k < v; k++) n2 += y[i * v + k] * y[i * v + k];
+        assert_float_equal(n2, 1.0, 1e-6);
+    }
+    assert_true((y[2 * v] == 0) != (y[2 * v + 1] == 0));
+    free(y);
+    /* a row with no kept term stays zero (no NaN) */
+    const char *other[2] = { "甲乙", "丙" };
+    unsigned char f2[2] = { 1, 1 };
+    y = secap_probe_bag(other, 2, f2, 2, 1, &v, NULL);
+    assert_int_equal(v, 0);
+    free(y);
+    /* cased: "World" and "world" are two terms */
+    y = secap_probe_bag(text, 4, fit, 1, 0, &v, NULL);
+    assert_int_equal(v, 9);
+    free(y);
+}
+
 static const char *const PROBE_KEYS[] = { "dev_r1", "dev_r5", "dev_r1_chance", "dev_r5_chance", "dev_emo_centroid",
-                                          "dev_emo_majority", "dev_tx_r1", "dev_tx_chance" };
+                                          "dev_emo_majority", "dev_tx_r1", "dev_tx_chance", "dev_tx_auc" };
 
 static void test_probe_metrics(void **st)
 {
@@ -1404,6 +1551,8 @@ int main(void)
         cmocka_unit_test(test_devcap),
         cmocka_unit_test(test_caption_aux),
         cmocka_unit_test(test_probe_units),
+        cmocka_unit_test(test_probe_match),
+        cmocka_unit_test(test_probe_bag),
         cmocka_unit_test(test_probe_metrics),
         cmocka_unit_test(test_embed_ckpt),
         cmocka_unit_test(test_frozen_qformer),

@@ -32,23 +32,49 @@
  *    (the estimator trains also with loss.w_mi = 0 when loss.mi_monitor =
  *    true, on detached embeddings, so both settings can be compared).
  * 4. Transcript probe: how well Q-embeddings identify their clip's
- *    transcript.  A ridge-regression map from ^q to ^t is fitted on the
- *    probe clips of even position (0, 2, 4, ...) and evaluated on the odd
- *    ones:  W = (Xc^T Xc + lambda I)^-1 Xc^T Yc  (Xc, Yc the centred rows of
- *    ^q and ^t of the fitting clips, lambda = 1), prediction
- *    p_i = (^q_i - mean_x) W + mean_y; recall@1 of the held-out clips'
- *    transcripts as in 1 (p_i against the held-out ^t_j, groups by equal
- *    transcript text).  With w_mi > 0 the model is pushed to make q carry
- *    less about t: the issue expects this probe to do worse than with
- *    w_mi = 0.
+ *    transcript (secap_probe_match, below, with the even probe positions
+ *    0, 2, 4, ... fitting and the odd ones evaluated, y = ^t, lambda = 1):
+ *    recall@1 and the matching AUC of the held-out clips' transcripts.
+ *    With w_mi > 0 the model is pushed to make q carry less about t: the
+ *    issue expects this probe to do worse than with w_mi = 0.
+ *
+ * Transcript matching (secap_probe_match; also bin/secap-probe, which fits
+ * on one split and evaluates on others): rows x_i (speech embeddings) and
+ * targets y_i (the transcripts' T-embeddings, or their bags of words from
+ * secap_probe_bag), both L2-normalised (^).  A ridge map fitted on the
+ * fitting rows F,
+ *    W = (Xc^T Xc + lambda I)^-1 Xc^T Yc   (Xc, Yc: ^x, ^y of F centred),
+ * predicts p_i = normalise((^x_i - mean_F ^x) W + mean_F ^y) for each
+ * evaluated row i, scored against every evaluated row's target,
+ * s_ij = p_i . ^y_j.  Row i's rivals R_i: the other evaluated rows j whose
+ * text differs from i's (groups) and, with a length window w >= 0, whose
+ * text length (basic tokens) is within w of i's (so that length alone
+ * cannot match).  Per row with at least one rival:
+ *    AUC_i = ( #{j in R_i : s_ij < s_ii} + 1/2 #{j in R_i : s_ij = s_ii} ) / |R_i|
+ *    hit_i = [ no j in R_i with s_ij >= s_ii ]      (recall@1)
+ * and the result is the mean of AUC_i (chance 0.5) with its standard
+ * error sd(AUC_i)/sqrt(rows), the mean of hit_i, and the chance of
+ * recall@1, mean_i 1 / (1 + |R_i|).  AUC is the probability that a clip's
+ * own transcript outscores a random rival's: it sees small amounts of
+ * content that recall@1 among hundreds of sentences cannot.
+ *
+ * Bag of words (secap_probe_bag): each transcript's BERT basic tokens (a
+ * CJK character each, words split at spaces and punctuation), term
+ * frequency times idf = ln(|F| / df), df counted over the fitting rows and
+ * the terms with df >= min_count kept, the row L2-normalised.  A target
+ * that does not depend on the model: T-embeddings come from the model's
+ * own text mode, which stage 1 trains on captions only.
  * All probes leave the RNG streams, the dev loader's position (the next
  * evaluation resets it) and the model state as they were. */
 #include "train_internal.h"
 
 #include "secap/autograd.h"
 #include "secap/base.h"
+#include "secap/berttok.h"
+#include "secap/probe.h"
 #include "secap/ops.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -172,48 +198,186 @@ static int cholesky_solve(double *A, double *b, int e, int nb)
     return 1;
 }
 
-double secap_probe_ridge_recall(const float *q, const float *t, const int *group, int n, int e, double lambda,
-                                double *chance)
+/* The rows of x [n, e] with sel[i] != 0, L2-normalised, into a new [m, e]. */
+static float *pick_rows(const float *x, int n, int e, const unsigned char *sel, int m)
 {
-    SECAP_CHECK(n >= 2 && e >= 1 && lambda > 0, "probe_ridge_recall: need n >= 2 (got %d), e >= 1 (%d), lambda > 0 "
-                "(%g) (hint: the probe needs 2 or more dev clips)", n, e, lambda);
-    int nf = (n + 1) / 2, ne = n / 2;
-    float *qn = secap_xmalloc((size_t)n * e * sizeof *qn, "probe q"), *tn = secap_xmalloc((size_t)n * e * sizeof *tn, "probe t");
-    normalise_rows(q, qn, n, e);
-    normalise_rows(t, tn, n, e);
-    double *mx = secap_xcalloc((size_t)e, sizeof *mx, "ridge"), *my = secap_xcalloc((size_t)e, sizeof *my, "ridge");
-    for (int i = 0; i < n; i += 2)
-        for (int d = 0; d < e; d++) {
-            mx[d] += qn[(size_t)i * e + d] / nf;
-            my[d] += tn[(size_t)i * e + d] / nf;
-        }
-    double *A = secap_xcalloc((size_t)e * e, sizeof *A, "ridge"), *W = secap_xcalloc((size_t)e * e, sizeof *W, "ridge");
-    for (int i = 0; i < n; i += 2)
-        for (int a = 0; a < e; a++) {
-            double xa = qn[(size_t)i * e + a] - mx[a];
-            for (int b = 0; b < e; b++) {
-                A[(size_t)a * e + b] += xa * (qn[(size_t)i * e + b] - mx[b]);
-                W[(size_t)a * e + b] += xa * (tn[(size_t)i * e + b] - my[b]);
-            }
-        }
-    for (int a = 0; a < e; a++) A[(size_t)a * e + a] += lambda;
-    int ok = cholesky_solve(A, W, e, e);
-    SECAP_CHECK(ok, "probe_ridge_recall: the ridge system is not positive definite (hint: non-finite embeddings)");
-    float *p = secap_xmalloc((size_t)ne * e * sizeof *p, "ridge"), *te = secap_xmalloc((size_t)ne * e * sizeof *te, "ridge");
-    int *ge = secap_xmalloc((size_t)ne * sizeof *ge, "ridge");
-    for (int h = 0; h < ne; h++) {
-        int i = 2 * h + 1;
-        for (int b = 0; b < e; b++) {
-            double v = my[b];
-            for (int a = 0; a < e; a++) v += (qn[(size_t)i * e + a] - mx[a]) * W[(size_t)a * e + b];
-            p[(size_t)h * e + b] = (float)v;
-        }
-        memcpy(te + (size_t)h * e, tn + (size_t)i * e, (size_t)e * sizeof *te);
-        ge[h] = group ? group[i] : i;
+    float *o = secap_xmalloc((size_t)(m ? m : 1) * e * sizeof *o, "probe rows");
+    for (int i = 0, k = 0; i < n; i++)
+        if (sel[i]) normalise_rows(x + (size_t)i * e, o + (size_t)k++ * e, 1, e);
+    return o;
+}
+
+void secap_probe_match(const float *x, const float *y, int n, int e, int v, const unsigned char *fit,
+                       const unsigned char *eval, const int *group, const int *len, int len_window, double lambda,
+                       double *auc_row, secap_probe_match_result *r)
+{
+    SECAP_CHECK(n >= 1 && e >= 1 && v >= 1 && lambda > 0, "probe_match: n %d, e %d, v %d must be >= 1 and lambda "
+                "%g > 0", n, e, v, lambda);
+    memset(r, 0, sizeof *r);
+    int nf = 0, ne = 0;
+    for (int i = 0; i < n; i++) {
+        nf += fit[i] != 0;
+        ne += eval[i] != 0;
+        if (auc_row) auc_row[i] = NAN;
     }
-    double r = secap_probe_recall(p, te, ge, ne, e, 1, chance);
-    free(qn); free(tn); free(mx); free(my); free(A); free(W); free(p); free(te); free(ge);
-    return r;
+    SECAP_CHECK(nf >= 1, "probe_match: no row to fit the map on (hint: the fitting split is empty)");
+    r->nfit = nf;
+    r->auc = r->auc_se = r->r1 = r->r1_chance = NAN;
+    if (ne < 2) return;
+    /* the map: centred fitting rows Xc [nf, e], Yc [nf, v];
+     * W = (Xc^T Xc + lambda I)^-1 Xc^T Yc, in double for the solve */
+    float *X = pick_rows(x, n, e, fit, nf), *Y = pick_rows(y, n, v, fit, nf);
+    double *mx = secap_xcalloc((size_t)e, sizeof *mx, "ridge"), *my = secap_xcalloc((size_t)v, sizeof *my, "ridge");
+    for (int i = 0; i < nf; i++) {
+        for (int d = 0; d < e; d++) mx[d] += X[(size_t)i * e + d];
+        for (int d = 0; d < v; d++) my[d] += Y[(size_t)i * v + d];
+    }
+    for (int d = 0; d < e; d++) mx[d] /= nf;
+    for (int d = 0; d < v; d++) my[d] /= nf;
+    for (int i = 0; i < nf; i++) {
+        for (int d = 0; d < e; d++) X[(size_t)i * e + d] -= (float)mx[d];
+        for (int d = 0; d < v; d++) Y[(size_t)i * v + d] -= (float)my[d];
+    }
+    float *G = secap_xmalloc((size_t)e * e * sizeof *G, "ridge"), *B = secap_xmalloc((size_t)e * v * sizeof *B, "ridge");
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, e, e, nf, 1.0f, X, e, X, e, 0.0f, G, e);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, e, v, nf, 1.0f, X, e, Y, v, 0.0f, B, v);
+    free(X);
+    free(Y);
+    double *A = secap_xmalloc((size_t)e * e * sizeof *A, "ridge"), *W = secap_xmalloc((size_t)e * v * sizeof *W, "ridge");
+    for (size_t k = 0; k < (size_t)e * e; k++) A[k] = G[k];
+    for (int a = 0; a < e; a++) A[(size_t)a * e + a] += lambda;
+    for (size_t k = 0; k < (size_t)e * v; k++) W[k] = B[k];
+    int ok = cholesky_solve(A, W, e, v);
+    SECAP_CHECK(ok, "probe_match: the ridge system is not positive definite (hint: non-finite embeddings)");
+    for (size_t k = 0; k < (size_t)e * v; k++) B[k] = (float)W[k];
+    free(A);
+    free(W);
+    free(G);
+    /* predictions p_i = (^x_i - mean_x) W + mean_y for the evaluated rows,
+     * normalised; scores S = ^p ^y^T [ne, ne] */
+    float *Xe = pick_rows(x, n, e, eval, ne), *Ye = pick_rows(y, n, v, eval, ne);
+    float *P = secap_xmalloc((size_t)ne * v * sizeof *P, "ridge"), *S = secap_xmalloc((size_t)ne * ne * sizeof *S, "ridge");
+    for (int i = 0; i < ne; i++)
+        for (int d = 0; d < e; d++) Xe[(size_t)i * e + d] -= (float)mx[d];
+    for (int i = 0; i < ne; i++)
+        for (int d = 0; d < v; d++) P[(size_t)i * v + d] = (float)my[d];
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, ne, v, e, 1.0f, Xe, e, B, v, 1.0f, P, v);
+    normalise_rows(P, P, ne, v);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ne, ne, v, 1.0f, P, v, Ye, v, 0.0f, S, ne);
+    free(Xe); free(Ye); free(P); free(B); free(mx); free(my);
+    /* per evaluated row: its rivals, the AUC and recall@1 among them */
+    int *row = secap_xmalloc((size_t)ne * sizeof *row, "probe rows");
+    for (int i = 0, k = 0; i < n; i++)
+        if (eval[i]) row[k++] = i;
+    double sa = 0, sa2 = 0, hits = 0, ch = 0;
+    int cnt = 0;
+    for (int a = 0; a < ne; a++) {
+        int i = row[a];
+        float own = S[(size_t)a * ne + a];
+        long below = 0, tied = 0, rivals = 0;
+        for (int b = 0; b < ne; b++) {
+            int j = row[b];
+            if (j == i || (group && group[j] == group[i])) continue;
+            if (len_window >= 0 && abs(len[j] - len[i]) > len_window) continue;
+            float s = S[(size_t)a * ne + b];
+            rivals++;
+            below += s < own;
+            tied += s == own;
+        }
+        if (!rivals) continue;
+        double auc = ((double)below + 0.5 * (double)tied) / (double)rivals;
+        if (auc_row) auc_row[i] = auc;
+        sa += auc;
+        sa2 += auc * auc;
+        hits += below == rivals;   /* no rival scores at or above the own text */
+        ch += 1.0 / (double)(1 + rivals);
+        cnt++;
+    }
+    free(row);
+    free(S);
+    r->neval = cnt;
+    if (!cnt) return;
+    r->auc = sa / cnt;
+    r->auc_se = cnt > 1 ? sqrt(fmax(0.0, (sa2 - sa * sa / cnt) / (cnt - 1)) / cnt) : NAN;
+    r->r1 = hits / cnt;
+    r->r1_chance = ch / cnt;
+}
+
+/* ---- bag-of-words targets ---- */
+
+typedef struct {
+    char *tok;
+    int row;
+} bag_tok;
+
+typedef struct {
+    bag_tok *t;
+    int n, cap, row, count;
+} bag_acc;
+
+static void bag_emit(void *ctx, const char *tok, size_t len, int special)
+{
+    (void)special;
+    bag_acc *a = ctx;
+    if (a->n == a->cap) {
+        a->cap = a->cap ? 2 * a->cap : 256;
+        bag_tok *t = realloc(a->t, (size_t)a->cap * sizeof *a->t);
+        if (!t) secap_fatal("out of memory: probe tokens (%d)", a->cap);
+        a->t = t;
+    }
+    char *s = secap_xmalloc(len + 1, "probe token");
+    memcpy(s, tok, len);
+    s[len] = 0;
+    a->t[a->n++] = (bag_tok){ s, a->row };
+    a->count++;
+}
+
+static int bag_cmp(const void *x, const void *y)
+{
+    const bag_tok *a = x, *b = y;
+    int c = strcmp(a->tok, b->tok);
+    return c ? c : (a->row > b->row) - (a->row < b->row);
+}
+
+float *secap_probe_bag(const char *const *text, int n, const unsigned char *fit, int min_count, int lower_case,
+                       int *nterms, int *len)
+{
+    SECAP_CHECK(n >= 1 && min_count >= 1, "probe_bag: n %d and min_count %d must be >= 1", n, min_count);
+    bag_acc a = { 0 };
+    int nf = 0;
+    for (int i = 0; i < n; i++) {
+        char what[64];
+        snprintf(what, sizeof what, "transcript %d", i + 1);
+        a.row = i;
+        a.count = 0;
+        secap_bert_basic(text[i], strlen(text[i]), lower_case, what, bag_emit, &a);
+        if (len) len[i] = a.count;
+        nf += fit[i] != 0;
+    }
+    if (a.n) qsort(a.t, (size_t)a.n, sizeof *a.t, bag_cmp);
+    /* a term per distinct token with df >= min_count among the fitting rows */
+    int *term = secap_xmalloc((size_t)(a.n ? a.n : 1) * sizeof *term, "probe terms");
+    double *idf = secap_xmalloc((size_t)(a.n ? a.n : 1) * sizeof *idf, "probe idf");
+    int v = 0;
+    for (int s = 0, e; s < a.n; s = e) {
+        int df = 0;
+        for (e = s; e < a.n && !strcmp(a.t[e].tok, a.t[s].tok); e++)
+            df += fit[a.t[e].row] && (e == s || a.t[e].row != a.t[e - 1].row);
+        int id = df >= min_count ? v++ : -1;
+        if (id >= 0) idf[id] = log((double)nf / df);
+        for (int k = s; k < e; k++) term[k] = id;
+    }
+    float *y = secap_xcalloc((size_t)n * (v ? v : 1), sizeof *y, "probe bag");
+    for (int k = 0; k < a.n; k++) {
+        if (term[k] >= 0) y[(size_t)a.t[k].row * v + term[k]] += (float)idf[term[k]];
+        free(a.t[k].tok);
+    }
+    if (v) normalise_rows(y, y, n, v);
+    free(a.t);
+    free(term);
+    free(idf);
+    *nterms = v;
+    return y;
 }
 
 /* g[i] = the first index whose text equals text[i]. */
@@ -308,7 +472,18 @@ int secap_train_probe(trainer *tr, secap_probe_result *r)
     r->r1 = secap_probe_recall(s.q, s.k, s.cg, n, E, 1, &r->chance1);
     r->r5 = secap_probe_recall(s.q, s.k, s.cg, n, E, 5, &r->chance5);
     r->centroid = secap_probe_centroid(s.q, s.k, s.label, n, E, &r->majority);
-    r->tx_r1 = secap_probe_ridge_recall(s.q, s.t, s.tg, n, E, 1.0, &r->tx_chance);
+    unsigned char *even = secap_xmalloc((size_t)n, "probe"), *odd = secap_xmalloc((size_t)n, "probe");
+    for (int i = 0; i < n; i++) {
+        even[i] = i % 2 == 0;
+        odd[i] = i % 2 == 1;
+    }
+    secap_probe_match_result m;
+    secap_probe_match(s.q, s.t, n, E, E, even, odd, s.tg, NULL, -1, 1.0, NULL, &m);
+    free(even);
+    free(odd);
+    r->tx_r1 = m.r1;
+    r->tx_chance = m.r1_chance;
+    r->tx_auc = m.auc;
     secap_cleanup_pop(&cl);
     probe_set_free(&s);
     return 1;
@@ -332,8 +507,9 @@ void secap_train_probe_report(const trainer *tr, const secap_probe_result *r, FI
     num(mf, "dev_mi", r->mi);
     num(mf, "dev_tx_r1", r->tx_r1);
     num(mf, "dev_tx_chance", r->tx_chance);
+    num(mf, "dev_tx_auc", r->tx_auc);
     fprintf(stderr, "%ssecap-train: %s step %lld: dev probes (%d clips): speech->caption R@1 %.3f (chance %.3f) R@5 "
             "%.3f (chance %.3f), emotion centroid %.3f (majority %.3f), vCLUB U %.4g, transcript R@1 %.3f (chance "
-            "%.3f)\n", tr->bar ? "\n" : "", sname, (long long)tr->step, r->n, r->r1, r->chance1, r->r5, r->chance5,
-            r->centroid, r->majority, r->mi, r->tx_r1, r->tx_chance);
+            "%.3f) AUC %.3f (chance 0.5)\n", tr->bar ? "\n" : "", sname, (long long)tr->step, r->n, r->r1, r->chance1,
+            r->r5, r->chance5, r->centroid, r->majority, r->mi, r->tx_r1, r->tx_chance, r->tx_auc);
 }

@@ -10,6 +10,7 @@
 #include "secap/lmtext.h"
 #include "secap/loader.h"
 #include "secap/optim.h"
+#include "secap/probe.h"
 #include "secap/qformer.h"
 #include "secap/spm.h"
 #include "secap/train.h"
@@ -140,20 +141,13 @@ typedef struct {
     double centroid, majority;   /* emotion centroid probe accuracy; the largest class's share */
     double mi;                   /* vCLUB bound U on dev (full variant), NAN without an estimator */
     double tx_r1, tx_chance;     /* transcript probe recall@1 (ridge map, held-out half); chance */
+    double tx_auc;               /* its matching AUC (chance 0.5) */
 } secap_probe_result;
 /* Returns 0 (r zeroed) when there is no dev split, fewer than 2 clips, or
  * the dev loader is not made yet (dev_loss makes it). */
 int secap_train_probe(trainer *tr, secap_probe_result *r);
 /* The fields into metrics.jsonl (",\"dev_r1\":..." ...) and a log line. */
 void secap_train_probe_report(const trainer *tr, const secap_probe_result *r, FILE *mf, const char *sname);
-/* The probes on embeddings q, k, t [n, e] (rows need not be normalised).
- * group[i]: clips with equal group ids have the same text (NULL: all
- * distinct).  *chance (may be NULL) gets the chance level. */
-double secap_probe_recall(const float *q, const float *k, const int *group, int n, int e, int K, double *chance);
-double secap_probe_centroid(const float *q, const float *k, const int *label, int n, int e, double *majority);
-double secap_probe_ridge_recall(const float *q, const float *t, const int *group, int n, int e, double lambda,
-                                double *chance);
-
 /* src/train/ckpt.c */
 char *secap_ckpt_config_text(const char *path);
 /* The config saved in checkpoint `path` into *cfg (defaults, then its text;
