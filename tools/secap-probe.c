@@ -251,6 +251,10 @@ int main(int argc, char **argv)
         for (int j = 0; j < k; j++)
             if (!strcmp(text[j], text[k])) { group[k] = group[j]; break; }
     }
+    /* every file read and checked before anything is printed */
+    float **x = secap_xcalloc((size_t)o.nspeech, sizeof *x, "embeddings");
+    int *dim = secap_xmalloc((size_t)o.nspeech * sizeof *dim, "dims");
+    for (int f = 0; f < o.nspeech; f++) x[f] = read_speech(o.speech[f], d, idx, n, &dim[f]);
     printf("%s: %d fitting clips (%s), %d evaluated (%s)%s; %d words in %d or more fitting transcripts; lambda %g; "
            "rivals: %s\n", o.data, nf, fs, ne, es, skipped ? " (clips without a transcript left out)" : "", V,
            o.min_count, o.lambda, o.window < 0 ? "every other transcript" : "transcripts within the length window");
@@ -258,12 +262,10 @@ int main(int argc, char **argv)
     printf("%-40s  %-16s  %-16s  %s\n", "speech embeddings", "AUC (chance 0.5)", "R@1 (chance)", "AUC - first (paired)");
     double *auc = secap_xmalloc((size_t)o.nspeech * n * sizeof *auc, "AUCs");
     for (int f = 0; f < o.nspeech; f++) {
-        int E;
-        float *x = read_speech(o.speech[f], d, idx, n, &E);
         secap_probe_match_result r;
         double *row = auc + (size_t)f * n;
-        secap_probe_match(x, y, n, E, V, fit, ev, group, len, o.window, o.lambda, row, &r);
-        free(x);
+        secap_probe_match(x[f], y, n, dim[f], V, fit, ev, group, len, o.window, o.lambda, row, &r);
+        free(x[f]);
         char a[64], b[64], c[64] = "";
         snprintf(a, sizeof a, "%.3f +- %.3f", r.auc, r.auc_se);
         snprintf(b, sizeof b, "%.3f (%.3f)", r.r1, r.r1_chance);
@@ -309,7 +311,8 @@ int main(int argc, char **argv)
             secap_fatal("--per-clip %s: writing failed (hint: disk full?)", o.per_clip);
         free(tmp);
     }
-    free(auc); free(group); free(y); free(len); free(text); free(fit); free(ev); free(idx); free(o.speech);
+    fflush(stdout);
+    free(x); free(dim); free(auc); free(group); free(y); free(len); free(text); free(fit); free(ev); free(idx); free(o.speech);
     secap_dataset_free(d);
     return 0;
 }
