@@ -12,17 +12,18 @@ import sys
 def table(run):
     rows = [json.loads(l) for l in open(run + "/metrics.jsonl", encoding="utf-8")]
     print("\n%s\n" % run)
-    print("| step | dev loss | R@1 | R@5 | emotion centroid | dev U | train U (last 5) | transcript R@1 |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| step | dev loss | R@1 | R@5 | emotion centroid | dev U | train U (last 5) | transcript R@1 | transcript AUC |")
+    print("|---|---|---|---|---|---|---|---|---|")
     first = None
     for i, r in enumerate(rows):
         if "dev_r1" not in r:
             continue
         first = first or r
         mi = [x.get("mi", 0.0) for x in rows[max(0, i - 4):i + 1]]
-        print("| %d | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f |" % (
+        auc = r.get("dev_tx_auc")
+        print("| %d | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %s |" % (
             r["step"], r["dev_loss"], r["dev_r1"], r["dev_r5"], r["dev_emo_centroid"], r["dev_mi"],
-            sum(mi) / len(mi), r["dev_tx_r1"]))
+            sum(mi) / len(mi), r["dev_tx_r1"], "%.3f" % auc if auc is not None else "-"))
     half = rows[-1]["step"] / 2 if rows else 0
     late = [r for r in rows if r["step"] > half]
     dev_late = [r["dev_mi"] for r in late if "dev_mi" in r]
