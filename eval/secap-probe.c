@@ -33,6 +33,7 @@
 #include "secap/base.h"
 #include "secap/cli.h"
 #include "secap/dataset.h"
+#include "secap/featcache.h"
 #include "secap/h5io.h"
 #include "secap/probe.h"
 
@@ -136,20 +137,6 @@ static options parse_args(int argc, char **argv)
     return o;
 }
 
-/* "%" -> "%25", "/" -> "%2F" (secap-embed's and the feature cache's names). */
-static char *escape_id(const char *id)
-{
-    size_t n = strlen(id);
-    char *out = secap_xmalloc(3 * n + 1, "dataset name"), *w = out;
-    for (const char *p = id; *p; p++) {
-        if (*p == '%') { memcpy(w, "%25", 3); w += 3; }
-        else if (*p == '/') { memcpy(w, "%2F", 3); w += 3; }
-        else *w++ = *p;
-    }
-    *w = 0;
-    return out;
-}
-
 /* The embeddings of the clips idx[0..n) from file path into [n, *dim]. */
 static float *read_speech(const char *path, const secap_dataset *d, const int *idx, int n, int *dim)
 {
@@ -168,7 +155,7 @@ static float *read_speech(const char *path, const secap_dataset *d, const int *i
     float *x = secap_xmalloc((size_t)n * (size_t)E * sizeof *x, "embeddings");
     for (int k = 0; k < n; k++) {
         const char *id = d->items[idx[k]].id;
-        char *name = escape_id(id);
+        char *name = secap_featcache_name(id);
         if (!secap_h5_has(h, name))
             secap_fatal("%s: no embedding for clip \"%s\" (%s split) (hint: embed the whole dataset: bin/secap-embed "
                         "--model RUN --data DIR --out %s)", path, id, SPLIT[d->items[idx[k]].split], path);

@@ -190,20 +190,6 @@ static char *basename_id(const char *path)
     return id;
 }
 
-/* "%" -> "%25", "/" -> "%2F" (the feature cache's spelling). */
-static char *escape_id(const char *id)
-{
-    size_t n = strlen(id);
-    char *out = secap_xmalloc(3 * n + 1, "dataset name"), *w = out;
-    for (const char *p = id; *p; p++) {
-        if (*p == '%') { memcpy(w, "%25", 3); w += 3; }
-        else if (*p == '/') { memcpy(w, "%2F", 3); w += 3; }
-        else *w++ = *p;
-    }
-    *w = 0;
-    return out;
-}
-
 static void check_unique(const item *it, int n, const char *src)
 {
     for (int i = 1; i < n; i++)
@@ -662,7 +648,7 @@ int main(int argc, char **argv)
     secap_h5_set_attr_int(h, NULL, "embed_dim", E);
     secap_h5_set_attr_int(h, NULL, "count", n);
     for (int i = 0; i < n; i++) {
-        char *name = escape_id(u[i].id);
+        char *name = secap_featcache_name(u[i].id);
         secap_h5_write_f32(h, name, emb + (size_t)i * E, SECAP_SHAPE(E), 0);
         free(name);
     }

@@ -27,6 +27,11 @@ typedef struct {
 
 typedef struct secap_featcache secap_featcache;
 
+/* The HDF5 dataset name of an utterance id, "%" written "%25" and "/"
+ * "%2F" (malloc'ed): the spelling of the feature cache and of the files of
+ * secap-embed, which secap-probe reads. */
+char *secap_featcache_name(const char *id);
+
 /* Stops unless path is absent or a feature cache (of any key): the check
  * secap_featcache_open makes first, for programs that want it before heavy
  * work. */

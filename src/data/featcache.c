@@ -24,7 +24,7 @@ struct secap_featcache {
 };
 
 /* "%" -> "%25", "/" -> "%2F": utterance ids become valid dataset names. */
-static char *escape_id(const char *id)
+char *secap_featcache_name(const char *id)
 {
     size_t n = strlen(id);
     char *out = secap_xmalloc(3 * n + 1, "cache name");
@@ -190,7 +190,7 @@ secap_featcache *secap_featcache_open_read(const char *path)
 
 int secap_featcache_has(secap_featcache *fc, const char *id)
 {
-    char *name = escape_id(id);
+    char *name = secap_featcache_name(id);
     int has = secap_h5_has(fc->h, name);
     free(name);
     return has;
@@ -230,7 +230,7 @@ static float *read_checked(secap_featcache *fc, const char *name, int64_t *frame
 
 float *secap_featcache_get(secap_featcache *fc, const char *id, int64_t *frames, int64_t *dim)
 {
-    char *name = escape_id(id);
+    char *name = secap_featcache_name(id);
     if (!secap_h5_has(fc->h, name)) { free(name); return NULL; }
     char why[200];
     float *x = read_checked(fc, name, frames, dim, why, sizeof why);
@@ -244,7 +244,7 @@ float *secap_featcache_get(secap_featcache *fc, const char *id, int64_t *frames,
 
 int secap_featcache_verify(secap_featcache *fc, const char *id, char *why, size_t whylen)
 {
-    char *name = escape_id(id);
+    char *name = secap_featcache_name(id);
     if (!secap_h5_has(fc->h, name)) { free(name); return 0; }
     int64_t T, D;
     float *x = read_checked(fc, name, &T, &D, why, whylen);
@@ -269,7 +269,7 @@ void secap_featcache_put(secap_featcache *fc, const char *id, const float *x, in
                         fc->path);
         fc->writable = 1;
     }
-    char *name = escape_id(id);
+    char *name = secap_featcache_name(id);
     int64_t dims[2] = { frames, dim };
     secap_h5_write_f32(fc->h, name, x, 2, dims, FEATCACHE_DEFLATE);
     secap_h5_set_attr_int(fc->h, name, "digest", digest(x, frames, dim));
