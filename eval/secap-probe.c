@@ -159,12 +159,13 @@ static float *read_speech(const char *path, const secap_dataset *d, const int *i
         if (!secap_h5_has(h, name))
             secap_fatal("%s: no embedding for clip \"%s\" (%s split) (hint: embed the whole dataset: bin/secap-embed "
                         "--model RUN --data DIR --out %s)", path, id, SPLIT[d->items[idx[k]].split], path);
-        int rank;
-        int64_t dims[8];
-        float *v = secap_h5_read_f32(h, name, &rank, dims);
+        int64_t dims[SECAP_H5_MAX_RANK];
+        int rank = secap_h5_shape(h, name, dims);
         if (rank != 1 || dims[0] != E)
-            secap_fatal("%s: clip \"%s\": shape [%lld%s], expected [%lld] (hint: one embedding per clip, as "
-                        "bin/secap-embed writes)", path, id, (long long)dims[0], rank > 1 ? ", ..." : "", (long long)E);
+            secap_fatal("%s: clip \"%s\": a dataset of rank %d%s, expected one vector of embed_dim %lld (hint: one "
+                        "embedding per clip, as bin/secap-embed writes)", path, id, rank, rank == 1 ? " and another "
+                        "length" : "", (long long)E);
+        float *v = secap_h5_read_f32(h, name, NULL, NULL);
         for (int64_t j = 0; j < E; j++)
             if (!isfinite(v[j]))
                 secap_fatal("%s: clip \"%s\": element %lld is not finite (hint: re-embed with a model whose weights "

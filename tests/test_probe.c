@@ -173,6 +173,13 @@ static void test_probe_program(void **st)
     /* bad input: named file and clip, nothing written */
     write_emb("partial.h5", "speech", xc, 93);
     EXPECT_RUN(1, "--data ds --speech content.h5 --speech partial.h5", "partial.h5: no embedding for clip \"u93\"");
+    {   /* a clip stored with the wrong length */
+        secap_h5 *h = secap_h5_open(tu_tmp("partial.h5"), 1);
+        float z[E + 1] = { 0 };
+        secap_h5_write_f32(h, "u93", z, SECAP_SHAPE(E + 1), 0);
+        secap_h5_close(h);
+    }
+    EXPECT_RUN(1, "--data ds --speech partial.h5", "clip \"u93\": a dataset of rank 1 and another length");
     write_emb("text.h5", "text", xc, -1);
     EXPECT_RUN(1, "--data ds --speech text.h5", "holds text embeddings, not speech");
     EXPECT_RUN(1, "--data ds --speech content.h5 --fit training", "unknown split \"training\"");

@@ -213,6 +213,7 @@ void secap_probe_match(const float *x, const float *y, int n, int e, int v, cons
 {
     SECAP_CHECK(n >= 1 && e >= 1 && v >= 1 && lambda > 0, "probe_match: n %d, e %d, v %d must be >= 1 and lambda "
                 "%g > 0", n, e, v, lambda);
+    SECAP_CHECK(len_window < 0 || len, "probe_match: a length window (%d) needs the lengths", len_window);
     memset(r, 0, sizeof *r);
     int nf = 0, ne = 0;
     for (int i = 0; i < n; i++) {
