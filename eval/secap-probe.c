@@ -22,7 +22,8 @@
  * cannot do the matching alone.  Clips whose transcript text is the same
  * are never each other's rivals.  --per-clip FILE writes
  *   id \t split \t length \t AUC of file 1 \t AUC of file 2 ...
- * for the evaluated clips (a tab-separated table with a header line).
+ * for the evaluated clips (a tab-separated table with a header line; written
+ * atomically, and only over a table of an earlier run).
  *
  * Defaults: --fit train --eval dev,test --lambda 1 --min-count 2, no length
  * window, lower-cased terms (--cased keeps case).  The splits are the
@@ -33,16 +34,20 @@
 #include "secap/base.h"
 #include "secap/cli.h"
 #include "secap/dataset.h"
+#include "secap/fileutil.h"
 #include "secap/featcache.h"
 #include "secap/h5io.h"
 #include "secap/probe.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define PROG "secap-probe"
+#define PER_CLIP_HEAD "id\tsplit\tlength"
 
 typedef struct {
     const char *data, *per_clip;
@@ -186,9 +191,66 @@ static void split_names(unsigned m, char *buf, size_t cap)
         if (m >> s & 1) snprintf(buf + strlen(buf), cap - strlen(buf), "%s%s", buf[0] ? "," : "", SPLIT[s]);
 }
 
+/* Outputs never replace an input or a file of another kind: --per-clip may
+ * only name a new file or a per-clip table of an earlier run. */
+static void check_per_clip(const options *o)
+{
+    const char *p = o->per_clip;
+    if (!p) return;
+    if (secap_is_dir(p)) secap_fatal("--per-clip %s is a directory (hint: give a file name, e.g. %s/clips.tsv)", p, p);
+    for (int f = 0; f < o->nspeech; f++)
+        if (secap_same_file(p, o->speech[f]))
+            secap_fatal("--per-clip %s is the input --speech %s (hint: give another file name)", p, o->speech[f]);
+    FILE *f = fopen(p, "r");
+    if (!f) return;
+    char line[64] = "";
+    int ok = fgets(line, sizeof line, f) && !strncmp(line, PER_CLIP_HEAD, strlen(PER_CLIP_HEAD));
+    fclose(f);
+    char what[96];
+    if (!ok)
+        secap_fatal("--per-clip %s exists and is %s, not a per-clip table of an earlier run (hint: outputs never "
+                    "replace a file of another kind; choose another path or remove it)", p,
+                    secap_describe_file(p, what, sizeof what));
+}
+
+/* id, split, length, then each file's AUC, per evaluated clip; written to
+ * "<path>.tmp.<pid>" and renamed into place. */
+static void write_per_clip(const options *o, const secap_dataset *d, const int *idx, int n, const unsigned char *ev,
+                           const int *len, const double *auc)
+{
+    char *tmp = secap_xmalloc(strlen(o->per_clip) + 32, "path");
+    sprintf(tmp, "%s.tmp.%ld", o->per_clip, (long)getpid());
+    secap_tmp_sweep(o->per_clip);
+    FILE *t = fopen(tmp, "w");
+    if (!t)
+        secap_fatal("--per-clip %s: cannot write %s: %s (hint: check the directory exists and is writable)",
+                    o->per_clip, tmp, strerror(errno));
+    secap_tmp_register(tmp);
+    fputs(PER_CLIP_HEAD, t);
+    for (int f = 0; f < o->nspeech; f++) fprintf(t, "\tauc_%d", f + 1);
+    fputc('\n', t);
+    for (int k = 0; k < n; k++) {
+        if (!ev[k]) continue;
+        fprintf(t, "%s\t%s\t%d", d->items[idx[k]].id, SPLIT[d->items[idx[k]].split], len[k]);
+        for (int f = 0; f < o->nspeech; f++) {
+            double v = auc[(size_t)f * n + k];
+            if (isnan(v)) fputs("\tnan", t);
+            else fprintf(t, "\t%.6f", v);
+        }
+        fputc('\n', t);
+    }
+    if (fflush(t) != 0 || fsync(fileno(t)) != 0 || fclose(t) != 0)
+        secap_fatal("%s: write failed: %s (hint: disk full?)", tmp, strerror(errno));
+    if (rename(tmp, o->per_clip) != 0)
+        secap_fatal("%s: cannot rename %s into place: %s", o->per_clip, tmp, strerror(errno));
+    secap_tmp_unregister(tmp);
+    free(tmp);
+}
+
 int main(int argc, char **argv)
 {
     options o = parse_args(argc, argv);
+    check_per_clip(&o);
     secap_data_config dc;
     secap_data_config_default(&dc);
     secap_problems probs = { 0 };
@@ -277,28 +339,7 @@ int main(int argc, char **argv)
             fprintf(stderr, PROG ": warning: %s: no evaluated clip has a rival transcript (hint: a wider "
                     "--length-window)\n", o.speech[f]);
     }
-    if (o.per_clip) {
-        char *tmp = secap_xmalloc(strlen(o.per_clip) + 8, "path");
-        sprintf(tmp, "%s.tmp", o.per_clip);
-        FILE *t = fopen(tmp, "w");
-        if (!t) secap_fatal("--per-clip %s: cannot write %s (hint: an existing, writable directory)", o.per_clip, tmp);
-        fputs("id\tsplit\tlength", t);
-        for (int f = 0; f < o.nspeech; f++) fprintf(t, "\tauc_%d", f + 1);
-        fputc('\n', t);
-        for (int k = 0; k < n; k++) {
-            if (!ev[k]) continue;
-            fprintf(t, "%s\t%s\t%d", d->items[idx[k]].id, SPLIT[d->items[idx[k]].split], len[k]);
-            for (int f = 0; f < o.nspeech; f++) {
-                double v = auc[(size_t)f * n + k];
-                if (isnan(v)) fputs("\tnan", t);
-                else fprintf(t, "\t%.6f", v);
-            }
-            fputc('\n', t);
-        }
-        if (fclose(t) != 0 || rename(tmp, o.per_clip) != 0)
-            secap_fatal("--per-clip %s: writing failed (hint: disk full?)", o.per_clip);
-        free(tmp);
-    }
+    if (o.per_clip) write_per_clip(&o, d, idx, n, ev, len, auc);
     fflush(stdout);
     free(x); free(dim); free(auc); free(group); free(y); free(len); free(text); free(fit); free(ev); free(idx); free(o.speech);
     secap_dataset_free(d);

@@ -187,7 +187,18 @@ static void test_probe_program(void **st)
     EXPECT_RUN(1, "--data ds", "give at least one --speech");
     EXPECT_RUN(1, "--data ds --speech content.h5 --eval dev", "0 in --eval dev");
     EXPECT_RUN(1, "--data ds --speech content.h5 --min-count 200", "no word occurs in 200 or more");
-    EXPECT_RUN(1, "--data ds --speech content.h5 --per-clip nodir/pc.tsv", "--per-clip nodir/pc.tsv");
+    EXPECT_RUN(1, "--data ds --speech content.h5 --per-clip nodir/pc.tsv", "--per-clip nodir/pc.tsv: cannot write");
+    EXPECT_RUN(1, "--data ds --speech content.h5 --per-clip ds", "--per-clip ds is a directory");
+    EXPECT_RUN(1, "--data ds --speech content.h5 --per-clip content.h5", "is the input --speech content.h5");
+    EXPECT_RUN(1, "--data ds --speech content.h5 --per-clip ds/text.txt", "not a per-clip table of an earlier run");
+    EXPECT_RUN(0, "--data ds --speech noise.h5 --per-clip pc.tsv", "noise.h5");   /* over an earlier table */
+    {
+        FILE *pc2 = fopen(tu_tmp("pc.tsv"), "r");
+        assert_non_null(pc2);
+        assert_non_null(fgets(line, sizeof line, pc2));
+        assert_string_equal(line, "id\tsplit\tlength\tauc_1\n");
+        fclose(pc2);
+    }
     EXPECT_RUN(0, "--help", "usage: secap-probe");
     assert_int_equal(remove(tu_tmp("ds/text.txt")), 0);
     EXPECT_RUN(1, "--data ds --speech content.h5", "no transcripts");
