@@ -296,11 +296,7 @@ int main(int argc, char **argv)
         secap_fatal("--data %s: no word occurs in %d or more fitting transcripts (hint: a lower --min-count)", o.data,
                     o.min_count);
     int *group = secap_xmalloc((size_t)n * sizeof *group, "groups");
-    for (int k = 0; k < n; k++) {   /* equal transcripts share a group */
-        group[k] = k;
-        for (int j = 0; j < k; j++)
-            if (!strcmp(text[j], text[k])) { group[k] = group[j]; break; }
-    }
+    secap_probe_text_groups(text, n, group);   /* equal transcripts are not rivals */
     /* every file read and checked before anything is printed */
     float **x = secap_xcalloc((size_t)o.nspeech, sizeof *x, "embeddings");
     int *dim = secap_xmalloc((size_t)o.nspeech * sizeof *dim, "dims");

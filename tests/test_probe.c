@@ -59,14 +59,14 @@ static void write_emb(const char *name, const char *kind, const float *x, int sk
     secap_h5_commit(h);
 }
 
-/* The number after `key` on the output line holding `file`. */
+/* Column col (0 AUC, 1 its SE, 2 R@1, 3 its chance) of the output line
+ * holding `file`. */
 static double field_of(const char *file, int col)
 {
     const char *l = strstr(g_out, file);
     if (!l) fail_msg("no output line for %s", file);
     l += strlen(file);
     double v[4] = { NAN, NAN, NAN, NAN };
-    /* "AUC +- SE    R@1 (chance)    diff +- SE" */
     int got = sscanf(l, " %lf +- %lf %lf (%lf)", &v[0], &v[1], &v[2], &v[3]);
     if (got < col + 1) fail_msg("cannot read column %d after %s: %.80s", col, file, l);
     return v[col];

@@ -19,6 +19,9 @@ double secap_probe_recall(const float *q, const float *k, const int *group, int 
  * largest class's share. */
 double secap_probe_centroid(const float *q, const float *k, const int *label, int n, int e, double *majority);
 
+/* The groups of n texts: g[i] = the first index whose text equals text[i]. */
+void secap_probe_text_groups(const char *const *text, int n, int *g);
+
 /* Transcript matching: a ridge map from ^x [n, e] to ^y [n, v], fitted on
  * the rows with fit[i] != 0, scores every row with eval[i] != 0 against the
  * y of every other evaluated row (its rivals: a different group and, with

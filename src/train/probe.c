@@ -381,8 +381,7 @@ float *secap_probe_bag(const char *const *text, int n, const unsigned char *fit,
     return y;
 }
 
-/* g[i] = the first index whose text equals text[i]. */
-static void text_groups(const char *const *text, int n, int *g)
+void secap_probe_text_groups(const char *const *text, int n, int *g)
 {
     for (int i = 0; i < n; i++) {
         g[i] = i;
@@ -467,8 +466,8 @@ int secap_train_probe(trainer *tr, secap_probe_result *r)
     tr->rng = rr;
     c->rng = cr;
 
-    text_groups(s.cap, n, s.cg);
-    text_groups(s.tx, n, s.tg);
+    secap_probe_text_groups(s.cap, n, s.cg);
+    secap_probe_text_groups(s.tx, n, s.tg);
     r->n = n;
     r->r1 = secap_probe_recall(s.q, s.k, s.cg, n, E, 1, &r->chance1);
     r->r5 = secap_probe_recall(s.q, s.k, s.cg, n, E, 5, &r->chance5);
